@@ -1,0 +1,177 @@
+// The kiln agent protocol: framed, versioned messages between the host and the
+// guest agent over the virtio-console channel. Byte layout: docs/protocol.md.
+//
+// Dependency-free (std only) because the static guest agent links it too.
+// Everything the guest sends is hostile input: decoding is bounded and total.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kiln::proto {
+
+inline constexpr uint16_t kMagic = 0x4C4B;          // "KL" little-endian on the wire
+inline constexpr uint8_t kVersion = 1;
+inline constexpr size_t kHeaderSize = 8;
+inline constexpr uint32_t kMaxPayload = 1u << 20;  // 1 MiB: larger frames are garbage
+inline constexpr uint32_t kMaxArgs = 4096;          // argv / env entries per exec
+inline constexpr uint32_t kMaxEntropy = 4096;
+
+enum class MsgType : uint8_t {
+  // guest -> host
+  hello = 1,        ///< agent is up: u32 protocol version, str agent version
+  ok = 2,           ///< the oldest outstanding request succeeded
+  error = 3,        ///< the oldest outstanding request failed: str message
+  stdout_data = 4,  ///< bytes the command wrote to stdout
+  stderr_data = 5,  ///< bytes the command wrote to stderr
+  exit = 6,         ///< the command ended: u8 how (0 exited, 1 signal), i32 code
+  exec_failed = 7,  ///< exec did not start: i32 errno, str message
+  // host -> guest
+  hello_ack = 16,   ///< host saw hello; agent stops announcing and replies ok
+  sync = 17,        ///< u64 realtime ns, bytes entropy -> ok
+  put_file = 18,    ///< str path, u32 mode, u64 size; then `size` bytes in file_data -> ok
+  file_data = 19,   ///< bytes of the file being put
+  symlink = 20,     ///< str path, str target -> ok
+  mkdir = 21,       ///< str path, u32 mode (parents created too) -> ok
+  exec = 22,        ///< strs argv, strs env, str cwd -> output..., exit | exec_failed
+  poweroff = 23,    ///< sync disks and power off; no reply
+};
+
+/// True for message types a guest may send.
+bool is_guest_message(MsgType t);
+/// True for message types the host may send.
+bool is_host_message(MsgType t);
+const char* type_name(MsgType t);
+
+struct Frame {
+  MsgType type{};
+  std::string payload;
+};
+
+/// One encoded frame, header included. `payload.size()` must be <= kMaxPayload.
+std::string encode_frame(MsgType type, std::string_view payload);
+
+/// Incremental frame decoder. Feed raw channel bytes, pop complete frames.
+/// Holds at most one header plus kMaxPayload bytes; a bad header poisons it.
+class FrameDecoder {
+ public:
+  /// Appends bytes. Returns false (and `error()` says why) once the stream is garbage.
+  bool feed(const char* data, size_t size);
+  /// Pops the next complete frame, if one is buffered.
+  std::optional<Frame> next();
+  bool failed() const { return !error_.empty(); }
+  const std::string& error() const { return error_; }
+  size_t buffered() const { return buf_.size() - pos_; }
+
+ private:
+  bool check_header();
+  std::string buf_;
+  size_t pos_ = 0;
+  std::string error_;
+};
+
+// ---- payload encoding: little-endian integers, u32-length-prefixed strings ----
+
+class Writer {
+ public:
+  Writer& u8(uint8_t v);
+  Writer& u32(uint32_t v);
+  Writer& i32(int32_t v) { return u32(static_cast<uint32_t>(v)); }
+  Writer& u64(uint64_t v);
+  Writer& str(std::string_view s);
+  Writer& strs(const std::vector<std::string>& v);
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+/// Bounded reader: a short or oversized field sets failed() and yields zero values.
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  uint8_t u8();
+  uint32_t u32();
+  int32_t i32() { return static_cast<int32_t>(u32()); }
+  uint64_t u64();
+  std::string str(size_t max_len = kMaxPayload);
+  std::vector<std::string> strs(uint32_t max_count);
+  bool failed() const { return failed_; }
+  /// Whole payload consumed and nothing failed.
+  bool done() const { return !failed_ && pos_ == in_.size(); }
+
+ private:
+  bool need(size_t n);
+  std::string_view in_;
+  size_t pos_ = 0;
+  bool failed_ = false;
+};
+
+// ---- messages ----
+
+struct Hello {
+  uint32_t protocol_version = kVersion;
+  std::string agent_version;
+};
+struct Sync {
+  uint64_t realtime_ns = 0;
+  std::string entropy;
+};
+struct PutFile {
+  std::string path;
+  uint32_t mode = 0644;
+  uint64_t size = 0;
+};
+struct Symlink {
+  std::string path;
+  std::string target;
+};
+struct Mkdir {
+  std::string path;
+  uint32_t mode = 0755;
+};
+struct Exec {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string cwd;
+};
+struct Exit {
+  bool signaled = false;
+  int32_t code = 0;  ///< exit status, or signal number when signaled
+};
+struct ExecFailed {
+  int32_t err = 0;  ///< errno from execve (ENOENT, EACCES, ...)
+  std::string message;
+};
+struct ErrorReply {
+  std::string message;
+};
+
+std::string encode(const Hello& m);
+std::string encode(const Sync& m);
+std::string encode(const PutFile& m);
+std::string encode(const Symlink& m);
+std::string encode(const Mkdir& m);
+std::string encode(const Exec& m);
+std::string encode(const Exit& m);
+std::string encode(const ExecFailed& m);
+std::string encode(const ErrorReply& m);
+
+std::optional<Hello> decode_hello(std::string_view payload);
+std::optional<Sync> decode_sync(std::string_view payload);
+std::optional<PutFile> decode_put_file(std::string_view payload);
+std::optional<Symlink> decode_symlink(std::string_view payload);
+std::optional<Mkdir> decode_mkdir(std::string_view payload);
+std::optional<Exec> decode_exec(std::string_view payload);
+std::optional<Exit> decode_exit(std::string_view payload);
+std::optional<ExecFailed> decode_exec_failed(std::string_view payload);
+std::optional<ErrorReply> decode_error(std::string_view payload);
+
+/// Guest paths must be absolute, without "..", NUL or empty components.
+bool is_safe_guest_path(std::string_view path);
+
+}  // namespace kiln::proto

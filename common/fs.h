@@ -1,0 +1,49 @@
+// Small filesystem helpers that return Result instead of throwing.
+#pragma once
+
+#include "common/result.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+namespace kiln::fs {
+
+namespace stdfs = std::filesystem;
+
+/// Read a whole file, refusing files larger than `max_bytes` (files on disk are untrusted).
+Result<std::string> read_file(const stdfs::path& path, uint64_t max_bytes);
+
+/// Write `data` to a temp file beside `path`, fsync it, and rename it into place.
+Result<void> write_file_atomic(const stdfs::path& path, const std::string& data);
+
+/// mkdir -p with a readable error.
+Result<void> make_dirs(const stdfs::path& dir);
+
+/// A fresh directory removed (recursively) when this object dies.
+class TempDir {
+ public:
+  static Result<TempDir> create(const stdfs::path& parent, const std::string& prefix);
+  TempDir(TempDir&& other) noexcept;
+  TempDir& operator=(TempDir&&) = delete;
+  TempDir(const TempDir&) = delete;
+  ~TempDir();
+  const stdfs::path& path() const { return path_; }
+  /// Keep the directory (e.g. after renaming it into place).
+  void release() { path_.clear(); }
+
+ private:
+  explicit TempDir(stdfs::path p) : path_(std::move(p)) {}
+  stdfs::path path_;
+};
+
+/// kiln's cache root: $KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else ~/.cache/kiln.
+stdfs::path cache_root();
+
+/// Directory holding the running kiln executable (for finding kiln-agent).
+stdfs::path self_dir();
+
+/// Is `path` a regular file the current user may execute?
+bool is_executable_file(const stdfs::path& path);
+
+}  // namespace kiln::fs

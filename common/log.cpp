@@ -1,0 +1,36 @@
+#include "common/log.h"
+
+#include <cstdio>
+
+namespace kiln::log {
+namespace {
+Level g_level = Level::info;
+bool g_timings = false;
+}  // namespace
+
+void set_level(Level l) { g_level = l; }
+Level level() { return g_level; }
+void set_timings(bool on) { g_timings = on; }
+bool timings() { return g_timings; }
+
+void write(Level, const std::string& line) {
+  std::string out = "kiln: " + line + "\n";
+  std::fwrite(out.data(), 1, out.size(), stderr);
+}
+
+void error(const std::string& message) {
+  std::string out = "kiln: error: " + message + "\n";
+  std::fwrite(out.data(), 1, out.size(), stderr);
+}
+
+ScopedTimer::ScopedTimer(const char* name) : name_(name), start_(std::chrono::steady_clock::now()) {}
+
+double ScopedTimer::elapsed_ms() const {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+}
+
+ScopedTimer::~ScopedTimer() {
+  if (g_timings) write(Level::info, fmt::format("timing: {:<28} {:8.1f} ms", name_, elapsed_ms()));
+}
+
+}  // namespace kiln::log

@@ -1,0 +1,69 @@
+// The engine interface: everything above it (store, runner, agent protocol,
+// CMake) is engine-agnostic. Engines: `qemu` (vmm/qemu/) now, `kvm` later.
+#pragma once
+
+#include "common/result.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace kiln::vmm {
+
+/// What to boot: identical for bake and restore (restore must match the bake).
+struct GuestSpec {
+  std::filesystem::path kernel;     ///< bzImage
+  std::filesystem::path initramfs;  ///< newc cpio with the agent as /init
+  std::string cmdline;              ///< kernel command line
+  uint32_t memory_mib = 256;
+  uint32_t vcpus = 1;
+};
+
+/// The engine-owned files of one snapshot, inside its store directory.
+struct SnapshotFiles {
+  std::filesystem::path state;   ///< device/CPU state (QEMU: migration stream)
+  std::filesystem::path memory;  ///< guest RAM image, mapped copy-on-write on restore
+};
+
+/// A running VM. Destroying it kills the VMM process and removes its runtime files.
+class Vm {
+ public:
+  virtual ~Vm() = default;
+  /// Connected stream fd to the guest agent channel (virtio-console). Owned by the Vm.
+  virtual int agent_fd() const = 0;
+  /// Everything the guest wrote to its serial console so far (kernel log), for -v and errors.
+  virtual std::string console_output() = 0;
+  /// If the VMM process has died: a description ("qemu exited with code 1: <stderr tail>").
+  virtual std::optional<std::string> vmm_exited() = 0;
+  /// Pause the VM and write its state to `files.state`; RAM is already in `files.memory`.
+  /// The VM stays paused; destroy it afterwards.
+  virtual Result<void> save_snapshot(const SnapshotFiles& files) = 0;
+  /// Kill the VMM now (idempotent).
+  virtual void destroy() = 0;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  /// Engine name as the user types it: "qemu".
+  virtual std::string name() const = 0;
+  /// Everything about the engine a snapshot depends on ("qemu-7.2.0/tcg"): part of the snapshot key.
+  virtual std::string identity() const = 0;
+  /// Cold-boot `spec` with guest RAM backed by a new shared file at `files.memory`.
+  virtual Result<std::unique_ptr<Vm>> boot(const GuestSpec& spec, const SnapshotFiles& files) = 0;
+  /// Restore a VM from `files`, RAM mapped copy-on-write (the files are never modified). Running on return.
+  virtual Result<std::unique_ptr<Vm>> restore(const GuestSpec& spec, const SnapshotFiles& files) = 0;
+};
+
+struct EngineOptions {
+  std::string name = "auto";   ///< qemu | auto
+  std::string accel = "auto";  ///< kvm | tcg | auto (qemu engine)
+  bool verbose = false;
+};
+
+/// Pick and construct an engine. `auto` resolves to the best engine usable on this host.
+Result<std::unique_ptr<Engine>> make_engine(const EngineOptions& options);
+
+}  // namespace kiln::vmm
