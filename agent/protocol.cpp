@@ -86,6 +86,12 @@ bool FrameDecoder::check_header() {
   return !failed();
 }
 
+bool FrameDecoder::has_frame() const {
+  if (failed() || buf_.size() - pos_ < kHeaderSize) return false;
+  auto length = static_cast<uint32_t>(get_le(buf_.data() + pos_ + 4, 4));
+  return buf_.size() - pos_ >= kHeaderSize + length;
+}
+
 std::optional<Frame> FrameDecoder::next() {
   if (failed() || buf_.size() - pos_ < kHeaderSize) return std::nullopt;
   if (!check_header()) return std::nullopt;

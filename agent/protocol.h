@@ -63,6 +63,8 @@ class FrameDecoder {
   bool feed(const char* data, size_t size);
   /// Pops the next complete frame, if one is buffered.
   std::optional<Frame> next();
+  /// True when next() would return a frame.
+  bool has_frame() const;
   bool failed() const { return !error_.empty(); }
   const std::string& error() const { return error_; }
   size_t buffered() const { return buf_.size() - pos_; }

@@ -9,9 +9,13 @@
 
 namespace kiln {
 
+/// Why an operation stopped, where a caller must react differently (exit codes).
+enum class ErrorKind { general, timeout, interrupted };
+
 /// A failure a user can act on: what failed, on what, and what to do.
 struct Error {
   std::string message;
+  ErrorKind kind = ErrorKind::general;
 };
 
 /// Build an Error with fmt-style formatting.
@@ -63,7 +67,7 @@ class [[nodiscard]] Result<void> {
 
 /// Prefix an error message with context ("baking snapshot: ...").
 inline Error with_context(const std::string& context, const Error& e) {
-  return Error{context + ": " + e.message};
+  return Error{context + ": " + e.message, e.kind};
 }
 
 }  // namespace kiln

@@ -1,0 +1,130 @@
+#include "runner/agent_client.h"
+
+#include "common/log.h"
+#include "runner/interrupt.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace kiln::runner {
+
+using proto::MsgType;
+
+AgentClient::AgentClient(int fd, std::function<std::optional<std::string>()> vm_dead)
+    : fd_(fd), vm_dead_(std::move(vm_dead)) {}
+
+void AgentClient::send(MsgType type, std::string_view payload) {
+  if (out_pos_ == out_.size()) {
+    out_.clear();
+    out_pos_ = 0;
+  }
+  out_ += proto::encode_frame(type, payload);
+}
+
+Result<void> AgentClient::send_file_data(int fd, uint64_t size) {
+  // Chunks well under the frame cap; the guest copies each into the file as it arrives.
+  constexpr size_t kChunk = 256 * 1024;
+  std::string buf(kChunk, '\0');
+  uint64_t sent = 0;
+  while (sent < size) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(kChunk, size - sent));
+    ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(sent));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return make_error("file changed or unreadable while sending it: {}", n < 0 ? std::strerror(errno) : "shrank");
+    send(MsgType::file_data, std::string_view(buf.data(), static_cast<size_t>(n)));
+    sent += static_cast<uint64_t>(n);
+    // Keep the queue bounded: push what we have before buffering more.
+    if (out_.size() - out_pos_ > 4 * kChunk) KILN_TRY(flush(Clock::now() + std::chrono::seconds(60)));
+  }
+  return {};
+}
+
+Result<void> AgentClient::flush(Deadline deadline) { return pump(deadline, false); }
+
+Result<proto::Frame> AgentClient::next_frame(Deadline deadline) {
+  if (!decoder_.has_frame()) KILN_TRY(pump(deadline, true));
+  auto f = decoder_.next();
+  if (!f) return make_error("internal: no frame after pump");
+  if (!proto::is_guest_message(f->type))
+    return make_error("the guest agent sent a frame of unknown type {}; the guest is misbehaving",
+                      static_cast<int>(f->type));
+  return std::move(*f);
+}
+
+Result<void> AgentClient::pump(Deadline deadline, bool want_frame) {
+  char buf[65536];
+  for (;;) {
+    bool pending_out = out_pos_ < out_.size();
+    if (!pending_out && (!want_frame || decoder_.has_frame())) return {};
+    if (int sig = interrupt::received())
+      return Error{fmt::format("interrupted by signal {} ({})", sig, strsignal(sig)), ErrorKind::interrupted};
+    auto now = Clock::now();
+    if (now >= deadline) return Error{"timed out waiting for the guest agent", ErrorKind::timeout};
+    auto slice = std::min<int64_t>(100, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1);
+    // While only flushing, stop reading once a frame waits: a chatty guest cannot grow our buffer.
+    bool want_input = want_frame || decoder_.buffered() < 2 * proto::kMaxPayload;
+    pollfd fds[2] = {{fd_, static_cast<short>((want_input ? POLLIN : 0) | (pending_out ? POLLOUT : 0)), 0},
+                     {interrupt::fd(), POLLIN, 0}};
+    int r = ::poll(fds, 2, static_cast<int>(slice));
+    if (r < 0 && errno != EINTR) return make_error("poll on the agent channel: {}", std::strerror(errno));
+    if (r <= 0) {
+      if (auto dead = vm_dead_()) return make_error("the VM stopped: {}", *dead);
+      continue;
+    }
+    if (fds[0].revents & POLLOUT) {
+      ssize_t n = ::write(fd_, out_.data() + out_pos_, out_.size() - out_pos_);
+      if (n > 0) out_pos_ += static_cast<size_t>(n);
+      else if (n < 0 && errno != EAGAIN && errno != EINTR)
+        return make_error("writing to the guest agent failed: {}", std::strerror(errno));
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n == 0) {
+        if (auto dead = vm_dead_()) return make_error("the VM stopped: {}", *dead);
+        return make_error("the guest agent closed its channel");
+      }
+      if (n < 0 && errno != EAGAIN && errno != EINTR)
+        return make_error("reading from the guest agent failed: {}", std::strerror(errno));
+      if (n > 0 && !decoder_.feed(buf, static_cast<size_t>(n)))
+        return make_error("garbage on the agent channel: {}", decoder_.error());
+    }
+  }
+}
+
+Result<void> AgentClient::expect_ok(Deadline deadline, const std::string& what) {
+  KILN_ASSIGN_OR_RETURN(auto f, next_frame(deadline));
+  if (f.type == MsgType::ok) return {};
+  if (f.type == MsgType::error) {
+    auto e = proto::decode_error(f.payload);
+    return make_error("{}: the guest agent says: {}", what, e ? e->message : "(malformed error frame)");
+  }
+  return make_error("{}: unexpected {} frame from the guest agent", what, proto::type_name(f.type));
+}
+
+Result<proto::Hello> AgentClient::handshake(Deadline deadline) {
+  std::optional<proto::Hello> hello;
+  // The agent re-announces until acknowledged; duplicates that cross our ack are skipped.
+  for (;;) {
+    KILN_ASSIGN_OR_RETURN(auto f, next_frame(deadline));
+    if (f.type == MsgType::hello) {
+      auto h = proto::decode_hello(f.payload);
+      if (!h) return make_error("malformed hello from the guest agent");
+      if (h->protocol_version != proto::kVersion)
+        return make_error("guest agent speaks protocol {}, kiln speaks {}: rebuild the initramfs with this kiln",
+                          h->protocol_version, proto::kVersion);
+      if (!hello) {
+        hello = *h;
+        send(MsgType::hello_ack, "");
+      }
+      continue;
+    }
+    if (f.type == MsgType::ok && hello) return *hello;
+    return make_error("unexpected {} frame while waiting for the guest agent's hello", proto::type_name(f.type));
+  }
+}
+
+}  // namespace kiln::runner

@@ -1,0 +1,46 @@
+// Host side of the agent channel: sends requests, reads the guest's replies.
+// The guest is hostile: every frame is bounded and validated, every wait has a
+// deadline, and a dead VMM or a termination signal ends any wait.
+#pragma once
+
+#include "agent/protocol.h"
+#include "common/result.h"
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace kiln::runner {
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+
+class AgentClient {
+ public:
+  /// `vm_dead` returns a description once the VM's process has died.
+  AgentClient(int fd, std::function<std::optional<std::string>()> vm_dead);
+
+  /// Bake: wait for the agent's hello, acknowledge it, and wait for its ok.
+  Result<proto::Hello> handshake(Deadline deadline);
+  /// Queue a request; it is written by the next wait. Requests pipeline: each gets one reply.
+  void send(proto::MsgType type, std::string_view payload);
+  /// Queue a file's bytes as file_data frames after its put_file header.
+  Result<void> send_file_data(int fd, uint64_t size);
+  /// Flush queued requests and return the next frame the guest sent.
+  Result<proto::Frame> next_frame(Deadline deadline);
+  /// Next frame must be ok; an error frame becomes an Error naming `what`.
+  Result<void> expect_ok(Deadline deadline, const std::string& what);
+  /// Flush everything queued (no reply expected).
+  Result<void> flush(Deadline deadline);
+
+ private:
+  Result<void> pump(Deadline deadline, bool want_frame);
+  int fd_;
+  std::function<std::optional<std::string>()> vm_dead_;
+  proto::FrameDecoder decoder_;
+  std::string out_;
+  size_t out_pos_ = 0;
+};
+
+}  // namespace kiln::runner

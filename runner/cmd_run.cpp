@@ -1,0 +1,138 @@
+// `kiln run [options] -- COMMAND [ARGS...]`
+#include "common/fs.h"
+#include "common/log.h"
+#include "runner/cli.h"
+#include "runner/exit_codes.h"
+#include "runner/golden.h"
+#include "runner/interrupt.h"
+#include "runner/run_in_vm.h"
+
+#include <memory>
+
+namespace kiln::runner {
+namespace {
+
+struct RunCliOptions {
+  VmOptions vm;
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::vector<std::string> files;
+  std::string cwd;
+  double timeout = 0;
+};
+
+// A command with a '/' is a host file shipped into the guest; a bare name is looked up
+// on the guest's PATH (busybox applets), as a shell would.
+Result<void> resolve_command(RunCliOptions& o, Payload& payload, int& early_exit) {
+  std::string& cmd = o.argv.front();
+  if (cmd.find('/') == std::string::npos) return {};
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(cmd, ec).lexically_normal();
+  if (!std::filesystem::exists(abs, ec)) {
+    early_exit = exit_code::not_found;
+    return make_error("{}: no such file on the host", cmd);
+  }
+  if (!fs::is_executable_file(abs)) {
+    early_exit = exit_code::not_executable;
+    return make_error("{}: not an executable file (check its permissions)", abs.string());
+  }
+  cmd = abs.string();
+  return payload.add_executable_with_closure(abs);
+}
+
+int execute(RunCliOptions& o) {
+  apply_log_options(o.vm);
+  log::ScopedTimer total("kiln run");
+  Payload payload;
+  int early_exit = exit_code::kiln_error;
+  if (auto r = resolve_command(o, payload, early_exit); !r) {
+    log::error(r.error().message);
+    return early_exit;
+  }
+  for (const auto& f : o.files) {
+    if (auto r = payload.add_path(f); !r) {
+      log::error(with_context("--file " + f, r.error()).message);
+      return exit_code::kiln_error;
+    }
+  }
+
+  RunRequest request;
+  request.argv = o.argv;
+  request.env = o.env;
+  std::error_code ec;
+  request.cwd = o.cwd.empty() ? std::filesystem::current_path(ec).string() : o.cwd;
+  if (o.timeout > 0) request.timeout_seconds = o.timeout;
+  request.verbose = o.vm.verbosity > 0;
+
+  Progress progress;
+  o.vm.guest.progress = [&progress](const std::string& s) { progress.step(s); };
+  auto fail = [&progress](const Error& e) {
+    progress.done();
+    log::error(e.message);
+    if (e.kind == ErrorKind::interrupted) return exit_code::signal_base + interrupt::received();
+    return exit_code::kiln_error;
+  };
+
+  auto guest = prepare_guest(o.vm.guest);
+  if (!guest) return fail(guest.error());
+  snapshot::Store store(fs::cache_root() / "snapshots");
+  auto golden = ensure_golden(store, *guest, o.vm.engine, progress, false, request.verbose);
+  if (!golden) return fail(golden.error());
+
+  std::unique_ptr<vmm::Vm> vm;
+  {
+    log::ScopedTimer t("restore");
+    auto restored = golden->engine->restore(guest->spec, golden->snapshot.files());
+    if (!restored && restored.error().kind == ErrorKind::general) {
+      // A snapshot that passed its checksums but does not restore (e.g. QEMU was
+      // upgraded under it) is rebaked once rather than failing every run.
+      log::info("snapshot {} did not restore ({}); rebaking it", golden->snapshot.dir.filename().string(),
+                restored.error().message);
+      golden = ensure_golden(store, *guest, o.vm.engine, progress, true, request.verbose);
+      if (!golden) return fail(golden.error());
+      restored = golden->engine->restore(guest->spec, golden->snapshot.files());
+    }
+    if (!restored) return fail(restored.error());
+    vm = std::move(restored).value();
+  }
+  progress.done();
+  store.mark_used(golden->snapshot);
+
+  auto outcome = run_in_vm(*vm, payload, request);
+  vm->destroy();
+  if (!outcome) {
+    const Error& e = outcome.error();
+    if (e.kind == ErrorKind::timeout) {
+      log::error(fmt::format("timeout: {} did not finish within {} s; the VM was killed", o.argv.front(), o.timeout));
+      return exit_code::timeout;
+    }
+    return fail(e);
+  }
+  log::verbose("{} {}", o.argv.front(), outcome->summary);
+  return outcome->exit_code;
+}
+
+}  // namespace
+
+void register_run(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<RunCliOptions>();
+  auto* cmd = app.add_subcommand("run", "Run a command in a fresh microVM restored from the golden snapshot");
+  cmd->footer(
+      "A COMMAND containing '/' is a host executable: it, its shared libraries (as the host's dynamic\n"
+      "loader resolves them) and every --file appear in the guest at the same absolute paths.\n"
+      "A bare name runs from the guest's PATH (busybox applets).\n"
+      "Example: kiln run --timeout 30 --file ./testdata -- ./build/my_test --gtest_brief=1");
+  add_vm_options(*cmd, o->vm);
+  cmd->add_option("--env", o->env, "Set K=V in the command's environment (repeatable)")
+      ->check([](const std::string& s) { return s.find('=') == std::string::npos || s.front() == '='
+                                                    ? std::string("expected K=V")
+                                                    : std::string(); });
+  cmd->add_option("--cwd", o->cwd, "Working directory in the guest (default: the current directory, created empty)");
+  cmd->add_option("--timeout", o->timeout, "Kill the VM after SEC seconds; kiln then exits 124")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--file", o->files, "Host file or directory to place in the guest at the same path (repeatable)");
+  cmd->add_option("command", o->argv, "The command and its arguments (put them after --)")->required();
+  cmd->callback([o, &exit_code] { exit_code = execute(*o); });
+}
+
+}  // namespace kiln::runner

@@ -1,0 +1,48 @@
+// The payload of a run: the host files that must appear in the guest at the
+// same absolute paths — the executable, its shared-library closure as the
+// host's dynamic loader resolves it, declared data files — plus every symlink
+// on the way (/lib -> usr/lib, libfoo.so.1 -> libfoo.so.1.2.3).
+#pragma once
+
+#include "common/result.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace kiln::runner {
+
+struct PayloadEntry {
+  enum class Kind { file, symlink, directory };
+  Kind kind = Kind::file;
+  std::string path;               ///< absolute path, identical on host and guest
+  std::string symlink_target;     ///< for symlinks: the link text, unchanged
+  uint32_t mode = 0644;           ///< permission bits for files and directories
+  uint64_t size = 0;              ///< for files
+};
+
+class Payload {
+ public:
+  /// Add a host path (file, directory tree, or symlink chain) to the payload.
+  Result<void> add_path(const std::filesystem::path& host_path);
+  /// Add an executable and every shared library its ELF interpreter loads.
+  Result<void> add_executable_with_closure(const std::filesystem::path& exe);
+
+  const std::vector<PayloadEntry>& entries() const { return entries_; }
+  uint64_t total_bytes() const;
+
+ private:
+  Result<void> add_resolved(const std::string& path, int depth);
+  Result<void> add_tree(const std::string& dir, int depth);
+  bool seen(const std::string& path);
+  std::vector<PayloadEntry> entries_;
+  std::unordered_set<std::string> seen_;
+};
+
+/// Parse the output of `ld.so --list EXE` into absolute library paths.
+/// A library the loader cannot find is an error naming it.
+Result<std::vector<std::string>> parse_loader_list(const std::string& output, const std::string& exe);
+
+}  // namespace kiln::runner

@@ -1,0 +1,151 @@
+#include "runner/run_in_vm.h"
+
+#include "common/log.h"
+#include "runner/agent_client.h"
+#include "runner/exit_codes.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+namespace kiln::runner {
+namespace {
+
+using proto::MsgType;
+
+// Setup (restore, sync, payload) has its own generous deadline: the test's
+// --timeout starts when the command does, as with a local run.
+constexpr auto kSetupTimeout = std::chrono::seconds(120);
+
+void write_all(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // host stream closed (e.g. piped into head): drop the rest
+    off += static_cast<size_t>(n);
+  }
+}
+
+std::string fresh_entropy() {
+  std::string bytes(64, '\0');
+  ssize_t n = ::getrandom(bytes.data(), bytes.size(), 0);
+  if (n < 0) n = 0;
+  bytes.resize(static_cast<size_t>(n));
+  return bytes;
+}
+
+uint64_t realtime_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Queue every payload entry; returns how many replies they will produce.
+Result<size_t> queue_payload(AgentClient& agent, const Payload& payload) {
+  size_t requests = 0;
+  for (const auto& e : payload.entries()) {
+    switch (e.kind) {
+      case PayloadEntry::Kind::directory:
+        agent.send(MsgType::mkdir, proto::encode(proto::Mkdir{e.path, e.mode}));
+        break;
+      case PayloadEntry::Kind::symlink:
+        agent.send(MsgType::symlink, proto::encode(proto::Symlink{e.path, e.symlink_target}));
+        break;
+      case PayloadEntry::Kind::file: {
+        int fd = ::open(e.path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return make_error("cannot open {} to send it to the guest: {}", e.path, std::strerror(errno));
+        agent.send(MsgType::put_file, proto::encode(proto::PutFile{e.path, e.mode, e.size}));
+        auto sent = agent.send_file_data(fd, e.size);
+        ::close(fd);
+        if (!sent) return with_context("sending " + e.path, sent.error());
+        break;
+      }
+    }
+    ++requests;
+  }
+  return requests;
+}
+
+RunOutcome outcome_of(const proto::Exit& exit) {
+  if (exit.signaled)
+    return {exit_code::signal_base + exit.code,
+            fmt::format("killed by signal {} ({})", exit.code, strsignal(exit.code))};
+  return {exit.code, fmt::format("exited with code {}", exit.code)};
+}
+
+// Stream the command's output until it ends.
+Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, const std::string& argv0) {
+  for (;;) {
+    KILN_ASSIGN_OR_RETURN(auto f, agent.next_frame(deadline));
+    switch (f.type) {
+      case MsgType::stdout_data: write_all(STDOUT_FILENO, f.payload); break;
+      case MsgType::stderr_data: write_all(STDERR_FILENO, f.payload); break;
+      case MsgType::exit: {
+        auto e = proto::decode_exit(f.payload);
+        if (!e) return make_error("malformed exit frame from the guest agent");
+        return outcome_of(*e);
+      }
+      case MsgType::exec_failed: {
+        auto e = proto::decode_exec_failed(f.payload);
+        if (!e) return make_error("malformed exec_failed frame from the guest agent");
+        int code = e->err == ENOENT ? exit_code::not_found : exit_code::not_executable;
+        log::error(e->err == ENOENT ? fmt::format("{}: command not found in the guest", argv0)
+                                    : fmt::format("{}: cannot execute in the guest: {}", argv0, e->message));
+        return RunOutcome{code, e->message};
+      }
+      case MsgType::error: {
+        auto e = proto::decode_error(f.payload);
+        return make_error("the guest agent could not run the command: {}", e ? e->message : "(malformed)");
+      }
+      default:
+        return make_error("unexpected {} frame while the command runs", proto::type_name(f.type));
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> default_guest_env() {
+  return {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "USER=root",
+          "LANG=C.UTF-8", "TMPDIR=/tmp"};
+}
+
+Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunRequest& request) {
+  AgentClient agent(vm.agent_fd(), [&vm] { return vm.vmm_exited(); });
+  auto setup_deadline = Clock::now() + kSetupTimeout;
+
+  {
+    // Pipeline everything: sync, payload, exec go out back to back; replies come in order.
+    log::ScopedTimer setup("sync + payload");
+    agent.send(MsgType::sync, proto::encode(proto::Sync{realtime_ns(), fresh_entropy()}));
+    KILN_ASSIGN_OR_RETURN(size_t payload_requests, queue_payload(agent, payload));
+    proto::Exec exec{request.argv, default_guest_env(), request.cwd.empty() ? "/" : request.cwd};
+    exec.env.insert(exec.env.end(), request.env.begin(), request.env.end());
+    agent.send(MsgType::exec, proto::encode(exec));
+
+    KILN_TRY(agent.expect_ok(setup_deadline, "setting the guest clock and entropy"));
+    for (size_t i = 0; i < payload_requests; ++i)
+      KILN_TRY(agent.expect_ok(setup_deadline, "placing " + payload.entries()[i].path + " in the guest"));
+  }
+
+  auto deadline = request.timeout_seconds
+                      ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(*request.timeout_seconds))
+                      : Clock::time_point::max();
+  log::ScopedTimer exec_timer("command");
+  auto outcome = stream_until_exit(agent, deadline, request.argv.front());
+  if (request.verbose) write_all(STDERR_FILENO, vm.console_output());
+  if (!outcome && outcome.error().kind == ErrorKind::general) {
+    std::string console = vm.console_output();
+    return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message,
+                      console.size() > 2000 ? console.substr(console.size() - 2000) : console);
+  }
+  return outcome;
+}
+
+}  // namespace kiln::runner

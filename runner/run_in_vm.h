@@ -1,0 +1,36 @@
+// One command in one restored VM: restore, sync clock and entropy, place the
+// payload, exec, stream output, map the outcome to an exit code.
+#pragma once
+
+#include "common/result.h"
+#include "runner/payload.h"
+#include "vmm/engine.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kiln::runner {
+
+struct RunRequest {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  ///< K=V, on top of kiln's default guest environment
+  std::string cwd;               ///< guest working directory (created if missing)
+  std::optional<double> timeout_seconds;
+  bool verbose = false;          ///< print the guest console log on stderr
+};
+
+/// How the command ended, already mapped to kiln's exit code convention.
+struct RunOutcome {
+  int exit_code = 0;
+  std::string summary;  ///< e.g. "exited with code 3", "killed by signal 11 (SIGSEGV)"
+};
+
+/// The environment every command starts from (hermetic: nothing leaks in from the host).
+std::vector<std::string> default_guest_env();
+
+/// Run `request` with `payload` in place in a freshly restored `vm`. Errors are
+/// VM-level failures (exit code 125) unless their kind says timeout or interrupted.
+Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunRequest& request);
+
+}  // namespace kiln::runner

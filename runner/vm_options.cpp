@@ -1,0 +1,31 @@
+#include "common/log.h"
+#include "runner/cli.h"
+
+namespace kiln::runner {
+
+void add_vm_options(CLI::App& cmd, VmOptions& o) {
+  cmd.add_option("--memory", o.guest.memory_mib, "Guest memory in MiB")
+      ->check(CLI::Range(64u, 65536u))
+      ->capture_default_str();
+  cmd.add_option("--cpus", o.guest.vcpus, "Guest vCPUs")->check(CLI::Range(1u, 64u))->capture_default_str();
+  cmd.add_option("--engine", o.engine.name, "VM engine: qemu or auto")
+      ->check(CLI::IsMember({"auto", "qemu"}))
+      ->capture_default_str();
+  cmd.add_option("--accel", o.engine.accel, "QEMU accelerator: kvm, tcg or auto (kvm when /dev/kvm works)")
+      ->check(CLI::IsMember({"auto", "kvm", "tcg"}))
+      ->capture_default_str();
+  cmd.add_option("--kernel", o.guest.kernel, "Guest kernel bzImage (default: Debian's cloud kernel, fetched once)")
+      ->check(CLI::ExistingFile);
+  cmd.add_option("--modules", o.guest.modules, "That kernel's lib/modules/<version> directory")
+      ->check(CLI::ExistingDirectory);
+  cmd.add_flag("-v,--verbose", o.verbosity, "Show progress steps and the guest console log on stderr");
+  cmd.add_flag("--timings", o.timings, "Print how long each step of bake and restore took");
+}
+
+void apply_log_options(const VmOptions& o) {
+  if (o.verbosity >= 2) log::set_level(log::Level::debug);
+  else if (o.verbosity == 1) log::set_level(log::Level::verbose);
+  log::set_timings(o.timings);
+}
+
+}  // namespace kiln::runner

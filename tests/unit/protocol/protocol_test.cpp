@@ -1,0 +1,129 @@
+#include "agent/protocol.h"
+
+#include <gtest/gtest.h>
+
+using namespace kiln::proto;
+
+namespace {
+
+std::vector<Frame> decode_all(const std::string& bytes, size_t chunk) {
+  FrameDecoder d;
+  std::vector<Frame> out;
+  for (size_t i = 0; i < bytes.size(); i += chunk) {
+    EXPECT_TRUE(d.feed(bytes.data() + i, std::min(chunk, bytes.size() - i))) << d.error();
+    while (auto f = d.next()) out.push_back(std::move(*f));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Frame, RoundTripsAcrossArbitraryChunking) {
+  std::string wire = encode_frame(MsgType::hello, encode(Hello{kVersion, "1.2.3"})) +
+                     encode_frame(MsgType::stdout_data, std::string(70000, 'x')) +
+                     encode_frame(MsgType::ok, "");
+  for (size_t chunk : {1, 7, 4096, 1 << 20}) {
+    auto frames = decode_all(wire, chunk);
+    ASSERT_EQ(frames.size(), 3u) << "chunk " << chunk;
+    EXPECT_EQ(frames[0].type, MsgType::hello);
+    EXPECT_EQ(decode_hello(frames[0].payload)->agent_version, "1.2.3");
+    EXPECT_EQ(frames[1].payload.size(), 70000u);
+    EXPECT_EQ(frames[2].type, MsgType::ok);
+    EXPECT_TRUE(frames[2].payload.empty());
+  }
+}
+
+TEST(Frame, RejectsBadMagic) {
+  FrameDecoder d;
+  std::string junk = "GET / HTTP/1.1\r\n";
+  EXPECT_FALSE(d.feed(junk.data(), junk.size()));
+  EXPECT_NE(d.error().find("magic"), std::string::npos);
+  EXPECT_FALSE(d.next().has_value());
+}
+
+TEST(Frame, RejectsOversizedFrameBeforeBufferingIt) {
+  std::string wire = encode_frame(MsgType::stdout_data, "");
+  wire[4] = wire[5] = wire[6] = wire[7] = '\xff';  // length 4 GiB - 1
+  FrameDecoder d;
+  EXPECT_FALSE(d.feed(wire.data(), wire.size()));
+  EXPECT_NE(d.error().find("exceeds"), std::string::npos);
+}
+
+TEST(Frame, RejectsOtherProtocolVersion) {
+  std::string wire = encode_frame(MsgType::ok, "");
+  wire[2] = 9;
+  FrameDecoder d;
+  EXPECT_FALSE(d.feed(wire.data(), wire.size()));
+  EXPECT_NE(d.error().find("version 9"), std::string::npos);
+}
+
+TEST(Frame, BuffersOnlyWhatIsPending) {
+  FrameDecoder d;
+  std::string wire = encode_frame(MsgType::ok, "");
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(d.feed(wire.data(), wire.size()));
+    ASSERT_TRUE(d.next().has_value());
+  }
+  EXPECT_EQ(d.buffered(), 0u);
+}
+
+TEST(Messages, ExecRoundTrip) {
+  Exec e{{"/bin/echo", "a b", ""}, {"A=1", "PATH=/bin"}, "/work/dir"};
+  auto back = decode_exec(encode(e));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->argv, e.argv);
+  EXPECT_EQ(back->env, e.env);
+  EXPECT_EQ(back->cwd, e.cwd);
+}
+
+TEST(Messages, ExecRejectsEmptyArgvAndBadEnv) {
+  EXPECT_FALSE(decode_exec(encode(Exec{{}, {}, "/"})));
+  EXPECT_FALSE(decode_exec(encode(Exec{{"x"}, {"NOEQUALS"}, "/"})));
+  EXPECT_FALSE(decode_exec(encode(Exec{{"x"}, {}, "relative"})));
+}
+
+TEST(Messages, ExitCodesAreRangeChecked) {
+  EXPECT_EQ(decode_exit(encode(Exit{false, 77}))->code, 77);
+  EXPECT_TRUE(decode_exit(encode(Exit{true, 11}))->signaled);
+  EXPECT_FALSE(decode_exit(encode(Exit{false, 256})));
+  EXPECT_FALSE(decode_exit(encode(Exit{true, 0})));
+  EXPECT_FALSE(decode_exit(encode(Exit{true, 65})));
+}
+
+TEST(Messages, TrailingBytesAreRejected) {
+  EXPECT_FALSE(decode_exit(encode(Exit{false, 0}) + "x"));
+  EXPECT_FALSE(decode_error(encode(ErrorReply{"m"}) + "\0"));
+}
+
+TEST(Messages, HugeCountsDoNotAllocate) {
+  // argv count of 2^32-1 with nothing behind it: must fail without reserving.
+  std::string p = Writer().u32(0xffffffffu).take();
+  EXPECT_FALSE(decode_exec(p));
+  std::string s = Writer().u32(0xfffffff0u).take();  // string length far past the end
+  EXPECT_FALSE(decode_error(s));
+}
+
+TEST(Messages, PutFileValidatesPathAndMode) {
+  EXPECT_TRUE(decode_put_file(encode(PutFile{"/usr/lib/x.so", 0755, 10})));
+  EXPECT_FALSE(decode_put_file(encode(PutFile{"/usr/../etc/passwd", 0644, 1})));
+  EXPECT_FALSE(decode_put_file(encode(PutFile{"rel/path", 0644, 1})));
+  EXPECT_FALSE(decode_put_file(encode(PutFile{"/x", 0100644, 1})));
+}
+
+TEST(Paths, SafeGuestPaths) {
+  EXPECT_TRUE(is_safe_guest_path("/"));
+  EXPECT_TRUE(is_safe_guest_path("/a/b.c/d"));
+  EXPECT_FALSE(is_safe_guest_path(""));
+  EXPECT_FALSE(is_safe_guest_path("a"));
+  EXPECT_FALSE(is_safe_guest_path("/a/../b"));
+  EXPECT_FALSE(is_safe_guest_path("/a//b"));
+  EXPECT_FALSE(is_safe_guest_path("/./a"));
+  EXPECT_FALSE(is_safe_guest_path(std::string("/a\0b", 4)));
+}
+
+TEST(Types, DirectionIsKnown) {
+  EXPECT_TRUE(is_guest_message(MsgType::exit));
+  EXPECT_FALSE(is_guest_message(MsgType::exec));
+  EXPECT_TRUE(is_host_message(MsgType::exec));
+  EXPECT_FALSE(is_host_message(static_cast<MsgType>(99)));
+}
