@@ -1,0 +1,70 @@
+// kiln-agent: PID 1 (/init) of the initramfs kiln builds. It prepares the guest,
+// opens the host channel and serves requests until the host powers the VM off.
+// PID 1 exiting panics the kernel, so nothing here may return or throw out of main.
+
+#include <unistd.h>
+
+#include <csignal>
+#include <exception>
+#include <optional>
+#include <string>
+
+#include "agent/channel.h"
+#include "agent/guest_setup.h"
+#include "agent/log.h"
+#include "agent/reaper.h"
+#include "agent/server.h"
+
+namespace {
+
+constexpr const char* kChannelPath = "/dev/hvc0";
+constexpr int kChannelWaitMs = 10'000;
+constexpr const char* kModuleList = "/kiln/modules";
+
+[[noreturn]] void give_up(const std::string& why) {
+  using namespace kiln::agent;
+  log(why);
+  // Powering off ends the VM at once, so the host fails fast with this log instead of timing out.
+  for (;;) {
+    power_off();
+    ::sleep(1);
+  }
+}
+
+[[noreturn]] void run() {
+  using namespace kiln::agent;
+  std::signal(SIGPIPE, SIG_IGN);  // a host or command that goes away must not kill PID 1
+  mount_basics();
+  ensure_stdio();
+  load_modules(kModuleList);
+  bring_up_loopback();
+
+  std::string error;
+  std::optional<Reaper> reaper = Reaper::create(&error);
+  if (!reaper) give_up("cannot watch child processes: " + error);
+  std::optional<Channel> channel = Channel::open(kChannelPath, kChannelWaitMs, &error);
+  if (!channel)
+    give_up(error + " (is virtio_console loaded and the VM started with a virtconsole device?)");
+
+  Server server(*channel, *reaper);
+  server.announce();
+  server.serve();
+}
+
+}  // namespace
+
+int main() {
+  if (::getpid() != 1) {
+    // It mounts over /tmp and /run and reboots the machine: never on a host by accident.
+    kiln::agent::log("kiln-agent is the init of a kiln guest VM; refusing to run as pid ", ::getpid());
+    return 2;
+  }
+  std::set_terminate([] { give_up("fatal: unhandled exception"); });
+  try {
+    run();
+  } catch (const std::exception& e) {
+    give_up(std::string("fatal: ") + e.what());
+  } catch (...) {
+    give_up("fatal: unknown exception");
+  }
+}

@@ -1,0 +1,120 @@
+#include "agent/channel.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <vector>
+
+#include "agent/log.h"
+
+namespace kiln::agent {
+
+namespace {
+
+uint64_t monotonic_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000u;
+}
+
+}  // namespace
+
+std::optional<Channel> Channel::open(const char* path, int wait_ms, std::string* error) {
+  const uint64_t deadline = monotonic_ms() + static_cast<uint64_t>(wait_ms);
+  int fd = -1;
+  for (;;) {
+    fd = ::open(path, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (fd >= 0) break;
+    int err = errno;
+    if ((err != ENOENT && err != ENXIO && err != ENODEV) || monotonic_ms() >= deadline) {
+      *error = cat("cannot open ", path, ": ", errno_text(err));
+      return std::nullopt;
+    }
+    ::usleep(20'000);
+  }
+  UniqueFd owned(fd);
+  // It is a tty: without raw mode the line discipline would echo, translate CR/LF
+  // and swallow control bytes, corrupting binary frames.
+  termios tio{};
+  if (::tcgetattr(fd, &tio) != 0) {
+    *error = sys_error(cat("tcgetattr ", path));
+    return std::nullopt;
+  }
+  ::cfmakeraw(&tio);
+  tio.c_cc[VMIN] = 1;
+  tio.c_cc[VTIME] = 0;
+  if (::tcsetattr(fd, TCSANOW, &tio) != 0) {
+    *error = sys_error(cat("tcsetattr ", path));
+    return std::nullopt;
+  }
+  return Channel(std::move(owned));
+}
+
+Status Channel::send(proto::MsgType type, std::string_view payload) {
+  const std::string frame = proto::encode_frame(type, payload);
+  const char* p = frame.data();
+  size_t left = frame.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd_.get(), p, left);
+    if (n > 0) {
+      p += n;
+      left -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) return Status::fail(sys_error("cannot write to the host channel"));
+    pollfd pfd{fd_.get(), static_cast<short>(POLLOUT | (queue_full() ? 0 : POLLIN)), 0};
+    if (::poll(&pfd, 1, -1) < 0 && errno != EINTR) return Status::fail(sys_error("poll on the host channel"));
+    if ((pfd.revents & POLLIN) != 0) read_available();
+  }
+  return Status::ok();
+}
+
+void Channel::read_available() {
+  static std::vector<char> buf(64 * 1024);
+  while (!queue_full()) {
+    ssize_t n = ::read(fd_.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      hung_up_ = false;
+      return;
+    }
+    if (n <= 0) {
+      if (!hung_up_) log(n == 0 ? std::string("host channel: end of file") : sys_error("host channel read"));
+      hung_up_ = true;
+      return;
+    }
+    hung_up_ = false;
+    bool ok = decoder_.feed(buf.data(), static_cast<size_t>(n));
+    // Frames completed before any garbage are still good: take them first.
+    while (auto frame = decoder_.next()) {
+      queued_bytes_ += frame->payload.size();
+      queue_.push_back(std::move(*frame));
+    }
+    if (!ok || decoder_.failed()) {
+      log("garbage on the host channel: ", decoder_.error(), "; dropping ", decoder_.buffered(),
+          " buffered bytes and resynchronising");
+      decoder_ = proto::FrameDecoder();
+      garbage_seen_ = true;
+    }
+  }
+}
+
+std::optional<proto::Frame> Channel::pop() {
+  if (queue_.empty()) return std::nullopt;
+  proto::Frame f = std::move(queue_.front());
+  queue_.pop_front();
+  queued_bytes_ -= f.payload.size();
+  return f;
+}
+
+bool Channel::contains(proto::MsgType type) const {
+  return std::any_of(queue_.begin(), queue_.end(), [type](const proto::Frame& f) { return f.type == type; });
+}
+
+}  // namespace kiln::agent

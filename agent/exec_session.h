@@ -1,0 +1,31 @@
+// EXEC: run one command in the guest and stream its output to the host live.
+#pragma once
+
+#include <string>
+
+#include "agent/channel.h"
+#include "agent/protocol.h"
+#include "agent/reaper.h"
+
+namespace kiln::agent {
+
+struct ExecResult {
+  enum class Kind {
+    exited,       ///< `exit` holds how the command ended
+    exec_failed,  ///< the command never started: `failed`
+    not_run,      ///< an agent-side failure before fork: `error`
+    poweroff,     ///< the host asked to power off meanwhile; the command was killed
+  };
+  Kind kind = Kind::not_run;
+  proto::Exit exit;
+  proto::ExecFailed failed;
+  std::string error;
+};
+
+/// Runs `req` to completion. Streams stdout_data / stderr_data frames while it
+/// runs; the terminal reply is left to the caller, built from the result.
+/// Returns as soon as the command's own process ends, after draining what is
+/// already in its pipes: daemons it leaves behind may hold them open forever.
+ExecResult run_exec(Channel& channel, Reaper& reaper, const proto::Exec& req);
+
+}  // namespace kiln::agent

@@ -1,0 +1,22 @@
+// One-time set-up of the guest when the agent starts as PID 1, before the
+// channel exists. Each step logs its own failures and carries on: a guest with
+// one missing mount is more useful (and easier to debug) than a kernel panic.
+#pragma once
+
+namespace kiln::agent {
+
+/// Mounts proc, sysfs, devtmpfs, devpts, /dev/shm, /tmp and /run, creating mount points.
+void mount_basics();
+
+/// Makes sure fds 0-2 are open (the kernel leaves them closed when the
+/// initramfs has no /dev/console node); they point at the console afterwards.
+void ensure_stdio();
+
+/// Loads the kernel modules listed in `list_path` (one absolute path a line,
+/// dependency order, '#' comments) with finit_module.
+void load_modules(const char* list_path);
+
+/// Brings up the loopback interface: tests often talk to themselves over 127.0.0.1.
+void bring_up_loopback();
+
+}  // namespace kiln::agent

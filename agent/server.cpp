@@ -1,0 +1,221 @@
+#include "agent/server.h"
+
+#include <poll.h>
+#include <sys/reboot.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <exception>
+
+#include "agent/exec_session.h"
+#include "agent/guest_sync.h"
+#include "agent/log.h"
+
+#ifndef KILN_VERSION
+#define KILN_VERSION "dev"
+#endif
+
+namespace kiln::agent {
+
+namespace {
+
+using proto::MsgType;
+
+// The host decodes reply strings with a 4096-byte bound; stay below it.
+std::string bounded(std::string s) {
+  constexpr size_t kMax = 4000;
+  if (s.size() > kMax) s.resize(kMax);
+  return s;
+}
+
+int64_t monotonic_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+}  // namespace
+
+void power_off() {
+  log("powering off");
+  ::sync();
+  ::reboot(RB_POWER_OFF);
+  log(sys_error("reboot(RB_POWER_OFF) failed; still serving"));
+}
+
+void Server::send(MsgType type, const std::string& payload) {
+  Status s = channel_.send(type, payload);
+  if (!s.is_ok()) log("cannot send ", proto::type_name(type), ": ", s.message());
+}
+
+void Server::reply(const Status& status) {
+  reply_owed_ = false;
+  if (status.is_ok()) {
+    send(MsgType::ok);
+    return;
+  }
+  poisoned_ = true;
+  log("request failed: ", status.message());
+  send(MsgType::error, proto::encode(proto::ErrorReply{bounded(status.message())}));
+}
+
+void Server::announce() {
+  const std::string hello = proto::encode(proto::Hello{proto::kVersion, KILN_VERSION});
+  log("version ", KILN_VERSION, " ready, announcing itself to the host");
+  for (;;) {
+    send(MsgType::hello, hello);
+    const int64_t deadline = monotonic_ms() + 200;
+    for (int64_t left = 200; left > 0; left = deadline - monotonic_ms()) {
+      pollfd pfd{channel_.fd(), POLLIN, 0};
+      if (::poll(&pfd, 1, static_cast<int>(left)) > 0) channel_.read_available();
+      if (channel_.hung_up()) ::usleep(static_cast<useconds_t>(left) * 1000);
+      while (auto frame = channel_.pop()) {
+        if (frame->type == MsgType::hello_ack) {
+          (void)channel_.take_garbage_seen();  // whatever came before the ack does not count
+          send(MsgType::ok);
+          return;
+        }
+        log("ignoring a ", proto::type_name(frame->type), " frame that came before hello_ack");
+      }
+    }
+  }
+}
+
+void Server::serve() {
+  for (;;) {
+    try {
+      if (channel_.take_garbage_seen()) poisoned_ = true;  // a request may have been lost in it
+      std::optional<proto::Frame> frame = channel_.pop();
+      if (!frame) {
+        wait_for_input();
+        continue;
+      }
+      handle(*frame);
+    } catch (const std::exception& e) {
+      log("internal error: ", e.what());
+      put_.reset();
+      if (reply_owed_) reply(Status::fail(cat("kiln-agent internal error: ", e.what())));
+    } catch (...) {
+      log("internal error (unknown exception)");
+      put_.reset();
+      if (reply_owed_) reply(Status::fail("kiln-agent internal error"));
+    }
+  }
+}
+
+void Server::wait_for_input() {
+  pollfd fds[2] = {{reaper_.fd(), POLLIN, 0}, {channel_.fd(), POLLIN, 0}};
+  // A hung-up tty is always "readable"; back off instead of spinning on it.
+  const bool watch_channel = !channel_.hung_up();
+  if (::poll(fds, watch_channel ? 2 : 1, watch_channel ? -1 : 100) < 0 && errno != EINTR) {
+    log(sys_error("poll"));
+    ::usleep(10'000);
+    return;
+  }
+  if (fds[0].revents != 0) (void)reaper_.reap();  // orphans re-parented to PID 1
+  if (!watch_channel || fds[1].revents != 0) channel_.read_available();
+}
+
+void Server::handle(proto::Frame& frame) {
+  // A put ends with its last byte; any other frame before that cuts it short.
+  if (put_ && frame.type != MsgType::file_data) finish_put(put_->interrupt(proto::type_name(frame.type)));
+
+  switch (frame.type) {
+    case MsgType::file_data:
+      on_file_data(frame.payload);
+      return;
+    case MsgType::poweroff:
+      power_off();
+      return;
+    default:
+      break;
+  }
+  reply_owed_ = true;
+  switch (frame.type) {
+    case MsgType::hello_ack:
+      reply(Status::ok());  // a repeated ack: answer it like the first one
+      break;
+    case MsgType::sync:
+      on_sync(frame.payload);
+      break;
+    case MsgType::put_file:
+      on_put_file(frame.payload);
+      break;
+    case MsgType::symlink: {
+      auto req = proto::decode_symlink(frame.payload);
+      reply(req ? make_symlink(*req) : Status::fail("malformed symlink request"));
+      break;
+    }
+    case MsgType::mkdir: {
+      auto req = proto::decode_mkdir(frame.payload);
+      reply(req ? make_directory(*req) : Status::fail("malformed mkdir request"));
+      break;
+    }
+    case MsgType::exec:
+      on_exec(frame.payload);
+      break;
+    default:
+      reply(Status::fail(cat("unexpected ", proto::type_name(frame.type), " frame (type ",
+                             static_cast<int>(frame.type), ") from the host")));
+      break;
+  }
+}
+
+void Server::on_sync(const std::string& payload) {
+  auto req = proto::decode_sync(payload);
+  if (!req) return reply(Status::fail("malformed sync request"));
+  poisoned_ = false;  // a new run starts here
+  reply(apply_sync(*req));
+}
+
+void Server::on_put_file(const std::string& payload) {
+  auto req = proto::decode_put_file(payload);
+  // Its FILE_DATA frames will then arrive with no put in progress and be dropped.
+  if (!req) return reply(Status::fail("malformed put_file request (bad path, mode or size)"));
+  put_.emplace(*req);
+  if (put_->done()) finish_put(put_->finish());  // size 0: no FILE_DATA follows
+}
+
+void Server::on_file_data(const std::string& payload) {
+  if (!put_) {
+    // Not a request of its own: answering it would shift every later reply.
+    log("dropping a file_data frame with no put_file in progress");
+    poisoned_ = true;
+    return;
+  }
+  put_->feed(payload);
+  if (put_->done()) finish_put(put_->finish());
+}
+
+void Server::finish_put(Status status) {
+  put_.reset();
+  reply(status);
+}
+
+void Server::on_exec(const std::string& payload) {
+  auto req = proto::decode_exec(payload);
+  if (!req) return reply(Status::fail("malformed exec request"));
+  if (poisoned_) return reply(Status::fail("not run: an earlier request failed"));
+  ExecResult r = run_exec(channel_, reaper_, *req);
+  switch (r.kind) {
+    case ExecResult::Kind::exited:
+      reply_owed_ = false;
+      send(MsgType::exit, proto::encode(r.exit));
+      break;
+    case ExecResult::Kind::exec_failed:
+      reply_owed_ = false;
+      r.failed.message = bounded(r.failed.message);
+      send(MsgType::exec_failed, proto::encode(r.failed));
+      break;
+    case ExecResult::Kind::not_run:
+      reply(Status::fail(r.error));
+      break;
+    case ExecResult::Kind::poweroff:
+      reply_owed_ = false;
+      power_off();
+      break;
+  }
+}
+
+}  // namespace kiln::agent

@@ -1,0 +1,54 @@
+// The request loop of the agent. Every request gets exactly one terminal reply,
+// in arrival order, because the host pipelines requests and matches replies
+// FIFO. FILE_DATA frames belong to the PUT_FILE before them and get no reply
+// of their own; POWEROFF gets none either.
+//
+// Poison rule: once a request has failed since the last SYNC (or input was
+// lost to garbage), a later EXEC is refused: it would run against a payload
+// that is not what the host sent.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "agent/channel.h"
+#include "agent/file_ops.h"
+#include "agent/reaper.h"
+
+namespace kiln::agent {
+
+class Server {
+ public:
+  Server(Channel& channel, Reaper& reaper) : channel_(channel), reaper_(reaper) {}
+
+  /// Sends HELLO every 200 ms until HELLO_ACK arrives, then replies OK. The host
+  /// snapshots the VM right after, while this agent is blocked reading the channel.
+  void announce();
+
+  /// Serves requests forever; never throws (PID 1 must not die).
+  [[noreturn]] void serve();
+
+ private:
+  void wait_for_input();
+  void handle(proto::Frame& frame);
+  void on_sync(const std::string& payload);
+  void on_put_file(const std::string& payload);
+  void on_file_data(const std::string& payload);
+  void on_exec(const std::string& payload);
+  void finish_put(Status status);
+
+  /// Sends the terminal OK / ERROR reply of the current request; an ERROR poisons.
+  void reply(const Status& status);
+  void send(proto::MsgType type, const std::string& payload = {});
+
+  Channel& channel_;
+  Reaper& reaper_;
+  std::optional<FilePut> put_;
+  bool poisoned_ = false;
+  bool reply_owed_ = false;  // the current request has not had its terminal reply yet
+};
+
+/// sync(), then power the VM off. Returns only if the kernel refused.
+void power_off();
+
+}  // namespace kiln::agent

@@ -1,0 +1,102 @@
+// A test payload run inside kiln VMs: each mode exercises one guest behaviour.
+// Dynamically linked on purpose, so every run also ships its library closure.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <string>
+
+namespace {
+
+int usage() {
+  std::cerr << "usage: vm_probe exit N | signal N | interleave N | write PATH | absent PATH... | sleep SEC |\n"
+               "                random | time | env NAME | cwd | cat PATH | garbage-channel\n";
+  return 64;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return usage();
+  std::string mode = argv[1];
+  if (mode == "exit" && argc == 3) return std::atoi(argv[2]);
+  if (mode == "signal" && argc == 3) {
+    int sig = std::atoi(argv[2]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return 0;
+  }
+  if (mode == "interleave" && argc == 3) {
+    // Alternate the streams line by line; each must arrive complete and in order.
+    int n = std::atoi(argv[2]);
+    for (int i = 0; i < n; ++i) {
+      std::fprintf(stdout, "out %d\n", i);
+      std::fflush(stdout);
+      std::fprintf(stderr, "err %d\n", i);
+    }
+    return 0;
+  }
+  if (mode == "write" && argc == 3) {
+    std::ofstream(argv[2]) << "written by vm_probe\n";
+    return std::ofstream(argv[2], std::ios::app).good() ? 0 : 1;
+  }
+  if (mode == "absent") {
+    for (int i = 2; i < argc; ++i) {
+      struct stat st {};
+      if (stat(argv[i], &st) == 0) {
+        std::cout << "present: " << argv[i] << "\n";
+        return 1;
+      }
+    }
+    return 0;
+  }
+  if (mode == "sleep" && argc == 3) {
+    sleep(static_cast<unsigned>(std::atoi(argv[2])));
+    return 0;
+  }
+  if (mode == "random") {
+    unsigned char b[16];
+    if (getrandom(b, sizeof b, 0) != sizeof b) return 1;
+    for (unsigned char c : b) std::printf("%02x", c);
+    std::printf("\n");
+    return 0;
+  }
+  if (mode == "time") {
+    std::printf("%lld\n", static_cast<long long>(time(nullptr)));
+    return 0;
+  }
+  if (mode == "env" && argc == 3) {
+    const char* v = getenv(argv[2]);
+    std::printf("%s\n", v ? v : "(unset)");
+    return v ? 0 : 1;
+  }
+  if (mode == "cwd") {
+    char buf[4096];
+    std::printf("%s\n", getcwd(buf, sizeof buf) ? buf : "(error)");
+    return 0;
+  }
+  if (mode == "cat" && argc == 3) {
+    std::ifstream in(argv[2]);
+    if (!in) return 1;
+    std::cout << in.rdbuf();
+    return 0;
+  }
+  if (mode == "garbage-channel") {
+    // A hostile guest: write junk straight onto the agent's channel.
+    int fd = open("/dev/hvc0", O_WRONLY | O_NOCTTY);
+    if (fd < 0) return 2;
+    const char junk[] = "\xde\xad\xbe\xef not kiln protocol at all";
+    for (int i = 0; i < 4; ++i) (void)!write(fd, junk, sizeof junk);
+    sleep(30);
+    return 0;
+  }
+  return usage();
+}

@@ -1,0 +1,74 @@
+#include "vm_test_support.h"
+
+#include "common/subprocess.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <iterator>
+
+namespace kiln::vmtest {
+
+std::filesystem::path shared_cache() { return KILN_TEST_CACHE; }
+
+std::string probe() { return VM_PROBE; }
+
+KilnRun kiln(const std::vector<std::string>& args, const std::filesystem::path& cache) {
+  std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + cache.string(), KILN_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto start = std::chrono::steady_clock::now();
+  auto r = run_captured(argv);
+  KilnRun run;
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!r) {
+    run.err = r.error().message;
+    return run;
+  }
+  run.exit_code = r->exit_code;
+  run.out = std::move(r->out);
+  run.err = std::move(r->err);
+  return run;
+}
+
+PrivateCache::PrivateCache() {
+  std::filesystem::create_directories(shared_cache());
+  std::string tmpl = (shared_cache().parent_path() / "test-cache-private-XXXXXX").string();
+  path_ = ::mkdtemp(tmpl.data());
+  // Reuse what is expensive to make and never changes under a test.
+  for (const char* shared : {"kernels", "initramfs", "host"}) {
+    std::filesystem::create_directories(shared_cache() / shared);
+    std::filesystem::create_directory_symlink(shared_cache() / shared, path_ / shared);
+  }
+}
+
+PrivateCache::~PrivateCache() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+std::vector<std::filesystem::path> PrivateCache::snapshots() const {
+  std::vector<std::filesystem::path> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(path_ / "snapshots", ec))
+    if (e.is_directory() && e.path().filename().string().front() != '.') out.push_back(e.path());
+  return out;
+}
+
+int processes_mentioning(const std::string& needle) {
+  int count = 0;
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return 0;
+  while (dirent* d = ::readdir(proc)) {
+    if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
+    std::ifstream f(std::string("/proc/") + d->d_name + "/cmdline");
+    std::string cmdline((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (cmdline.find(needle) != std::string::npos && std::to_string(::getpid()) != d->d_name) ++count;
+  }
+  ::closedir(proc);
+  return count;
+}
+
+}  // namespace kiln::vmtest

@@ -1,0 +1,42 @@
+// Helpers for VM-level tests: run the real kiln binary against a test cache.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace kiln::vmtest {
+
+struct KilnRun {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+  double seconds = 0;
+};
+
+/// The cache shared by the VM tests (kernel, initramfs, golden snapshot baked once).
+std::filesystem::path shared_cache();
+
+/// Run `kiln ARGS...` with KILN_CACHE_DIR=cache.
+KilnRun kiln(const std::vector<std::string>& args, const std::filesystem::path& cache = shared_cache());
+
+/// A cache with its own (empty) snapshot store that reuses the shared kernel and
+/// initramfs, so a test can bake or corrupt snapshots without touching others.
+class PrivateCache {
+ public:
+  PrivateCache();
+  ~PrivateCache();
+  const std::filesystem::path& path() const { return path_; }
+  /// Snapshot directories currently in the store.
+  std::vector<std::filesystem::path> snapshots() const;
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Number of live processes whose command line mentions `needle` (e.g. a cache path).
+int processes_mentioning(const std::string& needle);
+
+std::string probe();
+
+}  // namespace kiln::vmtest
