@@ -1,0 +1,55 @@
+// A kernel's module dependency graph (modules.dep, modules.builtin) and the
+// order in which the guest agent must load a set of modules.
+#pragma once
+
+#include "common/result.h"
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace kiln::image {
+
+/// Parsed modules.dep: each module's relative path and the paths it depends on,
+/// in the file's order (depmod lists them so that the last one is loaded first).
+struct ModuleDepTable {
+  /// Module relative path ("kernel/drivers/virtio/virtio.ko") -> its dependency paths.
+  std::unordered_map<std::string, std::vector<std::string>> deps;
+  /// Normalised module name ("virtio_mmio") -> its relative path.
+  std::unordered_map<std::string, std::string> path_by_name;
+  /// Lines that were neither blank, a comment, nor a valid entry (a hostile or
+  /// corrupt file). Reported, not fatal: the modules kiln wants may still resolve.
+  size_t skipped_lines = 0;
+};
+
+/// "kernel/drivers/char/virtio-console.ko.zst" or "virtio-console" -> "virtio_console":
+/// basename, module suffix stripped, '-' folded to '_' (the kernel treats them alike).
+std::string normalize_module_name(std::string_view name_or_path);
+
+/// Is `path` a plausible modules.dep path: relative, no "..", no whitespace,
+/// ending in .ko, .ko.xz, .ko.zst or .ko.gz? (It is later joined to a directory.)
+bool is_valid_module_path(std::string_view path);
+
+/// Parse the text of modules.dep. Never fails: invalid lines are counted and skipped.
+ModuleDepTable parse_modules_dep(std::string_view text);
+
+/// Parse modules.builtin (one module path per line) into normalised names.
+std::unordered_set<std::string> parse_modules_builtin(std::string_view text);
+
+/// The relative paths to load for `wanted` (names or paths), dependencies first,
+/// each once; modules in `builtin` are skipped. A dependency cycle (only a corrupt
+/// file has one) is broken rather than followed. `where` names the kernel in errors.
+Result<std::vector<std::string>> resolve_load_order(const ModuleDepTable& table,
+                                                    const std::unordered_set<std::string>& builtin,
+                                                    const std::vector<std::string>& wanted, std::string_view where);
+
+/// Read `modules_dir`/modules.dep (required) and modules.builtin (optional) and
+/// resolve the load order of `wanted`. `modules_dir` is a lib/modules/<version> directory.
+Result<std::vector<std::string>> module_load_order(const std::filesystem::path& modules_dir,
+                                                   const std::vector<std::string>& wanted);
+
+}  // namespace kiln::image
