@@ -35,6 +35,20 @@ Result<std::string> read_file(const stdfs::path& path, uint64_t max_bytes) {
   return data;
 }
 
+Result<std::string> read_file_prefix(const stdfs::path& path, size_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return make_error("cannot open {}: {}", path.string(), std::strerror(errno));
+  std::string data(max_bytes, '\0');
+  ssize_t n;
+  do n = ::pread(fd, data.data(), max_bytes, 0);
+  while (n < 0 && errno == EINTR);
+  int e = errno;
+  ::close(fd);
+  if (n < 0) return make_error("cannot read {}: {}", path.string(), std::strerror(e));
+  data.resize(static_cast<size_t>(n));
+  return data;
+}
+
 Result<void> write_file_atomic(const stdfs::path& path, const std::string& data) {
   stdfs::path tmp = path;
   tmp += ".tmp." + std::to_string(::getpid());

@@ -14,6 +14,9 @@ namespace stdfs = std::filesystem;
 /// Read a whole file, refusing files larger than `max_bytes` (files on disk are untrusted).
 Result<std::string> read_file(const stdfs::path& path, uint64_t max_bytes);
 
+/// Read at most the first `max_bytes` of a file (e.g. to sniff its type).
+Result<std::string> read_file_prefix(const stdfs::path& path, size_t max_bytes);
+
 /// Write `data` to a temp file beside `path`, fsync it, and rename it into place.
 Result<void> write_file_atomic(const stdfs::path& path, const std::string& data);
 

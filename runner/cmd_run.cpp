@@ -37,7 +37,10 @@ Result<void> resolve_command(RunCliOptions& o, Payload& payload, int& early_exit
     return make_error("{}: not an executable file (check its permissions)", abs.string());
   }
   cmd = abs.string();
-  return payload.add_executable_with_closure(abs);
+  auto added = payload.add_executable_with_closure(abs);
+  if (!added && added.error().message.find("neither an ELF") != std::string::npos)
+    early_exit = exit_code::not_executable;
+  return added;
 }
 
 int execute(RunCliOptions& o) {

@@ -44,7 +44,7 @@ Result<PreparedGuest> prepare_guest(const GuestOptions& options) {
   if (fs::is_executable_file("/bin/busybox")) inputs.busybox = "/bin/busybox";
   inputs.kernel = kernel;
   inputs.modules = modules;
-  inputs.cache_dir = fs::cache_root() / "initramfs";
+  inputs.cache_dir = fs::cache_root();
   KILN_ASSIGN_OR_RETURN(auto initramfs, image::build_initramfs(inputs));
   KILN_ASSIGN_OR_RETURN(auto kernel_digest, digest_file(kernel.kernel));
 

@@ -1,5 +1,6 @@
 #include "runner/payload.h"
 
+#include "common/fs.h"
 #include "common/subprocess.h"
 #include "image/elf_interp.h"
 
@@ -122,8 +123,22 @@ Result<std::vector<std::string>> parse_loader_list(const std::string& output, co
   return libs;
 }
 
-Result<void> Payload::add_executable_with_closure(const std::filesystem::path& exe) {
+Result<void> Payload::add_executable_with_closure(const std::filesystem::path& exe, int depth) {
   KILN_TRY(add_path(exe));
+  auto prefix = fs::read_file_prefix(exe, 256);
+  if (!prefix) return prefix.take_error();
+  const std::string& head = *prefix;
+  if (head.starts_with("#!")) {
+    // A script: ship its interpreter (and that one's closure) too.
+    std::string line = head.substr(2, head.find('\n') == std::string::npos ? std::string::npos : head.find('\n') - 2);
+    auto begin = line.find_first_not_of(" \t");
+    if (begin == std::string::npos || line[begin] != '/' || depth > 4)
+      return make_error("{}: unusable #! line", exe.string());
+    std::string interpreter = line.substr(begin, line.find_first_of(" \t\r", begin) - begin);
+    return add_executable_with_closure(interpreter, depth + 1);
+  }
+  if (!head.starts_with("\x7f" "ELF"))
+    return make_error("{} is neither an ELF executable nor a #! script", exe.string());
   KILN_ASSIGN_OR_RETURN(auto interp, image::elf_interpreter(exe));
   if (!interp) return {};  // static executable: nothing else to load
   // Ask the host's own loader, which knows the search path, RPATH/RUNPATH and hwcaps.

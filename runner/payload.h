@@ -27,8 +27,9 @@ class Payload {
  public:
   /// Add a host path (file, directory tree, or symlink chain) to the payload.
   Result<void> add_path(const std::filesystem::path& host_path);
-  /// Add an executable and every shared library its ELF interpreter loads.
-  Result<void> add_executable_with_closure(const std::filesystem::path& exe);
+  /// Add an executable and every shared library its ELF interpreter loads; for a
+  /// #! script, its interpreter's closure too.
+  Result<void> add_executable_with_closure(const std::filesystem::path& exe, int depth = 0);
 
   const std::vector<PayloadEntry>& entries() const { return entries_; }
   uint64_t total_bytes() const;

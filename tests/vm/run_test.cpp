@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -30,20 +31,20 @@ std::vector<std::string> lines(const std::string& s) {
 
 TEST(Run, ExitCodesPassThrough) {
   for (int code : {0, 1, 77}) {
-    auto r = kiln(run_probe({"exit", std::to_string(code)}));
+    auto r = run_kiln(run_probe({"exit", std::to_string(code)}));
     EXPECT_EQ(r.exit_code, code) << r.err;
   }
 }
 
 TEST(Run, DeathBySignalIs128PlusSignal) {
-  auto r = kiln(run_probe({"signal", "11"}));
+  auto r = run_kiln(run_probe({"signal", "11"}));
   EXPECT_EQ(r.exit_code, 128 + 11) << r.err;
-  r = kiln(run_probe({"signal", "9"}));
+  r = run_kiln(run_probe({"signal", "9"}));
   EXPECT_EQ(r.exit_code, 128 + 9) << r.err;
 }
 
 TEST(Run, StdoutAndStderrAreSeparateAndEachInOrder) {
-  auto r = kiln(run_probe({"interleave", "300"}));
+  auto r = run_kiln(run_probe({"interleave", "300"}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto out = lines(r.out);
   ASSERT_EQ(out.size(), 300u);
@@ -57,41 +58,41 @@ TEST(Run, StdoutAndStderrAreSeparateAndEachInOrder) {
 
 TEST(Run, WritesDoNotSurviveTheVmNorReachTheHost) {
   const std::string marker = "/etc/kiln-isolation-marker-" + std::to_string(::getpid());
-  auto w = kiln(run_probe({"write", marker}));
+  auto w = run_kiln(run_probe({"write", marker}));
   ASSERT_EQ(w.exit_code, 0) << w.err;
-  auto w2 = kiln(run_probe({"write", "/tmp/kiln-isolation-tmp"}));
+  auto w2 = run_kiln(run_probe({"write", "/tmp/kiln-isolation-tmp"}));
   ASSERT_EQ(w2.exit_code, 0) << w2.err;
-  auto check = kiln(run_probe({"absent", marker, "/tmp/kiln-isolation-tmp"}));
+  auto check = run_kiln(run_probe({"absent", marker, "/tmp/kiln-isolation-tmp"}));
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
   EXPECT_FALSE(std::filesystem::exists(marker)) << "a guest write reached the host";
 }
 
 TEST(Run, EnvCwdAndFilesArrive) {
-  auto env = kiln(run_probe({"env", "KILN_TEST_VAR"}, {"--env", "KILN_TEST_VAR=hello world"}));
+  auto env = run_kiln(run_probe({"env", "KILN_TEST_VAR"}, {"--env", "KILN_TEST_VAR=hello world"}));
   EXPECT_EQ(env.exit_code, 0) << env.err;
   EXPECT_EQ(env.out, "hello world\n");
-  auto host_only = kiln(run_probe({"env", "HOSTNAME_SHOULD_NOT_LEAK"}));
+  auto host_only = run_kiln(run_probe({"env", "HOSTNAME_SHOULD_NOT_LEAK"}));
   EXPECT_EQ(host_only.exit_code, 1) << "the guest environment must be hermetic";
 
-  auto cwd = kiln(run_probe({"cwd"}, {"--cwd", "/work/some/dir"}));
+  auto cwd = run_kiln(run_probe({"cwd"}, {"--cwd", "/work/some/dir"}));
   EXPECT_EQ(cwd.exit_code, 0) << cwd.err;
   EXPECT_EQ(cwd.out, "/work/some/dir\n");
 
   auto data = std::filesystem::path(KILN_TEST_CACHE).parent_path() / "vm-test-data.txt";
   { std::ofstream(data) << "payload data " << ::getpid() << "\n"; }
-  auto cat = kiln(run_probe({"cat", data.string()}, {"--file", data.string()}));
+  auto cat = run_kiln(run_probe({"cat", data.string()}, {"--file", data.string()}));
   EXPECT_EQ(cat.exit_code, 0) << cat.err;
   EXPECT_EQ(cat.out, "payload data " + std::to_string(::getpid()) + "\n");
   std::filesystem::remove(data);
 }
 
 TEST(Run, ClonesGetFreshEntropyAndTheHostClock) {
-  auto a = kiln(run_probe({"random"}));
-  auto b = kiln(run_probe({"random"}));
+  auto a = run_kiln(run_probe({"random"}));
+  auto b = run_kiln(run_probe({"random"}));
   ASSERT_EQ(a.exit_code, 0) << a.err;
   ASSERT_EQ(b.exit_code, 0) << b.err;
   EXPECT_NE(a.out, b.out) << "two clones of one snapshot produced the same random bytes";
-  auto t = kiln(run_probe({"time"}));
+  auto t = run_kiln(run_probe({"time"}));
   ASSERT_EQ(t.exit_code, 0) << t.err;
   long long guest = std::stoll(t.out);
   long long host = static_cast<long long>(::time(nullptr));
@@ -99,22 +100,38 @@ TEST(Run, ClonesGetFreshEntropyAndTheHostClock) {
 }
 
 TEST(Run, GuestCommandsFromBusybox) {
-  auto r = kiln({"run", "--", "sh", "-c", "echo from-guest-shell; exit 5"});
+  auto r = run_kiln({"run", "--", "sh", "-c", "echo from-guest-shell; exit 5"});
   EXPECT_EQ(r.exit_code, 5) << r.err;
   EXPECT_EQ(r.out, "from-guest-shell\n");
 }
 
 TEST(Run, CommandMissingInGuestIs127) {
-  auto r = kiln({"run", "--", "no-such-command-in-guest"});
+  auto r = run_kiln({"run", "--", "no-such-command-in-guest"});
   EXPECT_EQ(r.exit_code, 127);
   EXPECT_NE(r.err.find("not found in the guest"), std::string::npos) << r.err;
 }
 
 TEST(Run, HostPathProblemsAreClear) {
-  auto missing = kiln({"run", "--", "/no/such/binary"});
+  auto missing = run_kiln({"run", "--", "/no/such/binary"});
   EXPECT_EQ(missing.exit_code, 127);
   EXPECT_NE(missing.err.find("no such file"), std::string::npos) << missing.err;
-  auto not_exec = kiln({"run", "--", "/etc/hostname"});
+  auto data = std::filesystem::path(KILN_TEST_CACHE).parent_path() / "not-executable.txt";
+  { std::ofstream(data) << "just text\n"; }
+  std::filesystem::permissions(data, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  auto not_exec = run_kiln({"run", "--", data.string()});
   EXPECT_EQ(not_exec.exit_code, 126);
   EXPECT_NE(not_exec.err.find("not an executable"), std::string::npos) << not_exec.err;
+  std::filesystem::permissions(data, std::filesystem::perms::owner_all);
+  auto not_elf = run_kiln({"run", "--", data.string()});
+  EXPECT_EQ(not_elf.exit_code, 126);
+  EXPECT_NE(not_elf.err.find("neither an ELF"), std::string::npos) << not_elf.err;
+  std::filesystem::remove(data);
+
+  auto script = std::filesystem::path(KILN_TEST_CACHE).parent_path() / "script.sh";
+  { std::ofstream(script) << "#!/bin/sh\necho script ran in $(cat /etc/hostname)\n"; }
+  std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+  auto ran = run_kiln({"run", "--", script.string()});
+  EXPECT_EQ(ran.exit_code, 0) << ran.err;
+  EXPECT_EQ(ran.out, "script ran in kiln\n");
+  std::filesystem::remove(script);
 }

@@ -16,7 +16,7 @@ std::filesystem::path shared_cache() { return KILN_TEST_CACHE; }
 
 std::string probe() { return VM_PROBE; }
 
-KilnRun kiln(const std::vector<std::string>& args, const std::filesystem::path& cache) {
+KilnRun run_kiln(const std::vector<std::string>& args, const std::filesystem::path& cache) {
   std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + cache.string(), KILN_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
   auto start = std::chrono::steady_clock::now();

@@ -18,7 +18,7 @@ struct KilnRun {
 std::filesystem::path shared_cache();
 
 /// Run `kiln ARGS...` with KILN_CACHE_DIR=cache.
-KilnRun kiln(const std::vector<std::string>& args, const std::filesystem::path& cache = shared_cache());
+KilnRun run_kiln(const std::vector<std::string>& args, const std::filesystem::path& cache = shared_cache());
 
 /// A cache with its own (empty) snapshot store that reuses the shared kernel and
 /// initramfs, so a test can bake or corrupt snapshots without touching others.

@@ -92,7 +92,7 @@ TEST(Messages, ExitCodesAreRangeChecked) {
 
 TEST(Messages, TrailingBytesAreRejected) {
   EXPECT_FALSE(decode_exit(encode(Exit{false, 0}) + "x"));
-  EXPECT_FALSE(decode_error(encode(ErrorReply{"m"}) + "\0"));
+  EXPECT_FALSE(decode_error(encode(ErrorReply{"m"}) + std::string(1, '\0')));
 }
 
 TEST(Messages, HugeCountsDoNotAllocate) {

@@ -1,0 +1,112 @@
+// QemuEngine without booting a guest: selection, identity, and input checks that fail
+// before any qemu process starts.
+#include "vmm/qemu/qemu_engine.h"
+
+#include "common/fs.h"
+#include "env_guard.h"
+#include "vmm/qemu/qemu_binary.h"
+
+#include <gtest/gtest.h>
+
+namespace kiln::vmm {
+namespace {
+
+class QemuEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto qemu = qemu::find_qemu_binary(); !qemu) GTEST_SKIP() << qemu.error().message;
+    auto dir = fs::TempDir::create("/tmp", "kiln-engine-test-");
+    ASSERT_TRUE(dir);
+    dir_.emplace(std::move(*dir));
+    cache_.emplace("KILN_CACHE_DIR", dir_->path().string());
+  }
+  std::optional<fs::TempDir> dir_;
+  std::optional<testing::EnvGuard> cache_;
+};
+
+TEST_F(QemuEngineTest, IdentityNamesVersionAndAccel) {
+  auto engine = make_engine(EngineOptions{"qemu", "tcg", false});
+  ASSERT_TRUE(engine) << engine.error().message;
+  EXPECT_EQ((*engine)->name(), "qemu");
+  std::string id = (*engine)->identity();
+  EXPECT_TRUE(id.starts_with("qemu-")) << id;
+  EXPECT_TRUE(id.ends_with("/tcg")) << id;
+  auto& qemu = dynamic_cast<qemu::QemuEngine&>(**engine);
+  EXPECT_EQ(qemu.accel().accel, Accel::tcg);
+  EXPECT_FALSE(qemu.accel().auto_selected);
+  EXPECT_EQ(id, "qemu-" + qemu.version() + "/tcg");
+}
+
+TEST_F(QemuEngineTest, AutoEngineIsQemuAndAutoAccelIsReported) {
+  auto engine = make_engine(EngineOptions{"auto", "auto", false});
+  ASSERT_TRUE(engine) << engine.error().message;
+  EXPECT_EQ((*engine)->name(), "qemu");
+  EXPECT_TRUE(dynamic_cast<qemu::QemuEngine&>(**engine).accel().auto_selected);
+}
+
+TEST_F(QemuEngineTest, UnknownNamesAreRejected) {
+  auto bad = make_engine(EngineOptions{"vbox", "auto", false});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("use qemu or auto"), std::string::npos);
+  EXPECT_FALSE(make_engine(EngineOptions{"kvm", "auto", false}));
+  auto accel = make_engine(EngineOptions{"qemu", "whpx", false});
+  ASSERT_FALSE(accel);
+  EXPECT_NE(accel.error().message.find("kvm, tcg or auto"), std::string::npos);
+}
+
+TEST_F(QemuEngineTest, MissingQemuSaysHowToInstall) {
+  testing::EnvGuard path("PATH", "/nonexistent");
+  testing::EnvGuard unset("KILN_QEMU", "");
+  auto engine = make_engine(EngineOptions{"qemu", "tcg", false});
+  ASSERT_FALSE(engine);
+  EXPECT_NE(engine.error().message.find("install qemu-system-x86"), std::string::npos);
+}
+
+TEST_F(QemuEngineTest, BadSpecFailsBeforeQemuStarts) {
+  auto engine = make_engine(EngineOptions{"qemu", "tcg", false});
+  ASSERT_TRUE(engine) << engine.error().message;
+  const auto kernel = dir_->path() / "vmlinuz";
+  ASSERT_TRUE(fs::write_file_atomic(kernel, "k"));
+  SnapshotFiles files{dir_->path() / "state", dir_->path() / "memory"};
+
+  GuestSpec no_kernel{dir_->path() / "missing", kernel, "", 256, 1};
+  auto r = (*engine)->boot(no_kernel, files);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("guest kernel"), std::string::npos) << r.error().message;
+
+  GuestSpec dir_initrd{kernel, dir_->path(), "", 256, 1};
+  EXPECT_FALSE((*engine)->boot(dir_initrd, files));
+  EXPECT_FALSE((*engine)->boot(GuestSpec{kernel, kernel, "", 8, 1}, files));
+  EXPECT_FALSE((*engine)->boot(GuestSpec{kernel, kernel, "", 256, 0}, files));
+}
+
+TEST_F(QemuEngineTest, RestoreChecksSnapshotFilesFirst) {
+  auto engine = make_engine(EngineOptions{"qemu", "tcg", false});
+  ASSERT_TRUE(engine) << engine.error().message;
+  const auto kernel = dir_->path() / "vmlinuz";
+  ASSERT_TRUE(fs::write_file_atomic(kernel, "k"));
+  GuestSpec spec{kernel, kernel, "", 256, 1};
+  SnapshotFiles files{dir_->path() / "state", dir_->path() / "memory"};
+
+  auto no_memory = (*engine)->restore(spec, files);
+  ASSERT_FALSE(no_memory);
+  EXPECT_NE(no_memory.error().message.find("rebake"), std::string::npos) << no_memory.error().message;
+
+  ASSERT_TRUE(fs::write_file_atomic(files.memory, std::string(4096, '\0')));  // wrong size
+  auto small = (*engine)->restore(spec, files);
+  ASSERT_FALSE(small);
+  EXPECT_NE(small.error().message.find("holds 4096 bytes"), std::string::npos) << small.error().message;
+
+  std::filesystem::resize_file(files.memory, uint64_t{256} << 20);
+  auto no_state = (*engine)->restore(spec, files);
+  ASSERT_FALSE(no_state);
+  EXPECT_NE(no_state.error().message.find("state file"), std::string::npos) << no_state.error().message;
+
+  ASSERT_TRUE(fs::write_file_atomic(files.state, ""));
+  auto empty_state = (*engine)->restore(spec, files);
+  ASSERT_FALSE(empty_state);
+  EXPECT_NE(empty_state.error().message.find("empty"), std::string::npos) << empty_state.error().message;
+}
+
+}  // namespace
+}  // namespace kiln::vmm

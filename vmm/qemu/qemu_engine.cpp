@@ -1,0 +1,99 @@
+#include "vmm/qemu/qemu_engine.h"
+
+#include "common/log.h"
+#include "vmm/qemu/qemu_binary.h"
+#include "vmm/qemu/tcg_tsc.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace kiln::vmm::qemu {
+namespace {
+
+/// Reject a spec qemu would reject later with a less readable message.
+Result<void> check_spec(const GuestSpec& spec) {
+  for (const auto& [what, path] : {std::pair{"guest kernel", &spec.kernel}, std::pair{"initramfs", &spec.initramfs}}) {
+    struct stat st {};
+    if (path->empty()) return make_error("no {} given", what);
+    if (::stat(path->c_str(), &st) != 0)
+      return make_error("{} {} cannot be used: {}", what, path->string(), std::strerror(errno));
+    if (!S_ISREG(st.st_mode)) return make_error("{} {} is not a regular file", what, path->string());
+    if (::access(path->c_str(), R_OK) != 0) return make_error("{} {} is not readable", what, path->string());
+  }
+  if (spec.memory_mib < 32 || spec.memory_mib > 1024 * 1024)
+    return make_error("guest memory of {} MiB is out of range: use 32 MiB to 1 TiB", spec.memory_mib);
+  if (spec.vcpus < 1 || spec.vcpus > 255) return make_error("{} vCPUs is out of range: use 1 to 255", spec.vcpus);
+  return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<QemuEngine>> QemuEngine::create(const EngineOptions& options) {
+  log::ScopedTimer timer("qemu: select engine");
+  KILN_ASSIGN_OR_RETURN(auto binary, find_qemu_binary());
+  KILN_ASSIGN_OR_RETURN(auto version, qemu_version(binary));
+  KILN_ASSIGN_OR_RETURN(auto accel, choose_accel(options.accel));
+  std::optional<uint32_t> tsc_khz;
+  if (accel.accel == Accel::tcg) tsc_khz = host_tsc_khz();
+  log::verbose("qemu engine: {} (version {}), accelerator {}: {}{}", binary.string(), version, accel_name(accel.accel),
+               accel.reason, tsc_khz ? fmt::format("; guest TSC {} kHz", *tsc_khz) : "");
+  return std::unique_ptr<QemuEngine>(
+      new QemuEngine(std::move(binary), std::move(version), std::move(accel), tsc_khz));
+}
+
+std::string QemuEngine::identity() const { return "qemu-" + version_ + "/" + accel_name(accel_.accel); }
+
+QemuCommand QemuEngine::command_for(const GuestSpec& spec, const SnapshotFiles& files, LaunchMode mode) const {
+  QemuCommand c;
+  c.binary = binary_.string();
+  c.accel = accel_.accel;
+  c.mode = mode;
+  c.guest = spec;
+  c.tsc_khz = tsc_khz_;
+  // Absolute: qemu resolves relative paths against its own cwd, and the error would not say so.
+  c.memory_file = std::filesystem::absolute(files.memory);
+  return c;
+}
+
+Result<std::unique_ptr<Vm>> QemuEngine::boot(const GuestSpec& spec, const SnapshotFiles& files) {
+  log::ScopedTimer timer("qemu: boot");
+  KILN_TRY(check_spec(spec));
+  // A cold boot owns its memory file: start it empty so no stale RAM image survives
+  // (qemu sizes it with ftruncate; untouched pages stay holes).
+  {
+    UniqueFd mem(::open(files.memory.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!mem) return make_error("cannot create the guest memory file {}: {}", files.memory.string(), std::strerror(errno));
+  }
+  KILN_ASSIGN_OR_RETURN(auto vm, QemuVm::start(command_for(spec, files, LaunchMode::boot), timeouts_));
+  return std::unique_ptr<Vm>(std::move(vm));
+}
+
+Result<std::unique_ptr<Vm>> QemuEngine::restore(const GuestSpec& spec, const SnapshotFiles& files) {
+  log::ScopedTimer timer("qemu: restore");
+  KILN_TRY(check_spec(spec));
+  struct stat st {};
+  if (::stat(files.memory.c_str(), &st) != 0)
+    return make_error("snapshot memory file {} cannot be used: {}; rebake the snapshot", files.memory.string(),
+                      std::strerror(errno));
+  const uint64_t want = uint64_t{spec.memory_mib} << 20;
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != want)
+    return make_error("snapshot memory file {} holds {} bytes but the guest has {} MiB ({} bytes): the snapshot is "
+                      "truncated or was baked with other settings; rebake it",
+                      files.memory.string(), st.st_size, spec.memory_mib, want);
+  UniqueFd state(::open(files.state.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!state)
+    return make_error("snapshot state file {} cannot be opened: {}; rebake the snapshot", files.state.string(),
+                      std::strerror(errno));
+  if (::fstat(state.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+    return make_error("snapshot state file {} is empty or not a regular file; rebake the snapshot",
+                      files.state.string());
+  KILN_ASSIGN_OR_RETURN(auto vm, QemuVm::start(command_for(spec, files, LaunchMode::restore), timeouts_));
+  KILN_TRY(vm->load_state_and_run(state.get()));
+  return std::unique_ptr<Vm>(std::move(vm));
+}
+
+}  // namespace kiln::vmm::qemu

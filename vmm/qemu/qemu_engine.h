@@ -1,0 +1,45 @@
+// The QEMU engine: drives qemu-system-x86_64 -M microvm (KVM or TCG).
+#pragma once
+
+#include "vmm/accel.h"
+#include "vmm/engine.h"
+#include "vmm/qemu/qemu_vm.h"
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace kiln::vmm::qemu {
+
+class QemuEngine final : public Engine {
+ public:
+  /// Find qemu, learn its version (cached) and pick the accelerator per `options.accel`.
+  static Result<std::unique_ptr<QemuEngine>> create(const EngineOptions& options);
+
+  std::string name() const override { return "qemu"; }
+  /// "qemu-<version>/<accel>", e.g. "qemu-7.2.22/tcg".
+  std::string identity() const override;
+  Result<std::unique_ptr<Vm>> boot(const GuestSpec& spec, const SnapshotFiles& files) override;
+  Result<std::unique_ptr<Vm>> restore(const GuestSpec& spec, const SnapshotFiles& files) override;
+
+  /// The accelerator in use and whether "auto" picked it (the runner marks KVM unusable
+  /// and retries with TCG when an auto-picked KVM cannot boot the guest).
+  const AccelChoice& accel() const { return accel_; }
+  const std::filesystem::path& binary() const { return binary_; }
+  const std::string& version() const { return version_; }
+  void set_timeouts(const QemuTimeouts& timeouts) { timeouts_ = timeouts; }
+
+ private:
+  QemuEngine(std::filesystem::path binary, std::string version, AccelChoice accel, std::optional<uint32_t> tsc_khz)
+      : binary_(std::move(binary)), version_(std::move(version)), accel_(std::move(accel)), tsc_khz_(tsc_khz) {}
+  QemuCommand command_for(const GuestSpec& spec, const SnapshotFiles& files, LaunchMode mode) const;
+
+  std::filesystem::path binary_;
+  std::string version_;
+  AccelChoice accel_;
+  std::optional<uint32_t> tsc_khz_;  // TCG only: the guest is told its TSC rate (tcg_tsc.h)
+  QemuTimeouts timeouts_;
+};
+
+}  // namespace kiln::vmm::qemu

@@ -1,0 +1,78 @@
+// One running qemu process: its QMP connection, agent channel, console log and stderr.
+#pragma once
+
+#include "vmm/engine.h"
+#include "vmm/qemu/qemu_command.h"
+#include "vmm/qemu/qmp_client.h"
+#include "vmm/unique_fd.h"
+
+#include "common/subprocess.h"
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace kiln::vmm::qemu {
+
+/// How long kiln waits on qemu. Generous: they bound hangs, they do not pace anything.
+struct QemuTimeouts {
+  std::chrono::milliseconds start{15000};      ///< spawn -> QMP and agent sockets connected
+  std::chrono::milliseconds command{10000};    ///< one QMP command
+  std::chrono::milliseconds migration{60000};  ///< writing or loading the state stream
+};
+
+class QemuVm final : public Vm {
+ public:
+  /// Largest console log tail kept and returned by console_output().
+  static constexpr off_t kMaxConsoleBytes = 1 << 20;
+
+  /// Spawn qemu for `command` (its runtime paths are filled in here), connect QMP and the
+  /// agent socket, then remove every runtime file: from then on only open fds remain, so
+  /// even a SIGKILLed kiln leaves nothing behind (qemu dies with it: PR_SET_PDEATHSIG).
+  /// PR_SET_PDEATHSIG follows the spawning *thread*: call this from a thread that
+  /// outlives the VM (the main thread), or qemu is killed when that thread exits.
+  static Result<std::unique_ptr<QemuVm>> start(QemuCommand command, const QemuTimeouts& timeouts);
+
+  /// Restore mode: load the migration stream from `state_fd` and resume the guest.
+  Result<void> load_state_and_run(int state_fd);
+
+  ~QemuVm() override;
+  QemuVm(const QemuVm&) = delete;
+  QemuVm& operator=(const QemuVm&) = delete;
+
+  int agent_fd() const override { return agent_.get(); }
+  std::string console_output() override;
+  std::optional<std::string> vmm_exited() override;
+  Result<void> save_snapshot(const SnapshotFiles& files) override;
+  void destroy() override;
+
+  /// The QMP connection (diagnostics and tests); null once destroyed.
+  QmpClient* qmp() { return qmp_ ? &*qmp_ : nullptr; }
+  pid_t pid() const { return child_ ? child_->pid() : -1; }
+
+ private:
+  QemuVm(const QemuCommand& command, const QemuTimeouts& timeouts);
+  /// Non-blocking: has qemu exited? Reaps it and keeps the wait status.
+  bool exited();
+  /// The last lines qemu wrote to stderr, on one line ("" if none).
+  std::string stderr_tail() const;
+  /// `cause`, plus how qemu ended and what it printed: most qemu failures explain themselves there.
+  Error failure(const std::string& context, const Error& cause);
+  /// Poll query-migrate until the migration completes, fails or `deadline` passes.
+  Result<void> wait_for_migration(Deadline deadline);
+  Result<nlohmann::json> command(const std::string& name, const nlohmann::json& arguments = nlohmann::json::object());
+
+  QemuCommand command_;
+  QemuTimeouts timeouts_;
+  std::optional<ChildProcess> child_;
+  std::optional<int> exit_status_;
+  bool destroyed_ = false;
+  std::optional<QmpClient> qmp_;
+  UniqueFd agent_;
+  UniqueFd console_;  // the console log, already unlinked; qemu keeps writing to it
+  UniqueFd stderr_;   // memfd holding qemu's stdout and stderr
+  off_t console_punched_ = 0;
+};
+
+}  // namespace kiln::vmm::qemu
