@@ -1,6 +1,6 @@
 // Whole-VM smoke tests of the QEMU engine: boot, save, restore (twice), talk over the agent
 // channel. They boot a real guest (seconds under TCG), so every test is named Vm* for the
-// runner to filter; they skip when the unpacked Debian kernel at /tmp/k/root is absent.
+// runner to filter; they use the kernel the vm.setup.bake fixture fetched into $KILN_TEST_CACHE.
 //
 // The guest agent does not exist yet: the initramfs here is busybox with an /init script
 // that loads the virtio-console modules, says "kiln-guest-ready" on /dev/hvc0 and then
@@ -32,8 +32,18 @@ namespace {
 using namespace std::chrono_literals;
 namespace stdfs = std::filesystem;
 
-const stdfs::path kKernelRoot = "/tmp/k/root";
-const char* kKernelVersion = "6.1.0-56-cloud-amd64";
+// The kernel kiln fetched into the VM tests' shared cache (the vm.setup.bake fixture).
+stdfs::path cached_kernel_root(std::string* version) {
+  const char* cache = std::getenv("KILN_TEST_CACHE");
+  std::error_code ec;
+  if (cache)
+    for (const auto& e : stdfs::directory_iterator(stdfs::path(cache) / "kernels", ec))
+      if (stdfs::exists(e.path() / "kiln-kernel.complete")) {
+        *version = e.path().filename().string();
+        return e.path();
+      }
+  return {};
+}
 const char* kBusybox = "/usr/bin/busybox";
 
 const char* kInit = R"(#!/bin/busybox sh
@@ -115,11 +125,11 @@ class VmQemuEngine : public ::testing::Test {
   static void SetUpTestSuite() {
     // KILN_TEST_TIMINGS=1 prints the engine's per-step timers (where a slow restore spends its time).
     if (std::getenv("KILN_TEST_TIMINGS")) log::set_timings(true);
-    const stdfs::path kernel = kKernelRoot / "boot" / (std::string("vmlinuz-") + kKernelVersion);
-    if (!stdfs::exists(kernel) || !fs::is_executable_file(kBusybox)) {
-      skip_reason_ = "needs " + kernel.string() + " and busybox-static";
-      return;
-    }
+    std::string version;
+    const stdfs::path kernel_root = cached_kernel_root(&version);
+    ASSERT_FALSE(kernel_root.empty()) << "no kernel in $KILN_TEST_CACHE/kernels: run via ctest (vm.setup.bake fetches it)";
+    ASSERT_TRUE(fs::is_executable_file(kBusybox)) << "needs busybox-static (scripts/bootstrap installs it)";
+    const stdfs::path kernel = kernel_root / "boot" / ("vmlinuz-" + version);
     auto dir = fs::TempDir::create("/tmp", "kiln-vmtest-");
     ASSERT_TRUE(dir) << dir.error().message;
     work_ = new fs::TempDir(std::move(*dir));
@@ -128,7 +138,7 @@ class VmQemuEngine : public ::testing::Test {
     const stdfs::path root = work_->path() / "initramfs";
     for (const char* d : {"bin", "dev", "proc", "lib/modules"}) ASSERT_TRUE(fs::make_dirs(root / d));
     stdfs::copy_file(kBusybox, root / "bin" / "busybox");
-    const stdfs::path mods = kKernelRoot / "lib/modules" / kKernelVersion / "kernel/drivers";
+    const stdfs::path mods = kernel_root / "lib/modules" / version / "kernel/drivers";
     for (const char* m : {"virtio/virtio_ring.ko", "virtio/virtio.ko", "virtio/virtio_mmio.ko", "char/virtio_console.ko"})
       stdfs::copy_file(mods / m, root / "lib/modules" / stdfs::path(m).filename());
     ASSERT_TRUE(fs::write_file_atomic(root / "init", kInit));
@@ -151,14 +161,14 @@ class VmQemuEngine : public ::testing::Test {
     work_ = nullptr;
   }
   void SetUp() override {
-    if (!skip_reason_.empty()) GTEST_SKIP() << skip_reason_;
+    ASSERT_NE(spec_, nullptr) << "suite setup failed (see above)";
     auto e = make_engine(EngineOptions{"qemu", "tcg", false});
     ASSERT_TRUE(e) << e.error().message;
     engine_ = std::move(*e);
     dirs_before_ = runtime_dirs();
   }
   void TearDown() override {
-    if (!skip_reason_.empty()) return;
+    if (spec_ == nullptr) return;
     // Other kiln processes on this host create (and within ~50 ms remove) their own
     // runtime dirs: only a new dir that stays is a leak.
     std::set<std::string> leaked;
@@ -198,7 +208,6 @@ class VmQemuEngine : public ::testing::Test {
     baked_ = true;
   }
 
-  static inline std::string skip_reason_;
   static inline fs::TempDir* work_ = nullptr;
   static inline testing::EnvGuard* cache_ = nullptr;
   static inline GuestSpec* spec_ = nullptr;
