@@ -17,7 +17,6 @@
 
 namespace {
 
-constexpr const char* kChannelPath = "/dev/hvc0";
 constexpr int kChannelWaitMs = 10'000;
 constexpr const char* kModuleList = "/kiln/modules";
 
@@ -42,9 +41,9 @@ constexpr const char* kModuleList = "/kiln/modules";
   std::string error;
   std::optional<Reaper> reaper = Reaper::create(&error);
   if (!reaper) give_up("cannot watch child processes: " + error);
-  std::optional<Channel> channel = Channel::open(kChannelPath, kChannelWaitMs, &error);
+  std::optional<Channel> channel = Channel::open_port(kiln::proto::kAgentPortName, kChannelWaitMs, &error);
   if (!channel)
-    give_up(error + " (is virtio_console loaded and the VM started with a virtconsole device?)");
+    give_up(error + " (is virtio_console loaded and the VM started with a virtserialport of that name?)");
 
   Server server(*channel, *reaper);
   server.announce();

@@ -1,5 +1,6 @@
 #include "agent/channel.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <termios.h>
@@ -24,6 +25,38 @@ uint64_t monotonic_ms() {
 
 }  // namespace
 
+static std::string find_virtio_port(const char* name) {
+  DIR* dir = ::opendir("/sys/class/virtio-ports");
+  if (dir == nullptr) return {};
+  std::string found;
+  while (dirent* d = ::readdir(dir)) {
+    if (d->d_name[0] == '.') continue;
+    char buf[256] = {};
+    int fd = ::open(cat("/sys/class/virtio-ports/", d->d_name, "/name").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    std::string_view got(buf, n > 0 ? static_cast<size_t>(n) : 0);
+    while (!got.empty() && got.back() == '\n') got.remove_suffix(1);
+    if (got == name) found = cat("/dev/", d->d_name);
+  }
+  ::closedir(dir);
+  return found;
+}
+
+std::optional<Channel> Channel::open_port(const char* name, int wait_ms, std::string* error) {
+  const uint64_t deadline = monotonic_ms() + static_cast<uint64_t>(wait_ms);
+  for (;;) {
+    std::string path = find_virtio_port(name);
+    if (!path.empty()) return open(path.c_str(), static_cast<int>(deadline - std::min(deadline, monotonic_ms())), error);
+    if (monotonic_ms() >= deadline) {
+      *error = cat("no virtio-serial port named ", name, " appeared");
+      return std::nullopt;
+    }
+    ::usleep(20'000);
+  }
+}
+
 std::optional<Channel> Channel::open(const char* path, int wait_ms, std::string* error) {
   const uint64_t deadline = monotonic_ms() + static_cast<uint64_t>(wait_ms);
   int fd = -1;
@@ -38,8 +71,9 @@ std::optional<Channel> Channel::open(const char* path, int wait_ms, std::string*
     ::usleep(20'000);
   }
   UniqueFd owned(fd);
-  // It is a tty: without raw mode the line discipline would echo, translate CR/LF
-  // and swallow control bytes, corrupting binary frames.
+  // A virtio-serial port is not a tty and passes bytes untouched. A console (hvc) is:
+  // without raw mode its line discipline would echo and translate, corrupting frames.
+  if (!::isatty(fd)) return Channel(std::move(owned));
   termios tio{};
   if (::tcgetattr(fd, &tio) != 0) {
     *error = sys_error(cat("tcgetattr ", path));

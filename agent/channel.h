@@ -1,5 +1,5 @@
-// The agent's end of the host channel: a virtio-console tty (/dev/hvc0) in raw
-// mode carrying kiln protocol frames. Input is decoded as it arrives and queued,
+// The agent's end of the host channel: the virtio-serial port named
+// proto::kAgentPortName (a /dev/vportNpM node) carrying kiln protocol frames. Input is decoded as it arrives and queued,
 // so the host may pipeline requests while the agent is busy (e.g. in an exec).
 #pragma once
 
@@ -21,6 +21,8 @@ class Channel {
   /// Waits up to `wait_ms` for `path` to appear (the driver creates it
   /// asynchronously after module load), then opens it as a raw, non-blocking tty.
   static std::optional<Channel> open(const char* path, int wait_ms, std::string* error);
+  /// Waits for the virtio-serial port called `name` (/sys/class/virtio-ports/*/name) and opens it.
+  static std::optional<Channel> open_port(const char* name, int wait_ms, std::string* error);
 
   int fd() const { return fd_.get(); }
 

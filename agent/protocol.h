@@ -20,6 +20,8 @@ inline constexpr size_t kHeaderSize = 8;
 inline constexpr uint32_t kMaxPayload = 1u << 20;  // 1 MiB: larger frames are garbage
 inline constexpr uint32_t kMaxArgs = 4096;          // argv / env entries per exec
 inline constexpr uint32_t kMaxEntropy = 4096;
+/// Name of the virtio-serial port carrying the protocol (/sys/class/virtio-ports/*/name).
+inline constexpr const char* kAgentPortName = "org.kiln.agent.0";
 
 enum class MsgType : uint8_t {
   // guest -> host

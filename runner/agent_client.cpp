@@ -46,7 +46,9 @@ Result<void> AgentClient::send_file_data(int fd, uint64_t size) {
 Result<void> AgentClient::flush(Deadline deadline) { return pump(deadline, false); }
 
 Result<proto::Frame> AgentClient::next_frame(Deadline deadline) {
-  if (!decoder_.has_frame()) KILN_TRY(pump(deadline, true));
+  // Always pump: queued requests (e.g. a hello_ack) must go out even when a reply
+  // is already buffered.
+  KILN_TRY(pump(deadline, true));
   auto f = decoder_.next();
   if (!f) return make_error("internal: no frame after pump");
   if (!proto::is_guest_message(f->type))

@@ -98,11 +98,13 @@ TEST(Robustness, TruncatedStateFileLeadsToARebake) {
   EXPECT_NE(r.err.find("rebak"), std::string::npos) << r.err;
 }
 
-TEST(Robustness, GarbageOnTheAgentChannelIsAClearError) {
+TEST(Robustness, GuestProcessesCannotOpenTheAgentChannel) {
+  // The agent holds its virtio-serial port open, and a port has one opener: a test
+  // running as root in the guest cannot inject frames. (Garbage from a hostile agent
+  // is covered against a real socket in tests/unit/runner and by the fuzz target.)
   auto r = run_kiln(probe_run({"--timeout", "60"}, {"garbage-channel"}));
-  EXPECT_EQ(r.exit_code, 125) << r.err;
-  EXPECT_NE(r.err.find("garbage on the agent channel"), std::string::npos) << r.err;
-  EXPECT_LT(r.seconds, 50) << "a hostile guest must not make kiln wait";
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  EXPECT_NE(r.out.find("is busy"), std::string::npos) << r.out;
 }
 
 TEST(Robustness, MissingQemuOrKernelIsOneClearLine) {

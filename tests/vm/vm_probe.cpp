@@ -1,5 +1,6 @@
 // A test payload run inside kiln VMs: each mode exercises one guest behaviour.
 // Dynamically linked on purpose, so every run also ships its library closure.
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/random.h>
@@ -91,7 +92,17 @@ int main(int argc, char** argv) {
   }
   if (mode == "garbage-channel") {
     // A hostile guest: write junk straight onto the agent's channel.
-    int fd = open("/dev/hvc0", O_WRONLY | O_NOCTTY);
+    std::string port;
+    for (int i = 0; i < 16 && port.empty(); ++i) {
+      std::ifstream name("/sys/class/virtio-ports/vport0p" + std::to_string(i) + "/name");
+      std::string n;
+      if (std::getline(name, n) && n.rfind("org.kiln.agent", 0) == 0) port = "/dev/vport0p" + std::to_string(i);
+    }
+    int fd = open(port.c_str(), O_WRONLY | O_NOCTTY);
+    if (fd < 0 && errno == EBUSY) {
+      std::printf("agent channel %s is busy\n", port.c_str());
+      return 3;
+    }
     if (fd < 0) return 2;
     const char junk[] = "\xde\xad\xbe\xef not kiln protocol at all";
     for (int i = 0; i < 4; ++i) (void)!write(fd, junk, sizeof junk);

@@ -70,7 +70,7 @@ TEST(QemuCommand, AgentChannelConsoleAndQmp) {
   EXPECT_EQ(chardevs[1], "socket,id=agent,path=/tmp/kiln-vm-abc/agent.sock,server=on,wait=off");
   EXPECT_EQ(value_of(argv, "-serial"), "chardev:console");
   auto devices = values_of(argv, "-device");
-  EXPECT_EQ(devices, (std::vector<std::string>{"virtio-serial-device", "virtconsole,chardev=agent"}));
+  EXPECT_EQ(devices, (std::vector<std::string>{"virtio-serial-device", "virtserialport,chardev=agent,name=org.kiln.agent.0"}));
   EXPECT_EQ(value_of(argv, "-qmp"), "unix:/tmp/kiln-vm-abc/qmp.sock,server=on,wait=off");
 }
 

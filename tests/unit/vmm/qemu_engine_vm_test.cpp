@@ -3,7 +3,7 @@
 // runner to filter; they use the kernel the vm.setup.bake fixture fetched into $KILN_TEST_CACHE.
 //
 // The guest agent does not exist yet: the initramfs here is busybox with an /init script
-// that loads the virtio-console modules, says "kiln-guest-ready" on /dev/hvc0 and then
+// that loads the virtio-console modules, opens /dev/vport0p1 and then
 // echoes every line back as "echo:<line>".
 #include "vmm/engine.h"
 
@@ -50,12 +50,15 @@ const char* kInit = R"(#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t devtmpfs dev /dev
 for m in virtio_ring virtio virtio_mmio virtio_console; do /bin/busybox insmod /lib/modules/$m.ko; done
-n=0; while [ ! -e /dev/hvc0 ] && [ $n -lt 1000 ]; do /bin/busybox usleep 10000; n=$((n+1)); done
-exec 3<>/dev/hvc0
-# hvc resets its termios on last close, so set raw mode on the fd that stays open.
-/bin/busybox stty raw -echo <&3
-echo "kiln-guest-ready" >&3
-while IFS= read -r line <&3; do echo "echo:$line" >&3; done
+/bin/busybox mount -t sysfs sys /sys
+# The node can appear a moment before the port accepts opens (ENXIO): retry in a subshell.
+n=0; until (exec 3<>/dev/vport0p1) 2>/dev/null || /bin/busybox test $n -gt 1000; do /bin/busybox usleep 10000; n=$((n+1)); done
+exec 3<>/dev/vport0p1
+# A virtio-serial port reads EOF while no host is connected (between bake and restore).
+while true; do
+  while IFS= read -r line <&3; do echo "echo:$line" >&3; done
+  /bin/busybox usleep 10000
+done
 )";
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
@@ -91,6 +94,19 @@ Result<double> round_trip(Vm& vm, const std::string& word) {
     return make_error("write to agent socket failed");
   KILN_TRY(read_until(vm.agent_fd(), "echo:" + word + "\n", 20s));
   return ms_since(t0);
+}
+
+Result<std::string> wait_guest_ready(Vm& vm, std::chrono::milliseconds timeout) {
+  const Deadline deadline = deadline_after(timeout);
+  for (;;) {
+    const std::string ping = "ready\n";
+    if (::write(vm.agent_fd(), ping.data(), ping.size()) != static_cast<ssize_t>(ping.size()))
+      return make_error("write to agent socket failed");
+    auto got = read_until(vm.agent_fd(), "echo:ready\n", 200ms);
+    if (got) return got;
+    if (Clock::now() >= deadline) return make_error("guest never echoed: {}", got.error().message);
+    if (got.error().message.starts_with("EOF")) return got;
+  }
 }
 
 std::set<std::string> runtime_dirs() {
@@ -136,7 +152,7 @@ class VmQemuEngine : public ::testing::Test {
     cache_ = new testing::EnvGuard("KILN_CACHE_DIR", (work_->path() / "cache").string());
 
     const stdfs::path root = work_->path() / "initramfs";
-    for (const char* d : {"bin", "dev", "proc", "lib/modules"}) ASSERT_TRUE(fs::make_dirs(root / d));
+    for (const char* d : {"bin", "dev", "proc", "sys", "lib/modules"}) ASSERT_TRUE(fs::make_dirs(root / d));
     stdfs::copy_file(kBusybox, root / "bin" / "busybox");
     const stdfs::path mods = kernel_root / "lib/modules" / version / "kernel/drivers";
     for (const char* m : {"virtio/virtio_ring.ko", "virtio/virtio.ko", "virtio/virtio_mmio.ko", "char/virtio_console.ko"})
@@ -189,7 +205,9 @@ class VmQemuEngine : public ::testing::Test {
     auto vm = engine_->boot(*spec_, *files_);
     ASSERT_TRUE(vm) << vm.error().message;
     report("boot: spawn -> QMP+agent connected", fmt::format("{:.0f} ms", ms_since(t0)));
-    auto hello = read_until((*vm)->agent_fd(), "kiln-guest-ready\n", 60s);
+    // Guest writes before the host connects are lost on a virtio-serial port, so the
+    // host speaks first: ping until the guest's echo comes back.
+    auto hello = wait_guest_ready(**vm, 60s);
     ASSERT_TRUE(hello) << hello.error().message << "\nconsole:\n" << (*vm)->console_output();
     report("boot: spawn -> first guest output", fmt::format("{:.0f} ms", ms_since(t0)));
     auto rt = round_trip(**vm, "before-save");

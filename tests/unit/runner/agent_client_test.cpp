@@ -1,0 +1,106 @@
+// The host side of the agent channel against a real socket whose far end plays
+// a hostile guest: garbage, oversized frames, silence, hang-ups.
+#include "runner/agent_client.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+using namespace kiln;
+using namespace kiln::runner;
+using proto::MsgType;
+
+namespace {
+
+class AgentClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds_), 0); }
+  void TearDown() override {
+    ::close(fds_[0]);
+    if (fds_[1] >= 0) ::close(fds_[1]);
+  }
+  void guest_sends(const std::string& bytes) {
+    ASSERT_EQ(::write(fds_[1], bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
+  AgentClient client(std::optional<std::string> dead = std::nullopt) {
+    return AgentClient(fds_[0], [dead] { return dead; });
+  }
+  static Deadline soon() { return Clock::now() + std::chrono::seconds(5); }
+  int fds_[2] = {-1, -1};
+};
+
+}  // namespace
+
+TEST_F(AgentClientTest, GarbageIsAClearError) {
+  auto agent = client();
+  guest_sends("\xde\xad\xbe\xef this is not kiln protocol");
+  auto f = agent.next_frame(soon());
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.error().message.find("garbage on the agent channel"), std::string::npos) << f.error().message;
+}
+
+TEST_F(AgentClientTest, OversizedFrameIsRefusedFromItsHeader) {
+  auto agent = client();
+  std::string header = proto::encode_frame(MsgType::stdout_data, "");
+  header[7] = '\x7f';  // claims ~2 GiB
+  guest_sends(header);
+  auto f = agent.next_frame(soon());
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.error().message.find("exceeds"), std::string::npos) << f.error().message;
+}
+
+TEST_F(AgentClientTest, HostOnlyMessageTypeFromTheGuestIsRejected) {
+  auto agent = client();
+  guest_sends(proto::encode_frame(MsgType::exec, proto::encode(proto::Exec{{"x"}, {}, "/"})));
+  auto f = agent.next_frame(soon());
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.error().message.find("unknown type"), std::string::npos) << f.error().message;
+}
+
+TEST_F(AgentClientTest, SilenceEndsAtTheDeadlineAsATimeout) {
+  auto agent = client();
+  auto start = Clock::now();
+  auto f = agent.next_frame(Clock::now() + std::chrono::milliseconds(300));
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.error().kind, ErrorKind::timeout);
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(3));
+}
+
+TEST_F(AgentClientTest, ADeadVmEndsTheWaitWithItsReason) {
+  auto agent = client("qemu was killed by signal 9");
+  auto f = agent.next_frame(soon());
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.error().message.find("killed by signal 9"), std::string::npos) << f.error().message;
+}
+
+TEST_F(AgentClientTest, GuestHangUpIsAnError) {
+  auto agent = client();
+  ::close(fds_[1]);
+  fds_[1] = -1;
+  auto f = agent.next_frame(soon());
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.error().message.find("closed its channel"), std::string::npos) << f.error().message;
+}
+
+TEST_F(AgentClientTest, HandshakeSkipsRepeatedHellos) {
+  auto agent = client();
+  std::string hello = proto::encode_frame(MsgType::hello, proto::encode(proto::Hello{proto::kVersion, "t"}));
+  guest_sends(hello + hello + hello + proto::encode_frame(MsgType::ok, ""));
+  auto h = agent.handshake(soon());
+  ASSERT_TRUE(h.ok()) << h.error().message;
+  EXPECT_EQ(h->agent_version, "t");
+  // Exactly one hello_ack went to the guest.
+  char buf[64];
+  ssize_t n = ::read(fds_[1], buf, sizeof buf);
+  EXPECT_EQ(n, static_cast<ssize_t>(proto::kHeaderSize));
+  EXPECT_EQ(static_cast<uint8_t>(buf[3]), static_cast<uint8_t>(MsgType::hello_ack));
+}
+
+TEST_F(AgentClientTest, ErrorReplyNamesTheRequest) {
+  auto agent = client();
+  guest_sends(proto::encode_frame(MsgType::error, proto::encode(proto::ErrorReply{"disk full"})));
+  auto r = agent.expect_ok(soon(), "placing /x");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("placing /x"), std::string::npos);
+  EXPECT_NE(r.error().message.find("disk full"), std::string::npos);
+}

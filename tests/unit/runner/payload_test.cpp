@@ -1,0 +1,59 @@
+#include "runner/payload.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+using namespace kiln::runner;
+
+namespace {
+bool has(const Payload& p, PayloadEntry::Kind kind, const std::string& path) {
+  return std::any_of(p.entries().begin(), p.entries().end(),
+                     [&](const PayloadEntry& e) { return e.kind == kind && e.path == path; });
+}
+}  // namespace
+
+TEST(LoaderList, ParsesResolvedLibrariesAndTheInterpreter) {
+  auto libs = parse_loader_list(
+      "\tlinux-vdso.so.1 (0x00007ffd)\n"
+      "\tlibstdc++.so.6 => /lib/x86_64-linux-gnu/libstdc++.so.6 (0x00007f)\n"
+      "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n"
+      "\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n",
+      "t");
+  ASSERT_TRUE(libs.ok());
+  EXPECT_EQ(*libs, (std::vector<std::string>{"/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/x86_64-linux-gnu/libc.so.6",
+                                             "/lib64/ld-linux-x86-64.so.2"}));
+}
+
+TEST(LoaderList, MissingLibraryIsAnErrorNamingIt) {
+  auto libs = parse_loader_list("\tlibfoo.so.1 => not found\n", "/bin/t");
+  ASSERT_FALSE(libs.ok());
+  EXPECT_NE(libs.error().message.find("libfoo.so.1"), std::string::npos);
+}
+
+TEST(Payload, DynamicExecutableBringsItsClosureAndSymlinks) {
+  Payload p;
+  auto r = p.add_executable_with_closure("/bin/sh");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  // Debian 12 is merged-/usr: /bin is a symlink the guest must see too.
+  EXPECT_TRUE(has(p, PayloadEntry::Kind::symlink, "/bin"));
+  EXPECT_TRUE(has(p, PayloadEntry::Kind::symlink, "/usr/bin/sh"));  // sh -> dash
+  EXPECT_TRUE(has(p, PayloadEntry::Kind::file, "/usr/bin/dash"));
+  EXPECT_TRUE(std::any_of(p.entries().begin(), p.entries().end(),
+                          [](const PayloadEntry& e) { return e.path.find("libc.so") != std::string::npos; }));
+  EXPECT_GT(p.total_bytes(), 100000u);
+}
+
+TEST(Payload, MissingPathIsAClearError) {
+  Payload p;
+  auto r = p.add_path("/no/such/file");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("does not exist"), std::string::npos);
+}
+
+TEST(Payload, TextFileIsNotAnExecutable) {
+  Payload p;
+  auto r = p.add_executable_with_closure("/etc/os-release");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("neither an ELF"), std::string::npos) << r.error().message;
+}
