@@ -12,7 +12,7 @@
 
 #include "agent/protocol.h"
 #include "agent/status.h"
-#include "agent/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace kiln::agent {
 

@@ -11,7 +11,7 @@
 
 #include "agent/fs_util.h"
 #include "agent/log.h"
-#include "agent/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace kiln::agent {
 

@@ -15,7 +15,7 @@
 #include <string>
 
 #include "agent/log.h"
-#include "agent/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace kiln::agent {
 

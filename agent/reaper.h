@@ -8,7 +8,7 @@
 #include <optional>
 
 #include "agent/status.h"
-#include "agent/unique_fd.h"
+#include "common/unique_fd.h"
 
 namespace kiln::agent {
 

@@ -1,5 +1,7 @@
 #include "common/digest.h"
 
+#include "common/unique_fd.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,17 +21,6 @@ std::string to_hex(XXH128_hash_t h) {
 
 struct StateDeleter {
   void operator()(XXH3_state_t* s) const { XXH3_freeState(s); }
-};
-
-class FdCloser {
- public:
-  explicit FdCloser(int fd) : fd_(fd) {}
-  ~FdCloser() { if (fd_ >= 0) ::close(fd_); }
-  FdCloser(const FdCloser&) = delete;
-  FdCloser& operator=(const FdCloser&) = delete;
-
- private:
-  int fd_;
 };
 
 // Hash [begin, end) of fd into state.
@@ -52,43 +43,38 @@ Result<void> hash_range(int fd, off_t begin, off_t end, XXH3_state_t* state, std
 
 std::string digest_bytes(std::string_view bytes) { return to_hex(XXH3_128bits(bytes.data(), bytes.size())); }
 
-Result<std::string> digest_file(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return make_error("cannot open {}: {}", path.string(), std::strerror(errno));
-  FdCloser closer(fd);
+// One reader for both digests: `sparse` walks only the data extents (SEEK_DATA /
+// SEEK_HOLE) and mixes each extent's position in, so holes cost nothing.
+static Result<std::string> digest(const std::filesystem::path& path, bool sparse) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return make_error("cannot open {}: {}", path.string(), std::strerror(errno));
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return make_error("cannot stat {}: {}", path.string(), std::strerror(errno));
+  if (::fstat(fd.get(), &st) != 0) return make_error("cannot stat {}: {}", path.string(), std::strerror(errno));
   std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
   XXH3_128bits_reset(state.get());
   std::vector<char> buf(1 << 20);
-  KILN_TRY(hash_range(fd, 0, st.st_size, state.get(), buf, path));
-  return to_hex(XXH3_128bits_digest(state.get()));
-}
-
-Result<std::string> digest_sparse_file(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return make_error("cannot open {}: {}", path.string(), std::strerror(errno));
-  FdCloser closer(fd);
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return make_error("cannot stat {}: {}", path.string(), std::strerror(errno));
-  std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
-  XXH3_128bits_reset(state.get());
-  std::vector<char> buf(1 << 20);
+  if (!sparse) {
+    KILN_TRY(hash_range(fd.get(), 0, st.st_size, state.get(), buf, path));
+    return to_hex(XXH3_128bits_digest(state.get()));
+  }
   off_t pos = 0;
   while (pos < st.st_size) {
-    off_t data = ::lseek(fd, pos, SEEK_DATA);
+    off_t data = ::lseek(fd.get(), pos, SEEK_DATA);
     if (data < 0) break;  // ENXIO: only a hole remains
-    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
     if (hole < 0) hole = st.st_size;
-    // Mix in the extent's position so moving data between offsets changes the digest.
     uint64_t extent[2] = {static_cast<uint64_t>(data), static_cast<uint64_t>(hole)};
     XXH3_128bits_update(state.get(), extent, sizeof extent);
-    KILN_TRY(hash_range(fd, data, hole, state.get(), buf, path));
+    KILN_TRY(hash_range(fd.get(), data, hole, state.get(), buf, path));
     pos = hole;
   }
   uint64_t size = static_cast<uint64_t>(st.st_size);
   XXH3_128bits_update(state.get(), &size, sizeof size);
   return to_hex(XXH3_128bits_digest(state.get()));
 }
+
+Result<std::string> digest_file(const std::filesystem::path& path) { return digest(path, false); }
+
+Result<std::string> digest_sparse_file(const std::filesystem::path& path) { return digest(path, true); }
 
 }  // namespace kiln

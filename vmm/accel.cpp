@@ -2,7 +2,7 @@
 
 #include "common/log.h"
 #include "vmm/per_boot_cache.h"
-#include "vmm/unique_fd.h"
+#include "common/unique_fd.h"
 
 #include <fcntl.h>
 #include <linux/kvm.h>

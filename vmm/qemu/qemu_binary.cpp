@@ -3,7 +3,7 @@
 #include "common/fs.h"
 #include "common/subprocess.h"
 #include "vmm/deadline.h"
-#include "vmm/unique_fd.h"
+#include "common/unique_fd.h"
 
 #include <fcntl.h>
 #include <poll.h>

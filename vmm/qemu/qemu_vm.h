@@ -4,7 +4,7 @@
 #include "vmm/engine.h"
 #include "vmm/qemu/qemu_command.h"
 #include "vmm/qemu/qmp_client.h"
-#include "vmm/unique_fd.h"
+#include "common/unique_fd.h"
 
 #include "common/subprocess.h"
 

@@ -3,7 +3,7 @@
 
 #include "common/result.h"
 #include "vmm/deadline.h"
-#include "vmm/unique_fd.h"
+#include "common/unique_fd.h"
 
 #include <filesystem>
 #include <functional>

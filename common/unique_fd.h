@@ -1,11 +1,13 @@
-// An owned file descriptor, closed on destruction.
+// An owned file descriptor, closed on destruction: every early return closes what
+// it opened (a leaked fd in the agent, PID 1, would leak into every later command).
+// std-only, so the static guest agent uses it too.
 #pragma once
 
 #include <unistd.h>
 
 #include <utility>
 
-namespace kiln::vmm {
+namespace kiln {
 
 /// Owns one fd. Move-only; `reset()` closes the old fd.
 class UniqueFd {
@@ -22,6 +24,7 @@ class UniqueFd {
   ~UniqueFd() { reset(); }
 
   int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
   explicit operator bool() const { return fd_ >= 0; }
   /// Give up ownership without closing.
   int release() { return std::exchange(fd_, -1); }
@@ -36,4 +39,4 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-}  // namespace kiln::vmm
+}  // namespace kiln
