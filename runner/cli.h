@@ -23,5 +23,6 @@ void apply_log_options(const VmOptions& options);
 void register_run(CLI::App& app, int& exit_code);
 void register_bake(CLI::App& app, int& exit_code);
 void register_snapshots(CLI::App& app, int& exit_code);
+void register_resources(CLI::App& app, int& exit_code);
 
 }  // namespace kiln::runner

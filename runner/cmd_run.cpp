@@ -126,14 +126,18 @@ void register_run(CLI::App& app, int& exit_code) {
       "A bare name runs from the guest's PATH (busybox applets).\n"
       "Example: kiln run --timeout 30 --file ./testdata -- ./build/my_test --gtest_brief=1");
   add_vm_options(*cmd, o->vm);
+  // One value per flag (repeat the flag for more), so `--file X -- cmd --flag` keeps `--`
+  // as the end of kiln's options rather than the end of --file's values.
   cmd->add_option("--env", o->env, "Set K=V in the command's environment (repeatable)")
+      ->allow_extra_args(false)
       ->check([](const std::string& s) { return s.find('=') == std::string::npos || s.front() == '='
                                                     ? std::string("expected K=V")
                                                     : std::string(); });
   cmd->add_option("--cwd", o->cwd, "Working directory in the guest (default: the current directory, created empty)");
   cmd->add_option("--timeout", o->timeout, "Kill the VM after SEC seconds; kiln then exits 124")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--file", o->files, "Host file or directory to place in the guest at the same path (repeatable)");
+  cmd->add_option("--file", o->files, "Host file or directory to place in the guest at the same path (repeatable)")
+      ->allow_extra_args(false);
   cmd->add_option("command", o->argv, "The command and its arguments (put them after --)")->required();
   cmd->callback([o, &exit_code] { exit_code = execute(*o); });
 }

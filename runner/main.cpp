@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   kiln::runner::register_run(app, exit_code);
   kiln::runner::register_bake(app, exit_code);
   kiln::runner::register_snapshots(app, exit_code);
+  kiln::runner::register_resources(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -83,6 +83,10 @@ TEST(Run, EnvCwdAndFilesArrive) {
   auto cat = run_kiln(run_probe({"cat", data.string()}, {"--file", data.string()}));
   EXPECT_EQ(cat.exit_code, 0) << cat.err;
   EXPECT_EQ(cat.out, "payload data " + std::to_string(::getpid()) + "\n");
+  // Options before `--` take one value each: the command's own flags stay its own.
+  auto flags = run_kiln({"run", "--file", data.string(), "--env", "X=1", "--", "sh", "-c", "cat \"$0\"; echo $X", data.string()});
+  EXPECT_EQ(flags.exit_code, 0) << flags.err;
+  EXPECT_EQ(flags.out, "payload data " + std::to_string(::getpid()) + "\n1\n");
   std::filesystem::remove(data);
 }
 

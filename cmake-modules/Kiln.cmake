@@ -1,0 +1,490 @@
+# Distributed under the same terms as kiln.
+
+#[=======================================================================[.rst:
+Kiln
+----
+
+Run tests in microVMs: every test runs in a fresh, hardware-isolated Linux
+microVM restored from kiln's golden snapshot, and nothing it writes (not even
+under ``/etc``) survives it or reaches the host.
+
+.. code-block:: cmake
+
+  find_package(Kiln REQUIRED)   # includes this module
+
+This module defines two functions:
+
+.. command:: add_microvm_test
+
+  Add a test that runs a command in a fresh microVM, like :command:`add_test`::
+
+    add_microvm_test(NAME <name> COMMAND <target-or-exe> [<arg>...]
+                     [MEMORY <MiB>]
+                     [CPUS <n>]
+                     [TIMEOUT <seconds>]
+                     [FILES <path>...]
+                     [ENVIRONMENT <K=V>...]
+                     [WORKING_DIRECTORY <dir>]
+                     [LABELS <label>...]
+                     [ENGINE <engine>]
+                     [IMAGE <ref>])
+
+  The test runs ``kiln run [options] -- <exe> <arg>...`` and its result is the
+  command's exit code; kiln's own codes are 124 (timeout), 125 (kiln or VM
+  failure), 126/127 (not executable / not found).
+
+  ``NAME <name>``
+    The ctest name of the test. Required.
+
+  ``COMMAND <target-or-exe> [<arg>...]``
+    What to run. Required. An executable target runs as
+    ``$<TARGET_FILE:target>`` (define the target before this call); otherwise
+    it must be an existing absolute path to an executable file, or a bare name
+    (``sh``, ``ls``) that runs from the guest's busybox ``PATH``. The
+    executable, its shared libraries and every ``FILES`` entry appear in the
+    guest at the same absolute paths. Arguments may use generator expressions.
+    An argument spelled like a keyword (all capitals, e.g. ``MEMROY``) is
+    rejected as an unknown keyword; pass such a literal as ``$<1:WORD>``.
+
+  ``MEMORY <MiB>``
+    Guest memory in MiB (64-65536). Default: ``KILN_DEFAULT_MEMORY`` (256).
+
+  ``CPUS <n>``
+    Guest vCPUs (1-64). Default: ``KILN_DEFAULT_CPUS`` (1).
+
+  ``TIMEOUT <seconds>``
+    kiln kills the VM after this long and exits 124. The ctest ``TIMEOUT``
+    property is set ``KILN_TIMEOUT_MARGIN`` (30) seconds later, so kiln reports
+    the timeout and tears the VM down before ctest would kill it. With CMake
+    3.27 or newer, a ctest timeout sends kiln SIGTERM first
+    (``TIMEOUT_SIGNAL_NAME``), so kiln still tears the VM down.
+    Default: ``KILN_DEFAULT_TIMEOUT`` (300).
+
+  ``FILES <path>...``
+    Host files or directories to place in the guest at the same absolute path.
+    Relative paths are relative to the current source directory. Each must
+    exist at configure time (generator expressions are not checked).
+
+  ``ENVIRONMENT <K=V>...``
+    Variables set in the command's environment in the guest (which is
+    otherwise hermetic: ``PATH``, ``HOME=/root``, ``LANG=C.UTF-8``). This is
+    not ctest's ``ENVIRONMENT`` property, which still sets kiln's own
+    environment on the host (e.g. ``KILN_CACHE_DIR``).
+
+  ``WORKING_DIRECTORY <dir>``
+    Working directory in the guest. Default: the test's host working
+    directory, created empty in the guest.
+
+  ``LABELS <label>...``
+    ctest labels; ``microvm`` is always added.
+
+  ``ENGINE <engine>``
+    VM engine: ``auto`` or ``qemu``. Default: ``KILN_DEFAULT_ENGINE`` (kiln's
+    own default, ``auto``).
+
+  ``IMAGE <ref>``
+    Guest image. Only ``default`` (Debian's cloud kernel with kiln's
+    initramfs) is supported for now.
+
+  Other ctest properties are set as usual with :command:`set_tests_properties`:
+  ``WILL_FAIL``, ``SKIP_RETURN_CODE``, ``PASS_REGULAR_EXPRESSION``,
+  ``FIXTURES_SETUP``/``FIXTURES_REQUIRED``, ``RESOURCE_LOCK``, ``DEPENDS``…
+  The function sets only ``TIMEOUT``, ``LABELS`` and, with the options below,
+  ``RESOURCE_GROUPS`` and ``FIXTURES_REQUIRED``.
+
+.. command:: kiln_discover_tests
+
+  Make every GoogleTest case of a test executable its own ctest test, each in
+  its own fresh microVM::
+
+    kiln_discover_tests(<target>
+                        [EXTRA_ARGS <arg>...]
+                        [TEST_PREFIX <prefix>]
+                        [TEST_SUFFIX <suffix>]
+                        [MEMORY <MiB>] [CPUS <n>] [TIMEOUT <seconds>]
+                        [FILES <path>...] [ENVIRONMENT <K=V>...]
+                        [WORKING_DIRECTORY <dir>] [LABELS <label>...]
+                        [ENGINE <engine>] [IMAGE <ref>]
+                        [PROPERTIES <name> <value>...]
+                        [DISCOVERY_TIMEOUT <seconds>])
+
+  After each build of ``<target>`` (``POST_BUILD``, like
+  :command:`gtest_discover_tests`), the executable is run on the host with
+  ``--gtest_list_tests`` — no VM is booted to list tests: host and guest run
+  the same binary — and one test ``<prefix><Suite>.<Case><suffix>`` is added
+  per case, running ``<exe> --gtest_filter=<Suite>.<Case> <extra args>`` in a
+  microVM. Cases named ``DISABLED_*`` are added with the ``DISABLED``
+  property. Options shared with :command:`add_microvm_test` mean the same.
+
+  ``EXTRA_ARGS <arg>...``
+    Appended to every test's command line.
+
+  ``TEST_PREFIX <prefix>``, ``TEST_SUFFIX <suffix>``
+    Put around each test name, e.g. to keep names unique across executables.
+
+  ``PROPERTIES <name> <value>...``
+    ctest properties set on every discovered test (``WILL_FAIL``,
+    ``RESOURCE_LOCK``…).
+
+  ``DISCOVERY_TIMEOUT <seconds>``
+    How long listing may take before the build fails. Default: 5.
+
+Variables
+^^^^^^^^^
+
+``KILN_EXECUTABLE``
+  The kiln binary. Default: the imported target ``Kiln::kiln`` from the
+  package, else ``find_program(kiln)``.
+``KILN_DEFAULT_MEMORY``, ``KILN_DEFAULT_CPUS``, ``KILN_DEFAULT_TIMEOUT``, ``KILN_DEFAULT_ENGINE``
+  Project-wide defaults for the keywords above.
+``KILN_TIMEOUT_MARGIN``
+  Seconds the ctest ``TIMEOUT`` exceeds kiln's own. Default: 30.
+``KILN_USE_RESOURCE_GROUPS``
+  If ON, every test gets ``RESOURCE_GROUPS microvm_slots:1``, so
+  ``ctest -j N --resource-spec-file spec.json`` (``kiln resources > spec.json``)
+  never runs more VMs at once than the host's memory allows. Default: OFF.
+``KILN_BAKE_FIXTURE``
+  If ON (default), one setup test ``kiln.bake.<MiB>M.<n>cpu`` per VM shape
+  runs ``kiln bake`` before the tests that need it (fixture
+  ``kiln.bake.<MiB>M.<n>cpu``), so the one-time bake is not charged to a
+  test's timeout. kiln takes a lock, so concurrent first runs bake once anyway.
+
+Example
+^^^^^^^
+
+.. code-block:: cmake
+
+  find_package(GTest REQUIRED)
+  find_package(Kiln REQUIRED)
+  enable_testing()
+
+  add_executable(parser_test parser_test.cpp)
+  target_link_libraries(parser_test PRIVATE GTest::gtest_main)
+  kiln_discover_tests(parser_test TEST_PREFIX "parser." MEMORY 512
+                      FILES ${CMAKE_CURRENT_SOURCE_DIR}/testdata)
+
+  add_executable(installer_test installer_test.cpp)
+  add_microvm_test(NAME installer.writes_etc COMMAND installer_test --root /
+                   TIMEOUT 60 LABELS system)
+  set_tests_properties(installer.writes_etc PROPERTIES SKIP_RETURN_CODE 77)
+#]=======================================================================]
+
+include_guard(GLOBAL)
+
+# Project-wide defaults: a variable set before this point (normal or cache) wins.
+macro(_kiln_default var value type doc)
+  if(NOT DEFINED ${var})
+    set(${var} "${value}" CACHE ${type} "${doc}")
+  endif()
+endmacro()
+_kiln_default(KILN_DEFAULT_MEMORY 256 STRING "Default guest memory (MiB) of microVM tests")
+_kiln_default(KILN_DEFAULT_CPUS 1 STRING "Default vCPUs of microVM tests")
+_kiln_default(KILN_DEFAULT_TIMEOUT 300 STRING "Default kiln --timeout (seconds) of microVM tests")
+_kiln_default(KILN_DEFAULT_ENGINE "" STRING "Default VM engine of microVM tests (empty: kiln's default)")
+_kiln_default(KILN_TIMEOUT_MARGIN 30 STRING "Seconds the ctest TIMEOUT exceeds kiln's --timeout")
+_kiln_default(KILN_USE_RESOURCE_GROUPS OFF BOOL "Give every microVM test RESOURCE_GROUPS microvm_slots:1")
+_kiln_default(KILN_BAKE_FIXTURE ON BOOL "Bake the golden snapshot in a ctest fixture before microVM tests")
+
+# The build-time script of kiln_discover_tests(): beside this module when
+# installed, in ctest/ in kiln's source tree.
+if(EXISTS "${CMAKE_CURRENT_LIST_DIR}/KilnDiscoverTests.cmake")
+  set(_KILN_DISCOVER_SCRIPT "${CMAKE_CURRENT_LIST_DIR}/KilnDiscoverTests.cmake")
+else()
+  set(_KILN_DISCOVER_SCRIPT "${CMAKE_CURRENT_LIST_DIR}/../ctest/KilnDiscoverTests.cmake")
+endif()
+
+# The kiln binary, as a path or a generator expression.
+function(_kiln_executable out)
+  if(KILN_EXECUTABLE)
+    set(${out} "${KILN_EXECUTABLE}" PARENT_SCOPE)
+  elseif(TARGET Kiln::kiln)
+    set(${out} "$<TARGET_FILE:Kiln::kiln>" PARENT_SCOPE)
+  else()
+    find_program(KILN_EXECUTABLE kiln DOC "The kiln binary")
+    if(NOT KILN_EXECUTABLE)
+      message(FATAL_ERROR "kiln: the kiln binary was not found: use find_package(Kiln) or set KILN_EXECUTABLE")
+    endif()
+    set(${out} "${KILN_EXECUTABLE}" PARENT_SCOPE)
+  endif()
+endfunction()
+
+function(_kiln_check_range fn keyword value min max)
+  if(NOT value MATCHES "^[0-9]+$" OR value LESS min OR value GREATER max)
+    message(FATAL_ERROR "${fn}: ${keyword} \"${value}\" must be an integer from ${min} to ${max}")
+  endif()
+endfunction()
+
+# Validate the VM keywords shared by both functions (in the caller's `arg_` variables),
+# apply defaults, and set `run_args` (the options of `kiln run`) and `ctest_timeout`.
+macro(_kiln_vm_options fn)
+  if(arg_UNPARSED_ARGUMENTS)
+    list(GET arg_UNPARSED_ARGUMENTS 0 _kiln_word)
+    message(FATAL_ERROR "${fn}: unknown keyword: ${_kiln_word}")
+  endif()
+  foreach(_kiln_kw IN LISTS arg_KEYWORDS_MISSING_VALUES)
+    if(NOT _kiln_kw MATCHES "^(FILES|ENVIRONMENT|LABELS|EXTRA_ARGS|PROPERTIES)$")
+      message(FATAL_ERROR "${fn}: ${_kiln_kw} needs a value")
+    endif()
+  endforeach()
+  foreach(_kiln_kw MEMORY CPUS TIMEOUT ENGINE)
+    if(NOT DEFINED arg_${_kiln_kw})
+      set(arg_${_kiln_kw} "${KILN_DEFAULT_${_kiln_kw}}")
+    endif()
+  endforeach()
+  _kiln_check_range("${fn}" MEMORY "${arg_MEMORY}" 64 65536)
+  _kiln_check_range("${fn}" CPUS "${arg_CPUS}" 1 64)
+  if(NOT arg_TIMEOUT MATCHES "^[0-9]+(\\.[0-9]+)?$" OR arg_TIMEOUT EQUAL 0)
+    message(FATAL_ERROR "${fn}: TIMEOUT \"${arg_TIMEOUT}\" must be a positive number of seconds")
+  endif()
+  if(NOT arg_ENGINE STREQUAL "" AND NOT arg_ENGINE MATCHES "^(auto|qemu)$")
+    message(FATAL_ERROR "${fn}: ENGINE \"${arg_ENGINE}\" is not supported: use auto or qemu")
+  endif()
+  if(DEFINED arg_IMAGE AND NOT arg_IMAGE STREQUAL "default")
+    message(FATAL_ERROR "${fn}: IMAGE \"${arg_IMAGE}\" is not supported: only IMAGE default exists for now")
+  endif()
+  # The repeatable options (--env, --file) come first: kiln's CLI would take a
+  # `--` right after one of them as the end of its values, not of the options.
+  set(run_args "")
+  foreach(_kiln_env IN LISTS arg_ENVIRONMENT)
+    if(NOT _kiln_env MATCHES "^[^=]+=")
+      message(FATAL_ERROR "${fn}: ENVIRONMENT entry \"${_kiln_env}\" must be K=V")
+    endif()
+    list(APPEND run_args --env "${_kiln_env}")
+  endforeach()
+  foreach(_kiln_file IN LISTS arg_FILES)
+    if(NOT _kiln_file MATCHES "\\$<")
+      cmake_path(ABSOLUTE_PATH _kiln_file BASE_DIRECTORY "${CMAKE_CURRENT_SOURCE_DIR}" NORMALIZE)
+      if(NOT EXISTS "${_kiln_file}")
+        message(FATAL_ERROR "${fn}: FILES path \"${_kiln_file}\" does not exist")
+      endif()
+    endif()
+    list(APPEND run_args --file "${_kiln_file}")
+  endforeach()
+  if(DEFINED arg_WORKING_DIRECTORY)
+    list(APPEND run_args --cwd "${arg_WORKING_DIRECTORY}")
+  endif()
+  list(APPEND run_args --timeout ${arg_TIMEOUT} --memory ${arg_MEMORY} --cpus ${arg_CPUS})
+  if(arg_ENGINE)
+    list(APPEND run_args --engine ${arg_ENGINE})
+  endif()
+  # Seconds may be fractional: ctest's TIMEOUT is the integer part plus the margin.
+  string(REGEX REPLACE "\\..*" "" _kiln_whole "${arg_TIMEOUT}")
+  math(EXPR ctest_timeout "${_kiln_whole} + 1 + ${KILN_TIMEOUT_MARGIN}")
+endmacro()
+
+# The fixture that bakes the golden snapshot of one VM shape; sets `fixture` (empty when off).
+function(_kiln_bake_fixture out memory cpus engine)
+  set(${out} "" PARENT_SCOPE)
+  if(NOT KILN_BAKE_FIXTURE)
+    return()
+  endif()
+  set(name "kiln.bake.${memory}M.${cpus}cpu")
+  if(engine)
+    string(APPEND name ".${engine}")
+  endif()
+  get_property(defined GLOBAL PROPERTY _KILN_FIXTURE_${name} SET)
+  if(NOT defined)
+    set_property(GLOBAL PROPERTY _KILN_FIXTURE_${name} 1)
+    _kiln_executable(kiln)
+    set(args --memory ${memory} --cpus ${cpus})
+    if(engine)
+      list(APPEND args --engine ${engine})
+    endif()
+    # Defined in the top-level directory so every directory's tests can require it.
+    cmake_language(EVAL CODE "
+      cmake_language(DEFER DIRECTORY [[${CMAKE_SOURCE_DIR}]] CALL _kiln_add_bake_test [[${name}]] [[${kiln}]] ${args})")
+  endif()
+  set(${out} "${name}" PARENT_SCOPE)
+endfunction()
+
+function(_kiln_add_bake_test name kiln)
+  add_test(NAME ${name} COMMAND ${kiln} bake ${ARGN})
+  # A first bake may fetch the kernel: allow it time.
+  set_tests_properties(${name} PROPERTIES FIXTURES_SETUP ${name} LABELS "microvm" TIMEOUT 900)
+endfunction()
+
+# A bare COMMAND name that becomes a target later would silently run the guest's
+# busybox command of that name instead: refuse it once all targets are known.
+function(_kiln_check_late_target name test)
+  if(TARGET ${name})
+    message(FATAL_ERROR "add_microvm_test(${test}): COMMAND \"${name}\" is a target defined after "
+                        "add_microvm_test(): define the target first")
+  endif()
+endfunction()
+
+# Where ctest can (CMake >= 3.27), it sends SIGTERM on timeout: kiln then tears the
+# VM down (exit 143) instead of being killed with QEMU left behind.
+function(_kiln_timeout_signal test)
+  if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.27)
+    set_tests_properties(${test} PROPERTIES TIMEOUT_SIGNAL_NAME SIGTERM TIMEOUT_SIGNAL_GRACE_PERIOD 5)
+  endif()
+endfunction()
+
+function(add_microvm_test)
+  set(fn "add_microvm_test")
+  cmake_parse_arguments(PARSE_ARGV 0 arg ""
+    "NAME;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE"
+    "COMMAND;FILES;ENVIRONMENT;LABELS")
+  if(NOT arg_NAME)
+    message(FATAL_ERROR "${fn}: NAME is required")
+  endif()
+  set(fn "add_microvm_test(${arg_NAME})")
+  if(NOT arg_COMMAND)
+    message(FATAL_ERROR "${fn}: COMMAND is required")
+  endif()
+  # COMMAND takes every following word, so a misspelled keyword after it would
+  # silently become an argument: reject words that look like keywords.
+  list(POP_FRONT arg_COMMAND exe)
+  foreach(word IN LISTS arg_COMMAND)
+    string(LENGTH "${word}" len)
+    if(word MATCHES "^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$" AND len GREATER 2)
+      message(FATAL_ERROR "${fn}: unknown keyword: ${word} (if it is meant as an argument of COMMAND, "
+                          "write it as $<1:${word}>)")
+    endif()
+  endforeach()
+  _kiln_vm_options(${fn})
+
+  if(TARGET ${exe})
+    get_target_property(type ${exe} TYPE)
+    if(NOT type STREQUAL "EXECUTABLE")
+      message(FATAL_ERROR "${fn}: COMMAND target \"${exe}\" is a ${type}, not an executable")
+    endif()
+    set(exe "$<TARGET_FILE:${exe}>")
+  elseif(exe MATCHES "\\$<")
+    # A generator expression: checked by kiln at test time (127/126).
+  elseif(IS_ABSOLUTE "${exe}")
+    cmake_path(GET exe FILENAME exe_name)
+    cmake_path(GET exe PARENT_PATH exe_dir)
+    find_program(found NAMES ${exe_name} PATHS ${exe_dir} NO_DEFAULT_PATH NO_CACHE)
+    if(IS_DIRECTORY "${exe}" OR NOT found)
+      message(FATAL_ERROR "${fn}: COMMAND \"${exe}\" is neither a target nor an executable file")
+    endif()
+  elseif(exe MATCHES "^[A-Za-z0-9_.+-]+$")
+    # A bare name: runs from the guest's busybox PATH, unless it becomes a target later.
+    cmake_language(EVAL CODE "
+      cmake_language(DEFER DIRECTORY [[${CMAKE_SOURCE_DIR}]] CALL _kiln_check_late_target [[${exe}]] [[${arg_NAME}]])")
+  else()
+    message(FATAL_ERROR "${fn}: COMMAND \"${exe}\" is neither a target, an absolute path to an "
+                        "executable, nor a bare command name for the guest")
+  endif()
+
+  _kiln_executable(kiln)
+  add_test(NAME ${arg_NAME} COMMAND ${kiln} run ${run_args} -- ${exe} ${arg_COMMAND})
+  list(APPEND arg_LABELS microvm)
+  list(REMOVE_DUPLICATES arg_LABELS)
+  set_tests_properties(${arg_NAME} PROPERTIES TIMEOUT ${ctest_timeout} LABELS "${arg_LABELS}")
+  _kiln_timeout_signal(${arg_NAME})
+  if(KILN_USE_RESOURCE_GROUPS)
+    set_property(TEST ${arg_NAME} APPEND PROPERTY RESOURCE_GROUPS "microvm_slots:1")
+  endif()
+  _kiln_bake_fixture(fixture ${arg_MEMORY} ${arg_CPUS} "${arg_ENGINE}")
+  if(fixture)
+    set_property(TEST ${arg_NAME} APPEND PROPERTY FIXTURES_REQUIRED ${fixture})
+  endif()
+endfunction()
+
+# Bracket-quote each element of a list for a generated CMake script.
+function(_kiln_quote_list out)
+  set(quoted "")
+  foreach(item IN LISTS ARGN)
+    string(APPEND quoted " [==[${item}]==]")
+  endforeach()
+  set(${out} "${quoted}" PARENT_SCOPE)
+endfunction()
+
+function(kiln_discover_tests target)
+  set(fn "kiln_discover_tests(${target})")
+  cmake_parse_arguments(PARSE_ARGV 1 arg ""
+    "TEST_PREFIX;TEST_SUFFIX;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;DISCOVERY_TIMEOUT"
+    "EXTRA_ARGS;FILES;ENVIRONMENT;LABELS;PROPERTIES")
+  if(NOT TARGET ${target})
+    message(FATAL_ERROR "${fn}: \"${target}\" is not a target")
+  endif()
+  get_target_property(type ${target} TYPE)
+  if(NOT type STREQUAL "EXECUTABLE")
+    message(FATAL_ERROR "${fn}: \"${target}\" is a ${type}, not an executable")
+  endif()
+  _kiln_vm_options(${fn})
+  if(NOT DEFINED arg_DISCOVERY_TIMEOUT)
+    set(arg_DISCOVERY_TIMEOUT 5)
+  endif()
+  if(NOT arg_DISCOVERY_TIMEOUT MATCHES "^[0-9]+$" OR arg_DISCOVERY_TIMEOUT EQUAL 0)
+    message(FATAL_ERROR "${fn}: DISCOVERY_TIMEOUT \"${arg_DISCOVERY_TIMEOUT}\" must be a positive integer")
+  endif()
+  list(LENGTH arg_PROPERTIES n)
+  math(EXPR odd "${n} % 2")
+  if(odd)
+    message(FATAL_ERROR "${fn}: PROPERTIES needs name/value pairs, got: ${arg_PROPERTIES}")
+  endif()
+
+  list(APPEND arg_LABELS microvm)
+  list(REMOVE_DUPLICATES arg_LABELS)
+  _kiln_bake_fixture(fixture ${arg_MEMORY} ${arg_CPUS} "${arg_ENGINE}")
+
+  # Discovery parameters go through a generated file, not -D arguments, so lists
+  # and generator expressions survive intact.
+  _kiln_executable(kiln)
+  set(base "${CMAKE_CURRENT_BINARY_DIR}/${target}_kiln")
+  # Multi-config generators: one list per configuration, picked by `ctest -C`.
+  get_property(multi_config GLOBAL PROPERTY GENERATOR_IS_MULTI_CONFIG)
+  if(multi_config)
+    set(file_base "${base}_$<CONFIG>")
+    set(ctest_base "${base}_\${CTEST_CONFIGURATION_TYPE}")
+  else()
+    set(file_base "${base}")
+    set(ctest_base "${base}")
+  endif()
+  _kiln_quote_list(q_run_args ${run_args})
+  _kiln_quote_list(q_extra ${arg_EXTRA_ARGS})
+  _kiln_quote_list(q_props ${arg_PROPERTIES})
+  set(timeout_signal 0)
+  if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.27)
+    set(timeout_signal 1)  # as _kiln_timeout_signal()
+  endif()
+  set(resource_groups "")
+  if(KILN_USE_RESOURCE_GROUPS)
+    set(resource_groups "microvm_slots:1")
+  endif()
+  file(GENERATE OUTPUT "${file_base}_params.cmake" CONTENT "\
+set(KILN_EXECUTABLE [==[${kiln}]==])
+set(TEST_EXECUTABLE [==[$<TARGET_FILE:${target}>]==])
+set(TEST_RUN_ARGS${q_run_args})
+set(TEST_EXTRA_ARGS${q_extra})
+set(TEST_PREFIX [==[${arg_TEST_PREFIX}]==])
+set(TEST_SUFFIX [==[${arg_TEST_SUFFIX}]==])
+set(TEST_TIMEOUT ${ctest_timeout})
+set(TEST_LABELS [==[${arg_LABELS}]==])
+set(TEST_FIXTURE [==[${fixture}]==])
+set(TEST_RESOURCE_GROUPS [==[${resource_groups}]==])
+set(TEST_TIMEOUT_SIGNAL ${timeout_signal})
+set(TEST_PROPERTIES${q_props})
+set(TEST_DISCOVERY_TIMEOUT ${arg_DISCOVERY_TIMEOUT})
+set(TEST_TARGET [==[${target}]==])
+set(CTEST_FILE [==[${file_base}_tests.cmake]==])
+")
+  add_custom_command(TARGET ${target} POST_BUILD
+    BYPRODUCTS "${file_base}_tests.cmake"
+    COMMAND "${CMAKE_COMMAND}" -D "KILN_PARAMS_FILE=${file_base}_params.cmake"
+            -P "${_KILN_DISCOVER_SCRIPT}"
+    VERBATIM)
+  # ctest includes this: the list written by the last build, or, when the test
+  # options changed since (a re-configure does not rebuild), a fresh one.
+  file(WRITE "${base}_include.cmake" "\
+set(KILN_PARAMS_FILE \"${ctest_base}_params.cmake\")
+set(_kiln_tests \"${ctest_base}_tests.cmake\")
+if(EXISTS \"\${_kiln_tests}\" AND NOT \"\${KILN_PARAMS_FILE}\" IS_NEWER_THAN \"\${_kiln_tests}\")
+  include(\"\${_kiln_tests}\")
+elseif(EXISTS \"\${KILN_PARAMS_FILE}\")
+  include(\"\${KILN_PARAMS_FILE}\")
+  if(EXISTS \"\${TEST_EXECUTABLE}\")
+    include([==[${_KILN_DISCOVER_SCRIPT}]==])
+    include(\"\${_kiln_tests}\")
+  else()
+    add_test([==[${target}_NOT_BUILT]==] [==[${target}_NOT_BUILT]==])
+  endif()
+else()
+  add_test([==[${target}_NOT_BUILT]==] [==[${target}_NOT_BUILT]==])
+endif()
+")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${base}_include.cmake")
+endfunction()

@@ -1,0 +1,86 @@
+# Install kiln into a fresh prefix, build examples/gtest_demo against it from a
+# separate build directory (find_package(Kiln) only: no add_subdirectory), run its
+# ctest, and check the outcome: every test passes, the hanging one by timing out,
+# --output-junit works; then again from a cold cache with ctest -j4: one bake.
+#   cmake -D KILN_BUILD_DIR=... -D EXAMPLE_DIR=... -D WORK_DIR=... -D GENERATOR=... -P example_against_install.cmake
+cmake_minimum_required(VERSION 3.25)
+
+function(run what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "${what} failed (${result}):\n  ${ARGN}\n${out}")
+  endif()
+  set(out "${out}" PARENT_SCOPE)
+endfunction()
+
+set(prefix "${WORK_DIR}/prefix")
+set(build "${WORK_DIR}/build")
+file(REMOVE_RECURSE "${WORK_DIR}")
+
+run("installing kiln" "${CMAKE_COMMAND}" --install "${KILN_BUILD_DIR}" --prefix "${prefix}")
+foreach(f bin/kiln libexec/kiln/kiln-agent lib/cmake/Kiln/KilnConfig.cmake
+          lib/cmake/Kiln/KilnConfigVersion.cmake lib/cmake/Kiln/Kiln.cmake lib/cmake/Kiln/KilnDiscoverTests.cmake)
+  if(NOT EXISTS "${prefix}/${f}")
+    message(FATAL_ERROR "cmake --install did not install ${f}")
+  endif()
+endforeach()
+
+run("configuring the example" "${CMAKE_COMMAND}" -S "${EXAMPLE_DIR}" -B "${build}" -G "${GENERATOR}"
+    "-DCMAKE_PREFIX_PATH=${prefix}")
+run("building the example" "${CMAKE_COMMAND}" --build "${build}")
+
+# KILN_CACHE_DIR comes from this test's environment: the shared, already baked test cache.
+run("the example's ctest" "${CMAKE_CTEST_COMMAND}" --test-dir "${build}" -j2 --output-on-failure
+    --output-junit "${WORK_DIR}/junit.xml")
+message(STATUS "example ctest:\n${out}")
+set(expected
+  wordcount.CountWords.EmptyTextHasNoWords wordcount.CountWords.SingleWord
+  wordcount.CountWords.SurroundingSpaceIsIgnored wordcount.CountWords.TabsAndNewlinesSeparateWords
+  wordcount.CountWords.ReadsAStream data.DataFile.IsPlacedInTheGuest data.DataFile.HasNineWords
+  system.System.WritesToEtc system.System.WritesToRoot system.System.StartsClean
+  system.previous_writes_are_gone hang.times_out kiln.bake.256M.1cpu)
+list(LENGTH expected n)
+foreach(t IN LISTS expected)
+  string(REPLACE "." "\\." re "${t}")
+  if(NOT out MATCHES "Test +#[0-9]+: ${re} \\.+ +Passed")
+    message(FATAL_ERROR "${t} did not pass")
+  endif()
+endforeach()
+if(NOT out MATCHES "100% tests passed, 0 tests failed out of ${n}\n")
+  message(FATAL_ERROR "expected exactly ${n} tests, all passing")
+endif()
+file(READ "${WORK_DIR}/junit.xml" junit)
+if(NOT junit MATCHES "tests=\"${n}\"")
+  message(FATAL_ERROR "--output-junit: expected ${n} tests in ${WORK_DIR}/junit.xml")
+endif()
+
+# The hanging test passed because kiln's timeout killed its VM, not by luck.
+run("ctest -R hang" "${CMAKE_CTEST_COMMAND}" --test-dir "${build}" -R "^hang\\.times_out$" -V)
+if(NOT out MATCHES "timeout: [^\n]*hang_test did not finish within 3 s; the VM was killed")
+  message(FATAL_ERROR "hang.times_out did not time out in kiln:\n${out}")
+endif()
+
+# ctest -j4 with no golden snapshot and no bake fixture: the first tests start
+# together and race to bake; kiln's bake lock must make that exactly one bake.
+# The fresh cache reuses the fetched kernel and initramfs (hard links), not the snapshots.
+set(cold_cache "${WORK_DIR}/cold-cache")
+file(MAKE_DIRECTORY "${cold_cache}")
+foreach(dir host kernels initramfs)
+  if(EXISTS "$ENV{KILN_CACHE_DIR}/${dir}")
+    run("seeding the cold cache" cp -al "$ENV{KILN_CACHE_DIR}/${dir}" "${cold_cache}/")
+  endif()
+endforeach()
+run("reconfiguring the example without the bake fixture" "${CMAKE_COMMAND}" "${build}" -DKILN_BAKE_FIXTURE=OFF)
+run("ctest -j4 on a cold cache" "${CMAKE_COMMAND}" -E env "KILN_CACHE_DIR=${cold_cache}"
+    "${CMAKE_CTEST_COMMAND}" --test-dir "${build}" -j4 -E "^hang" --output-on-failure)
+if(out MATCHES "kiln\\.bake")
+  message(FATAL_ERROR "KILN_BAKE_FIXTURE=OFF still added a bake test:\n${out}")
+endif()
+file(GLOB snapshots LIST_DIRECTORIES true "${cold_cache}/snapshots/*")
+list(FILTER snapshots EXCLUDE REGEX "/\\.[^/]*$|\\.lock$|\\.tmp")
+list(LENGTH snapshots baked)
+if(NOT baked EQUAL 1)
+  message(FATAL_ERROR "ctest -j4 on a cold cache baked ${baked} snapshots, expected 1: ${snapshots}")
+endif()
+message(STATUS "ctest -j4 on a cold cache: one bake, all tests passed")
+file(REMOVE_RECURSE "${cold_cache}")  # a whole snapshot: do not keep it in the build tree
