@@ -38,8 +38,7 @@ Result<void> resolve_command(RunCliOptions& o, Payload& payload, int& early_exit
   }
   cmd = abs.string();
   auto added = payload.add_executable_with_closure(abs);
-  if (!added && added.error().message.find("neither an ELF") != std::string::npos)
-    early_exit = exit_code::not_executable;
+  if (!added && added.error().kind == ErrorKind::not_executable) early_exit = exit_code::not_executable;
   return added;
 }
 

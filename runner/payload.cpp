@@ -138,7 +138,8 @@ Result<void> Payload::add_executable_with_closure(const std::filesystem::path& e
     return add_executable_with_closure(interpreter, depth + 1);
   }
   if (!head.starts_with("\x7f" "ELF"))
-    return make_error("{} is neither an ELF executable nor a #! script", exe.string());
+    return Error{fmt::format("{} is neither an ELF executable nor a #! script", exe.string()),
+                 ErrorKind::not_executable};
   KILN_ASSIGN_OR_RETURN(auto interp, image::elf_interpreter(exe));
   if (!interp) return {};  // static executable: nothing else to load
   // Ask the host's own loader, which knows the search path, RPATH/RUNPATH and hwcaps.
