@@ -27,7 +27,7 @@ int64_t now_unix_ns() {
 }
 
 vmm::SnapshotFiles files_in(const std::filesystem::path& dir) {
-  return vmm::SnapshotFiles{dir / layout::kStateFile, dir / layout::kMemoryFile};
+  return vmm::SnapshotFiles{dir / layout::kStateFile, dir / layout::kMemoryFile, {}};
 }
 
 // Stat and digest one file the engine wrote into the bake directory.

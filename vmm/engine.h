@@ -1,5 +1,5 @@
 // The engine interface: everything above it (store, runner, agent protocol,
-// CMake) is engine-agnostic. Engines: `qemu` (vmm/qemu/) now, `kvm` later.
+// CMake) is engine-agnostic. Engines: `qemu` (vmm/qemu/), `kvm` (vmm/kvm/).
 #pragma once
 
 #include "common/result.h"
@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace kiln::vmm {
 
@@ -21,10 +22,28 @@ struct GuestSpec {
   uint32_t vcpus = 1;
 };
 
+/// `length` bytes of guest RAM starting at guest-physical `guest_offset` are stored in
+/// a layer file at `file_offset`. All three are multiples of the 4 KiB page size.
+struct MemoryExtent {
+  uint64_t guest_offset = 0;
+  uint64_t file_offset = 0;
+  uint64_t length = 0;
+  bool operator==(const MemoryExtent&) const = default;
+};
+
+/// One diff layer: pages that differ from everything below it (snapshot/ diff layers).
+struct MemoryOverlay {
+  std::filesystem::path file;         ///< the layer's page file
+  std::vector<MemoryExtent> extents;  ///< sorted by guest_offset, non-overlapping
+};
+
 /// The engine-owned files of one snapshot, inside its store directory.
 struct SnapshotFiles {
-  std::filesystem::path state;   ///< device/CPU state (QEMU: migration stream)
-  std::filesystem::path memory;  ///< guest RAM image, mapped copy-on-write on restore
+  std::filesystem::path state;   ///< device/CPU state (QEMU: migration stream; KVM: docs/kvm-state-format.md)
+  std::filesystem::path memory;  ///< guest RAM image (full size), mapped copy-on-write on restore
+  /// Diff layers over `memory`, applied bottom-up. Only engines whose
+  /// maps_overlays() is true get a non-empty list; others get a flattened `memory`.
+  std::vector<MemoryOverlay> overlays;
 };
 
 /// A running VM. Destroying it kills the VMM process and removes its runtime files.
@@ -37,8 +56,9 @@ class Vm {
   virtual std::string console_output() = 0;
   /// If the VMM process has died: a description ("qemu exited with code 1: <stderr tail>").
   virtual std::optional<std::string> vmm_exited() = 0;
-  /// Pause the VM and write its state to `files.state`; RAM is already in `files.memory`.
-  /// The VM stays paused; destroy it afterwards.
+  /// Pause the VM, write its state to `files.state` and make `files.memory` hold the
+  /// complete guest RAM (a booted VM or one from restore_for_layer already has its RAM
+  /// there). The VM stays paused; destroy it afterwards.
   virtual Result<void> save_snapshot(const SnapshotFiles& files) = 0;
   /// Kill the VMM now (idempotent).
   virtual void destroy() = 0;
@@ -55,10 +75,16 @@ class Engine {
   virtual Result<std::unique_ptr<Vm>> boot(const GuestSpec& spec, const SnapshotFiles& files) = 0;
   /// Restore a VM from `files`, RAM mapped copy-on-write (the files are never modified). Running on return.
   virtual Result<std::unique_ptr<Vm>> restore(const GuestSpec& spec, const SnapshotFiles& files) = 0;
+  /// Restore `from` (never modified) so that a later Vm::save_snapshot(`to`) saves the
+  /// VM as a new, complete snapshot in `to` (a layer: payload or fixture).
+  virtual Result<std::unique_ptr<Vm>> restore_for_layer(const GuestSpec& spec, const SnapshotFiles& from,
+                                                        const SnapshotFiles& to) = 0;
+  /// True if restore() maps `SnapshotFiles::overlays` itself (no flattened file needed).
+  virtual bool maps_overlays() const = 0;
 };
 
 struct EngineOptions {
-  std::string name = "auto";   ///< qemu | auto
+  std::string name = "auto";   ///< kvm | qemu | auto
   std::string accel = "auto";  ///< kvm | tcg | auto (qemu engine)
   bool verbose = false;
 };

@@ -96,4 +96,10 @@ Result<std::unique_ptr<Vm>> QemuEngine::restore(const GuestSpec& spec, const Sna
   return std::unique_ptr<Vm>(std::move(vm));
 }
 
+Result<std::unique_ptr<Vm>> QemuEngine::restore_for_layer(const GuestSpec&, const SnapshotFiles&,
+                                                          const SnapshotFiles&) {
+  // TODO(issue 6): copy `from` to `to` and restore it shared.
+  return make_error("the qemu engine cannot save layers yet");
+}
+
 }  // namespace kiln::vmm::qemu

@@ -22,6 +22,10 @@ class QemuEngine final : public Engine {
   std::string identity() const override;
   Result<std::unique_ptr<Vm>> boot(const GuestSpec& spec, const SnapshotFiles& files) override;
   Result<std::unique_ptr<Vm>> restore(const GuestSpec& spec, const SnapshotFiles& files) override;
+  Result<std::unique_ptr<Vm>> restore_for_layer(const GuestSpec& spec, const SnapshotFiles& from,
+                                                const SnapshotFiles& to) override;
+  /// QEMU maps one memory file: layers are flattened for it (docs/snapshot-format.md).
+  bool maps_overlays() const override { return false; }
 
   /// The accelerator in use and whether "auto" picked it (the runner marks KVM unusable
   /// and retries with TCG when an auto-picked KVM cannot boot the guest).

@@ -164,7 +164,7 @@ class VmQemuEngine : public ::testing::Test {
     ASSERT_TRUE(built && built->exit_code == 0) << (built ? built->err : built.error().message);
 
     spec_ = new GuestSpec{kernel, cpio, "console=ttyS0 panic=-1", 256, 1};
-    files_ = new SnapshotFiles{work_->path() / "state", work_->path() / "memory"};
+    files_ = new SnapshotFiles{work_->path() / "state", work_->path() / "memory", {}};
   }
   static void TearDownTestSuite() {
     delete spec_;
