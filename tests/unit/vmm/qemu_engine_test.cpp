@@ -67,7 +67,7 @@ TEST_F(QemuEngineTest, BadSpecFailsBeforeQemuStarts) {
   ASSERT_TRUE(engine) << engine.error().message;
   const auto kernel = dir_->path() / "vmlinuz";
   ASSERT_TRUE(fs::write_file_atomic(kernel, "k"));
-  SnapshotFiles files{dir_->path() / "state", dir_->path() / "memory"};
+  SnapshotFiles files{dir_->path() / "state", dir_->path() / "memory", {}};
 
   GuestSpec no_kernel{dir_->path() / "missing", kernel, "", 256, 1};
   auto r = (*engine)->boot(no_kernel, files);
@@ -86,7 +86,7 @@ TEST_F(QemuEngineTest, RestoreChecksSnapshotFilesFirst) {
   const auto kernel = dir_->path() / "vmlinuz";
   ASSERT_TRUE(fs::write_file_atomic(kernel, "k"));
   GuestSpec spec{kernel, kernel, "", 256, 1};
-  SnapshotFiles files{dir_->path() / "state", dir_->path() / "memory"};
+  SnapshotFiles files{dir_->path() / "state", dir_->path() / "memory", {}};
 
   auto no_memory = (*engine)->restore(spec, files);
   ASSERT_FALSE(no_memory);

@@ -262,7 +262,7 @@ TEST_F(VmQemuEngine, VmBootSaveRestoreTwiceKeepsGoldenIntact) {
 TEST_F(VmQemuEngine, VmRestoreFromGarbageStateFailsFast) {
   ensure_baked();
   ASSERT_TRUE(baked_);
-  SnapshotFiles bad{work_->path() / "garbage-state", files_->memory};
+  SnapshotFiles bad{work_->path() / "garbage-state", files_->memory, {}};
   std::string junk(8192, '\0');
   for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>((i * 7919) % 251);
   ASSERT_TRUE(fs::write_file_atomic(bad.state, junk));
@@ -280,7 +280,7 @@ TEST_F(VmQemuEngine, VmRestoreFromTruncatedStateFails) {
   ASSERT_TRUE(baked_);
   auto whole = fs::read_file(files_->state, 64 << 20);
   ASSERT_TRUE(whole);
-  SnapshotFiles cut{work_->path() / "cut-state", files_->memory};
+  SnapshotFiles cut{work_->path() / "cut-state", files_->memory, {}};
   ASSERT_TRUE(fs::write_file_atomic(cut.state, whole->substr(0, whole->size() / 2)));
   auto vm = engine_->restore(*spec_, cut);
   ASSERT_FALSE(vm);
@@ -299,7 +299,7 @@ TEST_F(VmQemuEngine, VmRestoreWithWrongMemorySizeIsRefused) {
 
 TEST_F(VmQemuEngine, VmQemuFailingAtStartExplainsItself) {
   // A "kernel" qemu cannot load: qemu exits during machine init, after its sockets exist.
-  SnapshotFiles files{work_->path() / "bad-state", work_->path() / "bad-memory"};
+  SnapshotFiles files{work_->path() / "bad-state", work_->path() / "bad-memory", {}};
   GuestSpec spec = *spec_;
   spec.kernel = work_->path() / "not-a-kernel";
   ASSERT_TRUE(fs::write_file_atomic(spec.kernel, std::string(4096, 'x')));
