@@ -43,7 +43,7 @@ struct SnapshotFiles {
   std::filesystem::path memory;  ///< guest RAM image (full size), mapped copy-on-write on restore
   /// Diff layers over `memory`, applied bottom-up. Only engines whose
   /// maps_overlays() is true get a non-empty list; others get a flattened `memory`.
-  std::vector<MemoryOverlay> overlays;
+  std::vector<MemoryOverlay> overlays = {};
 };
 
 /// A running VM. Destroying it kills the VMM process and removes its runtime files.
