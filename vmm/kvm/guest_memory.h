@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <optional>
 #include <span>
+#include <utility>
+#include <vector>
 
 namespace kiln::vmm::kvm {
 
@@ -46,13 +48,17 @@ class GuestMemory {
   bool write(uint64_t gpa, const void* src, size_t len) const;
 
   /// Write all of guest RAM to `file` (created/truncated; all-zero pages left as holes).
+  /// Refuses a file this memory is mapped from (truncating it would fault the guest).
   Result<void> save_to(const std::filesystem::path& file) const;
 
  private:
+  /// (st_dev, st_ino) of a file backing part of the mapping.
+  using FileId = std::pair<uint64_t, uint64_t>;
   GuestMemory(uint8_t* base, uint64_t size, bool shared) : base_(base), size_(size), shared_(shared) {}
   uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
   bool shared_ = false;
+  std::vector<FileId> backing_files_;
 };
 
 }  // namespace kiln::vmm::kvm
