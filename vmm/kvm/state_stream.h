@@ -98,6 +98,8 @@ class StateReader {
  public:
   /// Validate magic, version, checksum and section table. `file` must outlive the reader.
   static Result<StateReader> parse(std::string_view file);
+  /// The reader points into `file`: parsing a temporary would leave it dangling.
+  static Result<StateReader> parse(std::string&& file) = delete;
   bool has(std::string_view name) const;
   /// A reader over section `name`; error if the file has no such section.
   Result<SectionReader> section(std::string_view name) const;

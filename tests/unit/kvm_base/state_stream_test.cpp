@@ -148,7 +148,8 @@ TEST(StateStream, SectionReaderChecksBlobsAndLeftovers) {
   w.pod(uint32_t{5});
   w.u8(1);
   w.end_section();
-  auto r = StateReader::parse(w.finish());
+  const std::string file = w.finish();
+  auto r = StateReader::parse(file);
   ASSERT_TRUE(r.ok());
 
   auto too_long = r->section("blobs");
@@ -181,7 +182,8 @@ TEST(StateStream, BlobLengthPastTheSectionFails) {
   w.u32(1000);  // a length prefix claiming more than the section holds
   w.u32(0);
   w.end_section();
-  auto r = StateReader::parse(w.finish());
+  const std::string file = w.finish();
+  auto r = StateReader::parse(file);
   ASSERT_TRUE(r.ok());
   auto s = r->section("s");
   EXPECT_EQ(s->bytes(1 << 20), "");
