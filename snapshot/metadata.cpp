@@ -63,9 +63,9 @@ bool is_hex(const std::string& s) {
   return true;
 }
 
-Result<FileInfo> parse_file_info(const json& files, const char* which) {
-  std::string where = std::string("files.") + which;
-  KILN_ASSIGN_OR_RETURN(const json* f, field(files, which, "files"));
+Result<FileInfo> parse_file_info(const json& files, const char* which, const std::string& container = "files") {
+  std::string where = container + "." + which;
+  KILN_ASSIGN_OR_RETURN(const json* f, field(files, which, container));
   if (!f->is_object()) return make_error("{} must be an object, got {}", where, type_name(*f));
   FileInfo info;
   KILN_ASSIGN_OR_RETURN(info.name, get_string(*f, "name", where));
@@ -74,6 +74,26 @@ Result<FileInfo> parse_file_info(const json& files, const char* which) {
   KILN_ASSIGN_OR_RETURN(info.digest, get_string(*f, "digest", where));
   if (!is_hex(info.digest)) return make_error("{}: digest '{}' is not a lowercase hex digest", where, info.digest);
   return info;
+}
+
+// The `layer` object; `parent` (top level) is already parsed into `m.parent`.
+Result<LayerInfo> parse_layer(const json& doc) {
+  const std::string where = "layer";
+  if (!doc.is_object()) return make_error("metadata: field 'layer' must be an object, got {}", type_name(doc));
+  LayerInfo l;
+  KILN_ASSIGN_OR_RETURN(l.kind, get_string(doc, "kind", where));
+  if (l.kind != kLayerKindPayload && l.kind != kLayerKindFixture)
+    return make_error("layer: kind '{}' is neither '{}' nor '{}'", l.kind, kLayerKindPayload, kLayerKindFixture);
+  KILN_ASSIGN_OR_RETURN(l.content_digest, get_string(doc, "content_digest", where));
+  KILN_ASSIGN_OR_RETURN(l.label, get_string(doc, "label", where));
+  KILN_ASSIGN_OR_RETURN(uint64_t depth, get_uint(doc, "depth", kMaxLayerDepth, where));
+  if (depth == 0) return make_error("layer: depth must be from 1 to {}, got 0", kMaxLayerDepth);
+  l.depth = static_cast<uint32_t>(depth);
+  KILN_ASSIGN_OR_RETURN(l.parent_digest, get_string(doc, "parent_digest", where));
+  if (!is_hex(l.parent_digest)) return make_error("layer: parent_digest '{}' is not a lowercase hex digest", l.parent_digest);
+  KILN_ASSIGN_OR_RETURN(l.index, parse_file_info(doc, "index", where));
+  KILN_ASSIGN_OR_RETURN(l.memory_size, get_uint(doc, "memory_size", std::numeric_limits<int64_t>::max(), where));
+  return l;
 }
 
 json file_info_json(const FileInfo& f) {
@@ -130,10 +150,23 @@ Result<Metadata> parse_object(const json& doc) {
     if (!is_plain_name(parent)) return make_error("metadata: parent '{}' is not a snapshot id", parent);
     m.parent = std::move(parent);
   }
+  if (auto it = doc.find("layer"); it != doc.end() && !it->is_null()) {
+    KILN_ASSIGN_OR_RETURN(auto layer, parse_layer(*it));
+    m.layer = std::move(layer);
+  }
+  if (m.parent.has_value() != m.layer.has_value())
+    return make_error("metadata: 'parent' and 'layer' must be both set (a layer) or both null (a golden)");
+  if (m.layer && (m.layer->index.name == m.state.name || m.layer->index.name == m.memory.name))
+    return make_error("metadata: layer.index names '{}', which another file already uses", m.layer->index.name);
   return m;
 }
 
 }  // namespace
+
+std::optional<LayerKey> Metadata::layer_key() const {
+  if (!parent || !layer) return std::nullopt;
+  return LayerKey{*parent, layer->kind, layer->content_digest, layer->label};
+}
 
 std::string to_json(const Metadata& meta) {
   // ordered_json keeps the keys in this human-friendly order in the file.
@@ -153,6 +186,18 @@ std::string to_json(const Metadata& meta) {
   j["files"] = nlohmann::ordered_json::object(
       {{"state", file_info_json(meta.state)}, {"memory", file_info_json(meta.memory)}});
   j["parent"] = meta.parent ? nlohmann::ordered_json(*meta.parent) : nlohmann::ordered_json(nullptr);
+  if (meta.layer) {
+    const LayerInfo& l = *meta.layer;
+    j["layer"] = nlohmann::ordered_json::object({{"kind", l.kind},
+                                                 {"content_digest", l.content_digest},
+                                                 {"label", l.label},
+                                                 {"depth", l.depth},
+                                                 {"parent_digest", l.parent_digest},
+                                                 {"index", file_info_json(l.index)},
+                                                 {"memory_size", l.memory_size}});
+  } else {
+    j["layer"] = nullptr;
+  }
   return j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
 }
 

@@ -4,6 +4,7 @@
 
 #include "common/result.h"
 #include "snapshot/key.h"
+#include "snapshot/layer_key.h"
 
 #include <cstdint>
 #include <optional>
@@ -14,7 +15,8 @@ namespace kiln::snapshot {
 
 /// The metadata format this kiln writes and the newest it reads. Bump on any
 /// incompatible change; older or newer snapshots are then reported and rebaked.
-inline constexpr int kFormatVersion = 1;
+/// 2: layers (the `layer` object, memory.diff + memory.index); version-1 snapshots are rebaked.
+inline constexpr int kFormatVersion = 2;
 
 /// metadata.json is a few hundred bytes; anything bigger than this is not ours.
 inline constexpr uint64_t kMaxMetadataBytes = 64 * 1024;
@@ -27,6 +29,20 @@ struct FileInfo {
   bool operator==(const FileInfo&) const = default;
 };
 
+/// What a layer records about itself and the parent it is a diff against.
+struct LayerInfo {
+  std::string kind;            ///< LayerKey::kind
+  std::string content_digest;  ///< LayerKey::content_digest
+  std::string label;           ///< LayerKey::label
+  uint32_t depth = 1;          ///< 1 over a golden, parent's depth + 1 over a layer; <= kMaxLayerDepth
+  /// The parent's content digest when this layer was diffed against it (Snapshot::content_digest):
+  /// a parent rebaked or changed since then no longer matches, and the layer is rebuilt.
+  std::string parent_digest;
+  FileInfo index;              ///< memory.index (binary extent index, docs/snapshot-format.md)
+  uint64_t memory_size = 0;    ///< guest RAM bytes the diff applies to (the root's memory.ram size)
+  bool operator==(const LayerInfo&) const = default;
+};
+
 /// The parsed contents of a snapshot's metadata.json.
 struct Metadata {
   int format_version = kFormatVersion;
@@ -34,8 +50,11 @@ struct Metadata {
   int64_t created_ns = 0;  ///< Unix time of publish, nanoseconds
   std::string created;     ///< the same instant, RFC 3339 UTC, for humans
   FileInfo state;
-  FileInfo memory;
+  FileInfo memory;                    ///< golden: memory.ram (full, sparse); layer: memory.diff (its pages)
   std::optional<std::string> parent;  ///< id of the base snapshot when this is a diff layer
+  std::optional<LayerInfo> layer;     ///< set iff `parent` is: this snapshot is a layer
+  /// The LayerKey a layer was published for (parent, kind, digest, label); nullopt for a golden.
+  std::optional<LayerKey> layer_key() const;
   bool operator==(const Metadata&) const = default;
 };
 

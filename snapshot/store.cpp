@@ -83,6 +83,13 @@ Result<void> put_in_place(const std::filesystem::path& root, const std::filesyst
 
 vmm::SnapshotFiles Snapshot::files() const { return files_in(dir); }
 
+std::string Snapshot::content_digest() const {
+  // A layer's includes its parent's digest, so a leaf's digest covers its whole chain.
+  std::string s = "kiln-snapshot-content/1\n" + meta.state.digest + "\n" + meta.memory.digest + "\n";
+  if (meta.layer) s += meta.layer->index.digest + "\n" + meta.layer->parent_digest + "\n";
+  return digest_bytes(s);
+}
+
 vmm::SnapshotFiles BakeDir::files() const { return files_in(dir()); }
 
 std::filesystem::path Store::default_root() { return fs::cache_root() / "snapshots"; }

@@ -13,11 +13,19 @@
 //     }
 //   }                                                 // lock released here
 //   store.mark_used(*r.snapshot);
+//
+// Layers (payload / fixture snapshots over a parent P, golden or layer) follow the
+// same protocol with lookup_layer / lock_for_layer / begin_layer / publish_layer:
+//   engine.restore_for_layer(spec, store.restore_files(P, engine.maps_overlays()), bake->files())
+//   ... place the payload / run the setup, vm->save_snapshot(bake->files()) ...
+//   store.publish_layer(std::move(*bake), K, P, /*keep_flat=*/!engine.maps_overlays());
+// and every restore, golden or layer, goes through restore_files().
 #pragma once
 
 #include "common/fs.h"
 #include "common/result.h"
 #include "snapshot/key.h"
+#include "snapshot/layer_key.h"
 #include "snapshot/lock.h"
 #include "snapshot/metadata.h"
 #include "vmm/engine.h"
@@ -36,8 +44,16 @@ namespace kiln::snapshot {
 struct Snapshot {
   std::filesystem::path dir;
   Metadata meta;
-  /// The engine files inside `dir` (what Engine::restore takes).
+  /// The engine files inside `dir` of a golden. For a layer use Store::restore_files().
   vmm::SnapshotFiles files() const;
+  /// Its store id (the directory name).
+  std::string id() const { return dir.filename().string(); }
+  bool is_layer() const { return meta.layer.has_value(); }
+  /// 0 for a golden, 1.. for a layer.
+  uint32_t depth() const { return meta.layer ? meta.layer->depth : 0; }
+  /// Digest of what this snapshot restores to (its files' digests and its own parent
+  /// digest): a layer records its parent's, so a changed or rebaked parent is detected.
+  std::string content_digest() const;
 };
 
 /// How much of a snapshot lookup re-checks. `quick` digests state.bin (~100 KB) and
@@ -84,7 +100,11 @@ class BakeDir {
 struct Entry {
   std::string id;                ///< directory name (the key id for snapshots kiln wrote)
   std::optional<Metadata> meta;  ///< when metadata.json parses
-  uint64_t disk_bytes = 0;       ///< allocated on disk (sparse-aware)
+  uint64_t disk_bytes = 0;       ///< allocated on disk (sparse-aware), flat cache included
+  uint64_t flat_bytes = 0;       ///< of which the layer's flat cache (derived, evicted first by gc)
+  /// Layer: bytes of the root golden's memory this layer restores unchanged (served by
+  /// the parent chain, shared in the page cache with every VM of that golden). 0 for a golden.
+  uint64_t shared_bytes = 0;
   std::chrono::system_clock::time_point last_used;  ///< last restore, else publish time
   LookupStatus status = LookupStatus::unusable;     ///< found (usable) or unusable
   std::string reason;                                ///< why unusable
@@ -95,6 +115,10 @@ struct GcOptions {
   std::string current_version = KILN_VERSION;
   /// Snapshots not restored for longer than this are removed.
   std::chrono::seconds max_unused = std::chrono::hours(24 * 30);
+  /// Size cap for the whole store: after the rules above, evict flat caches (derived,
+  /// least recently used first), then least recently used snapshots and layers that no
+  /// kept layer is built on (leaves first), until the store is at most this size.
+  std::optional<uint64_t> max_size;
   /// Report what would be removed without removing anything.
   bool dry_run = false;
 };
@@ -138,6 +162,42 @@ class Store {
 
   /// Record a restore (touches `last-used`; best effort, never fails a run).
   void mark_used(const Snapshot& snapshot) const;
+
+  // ---- Layers (snapshot/store_layers.cpp) ----
+
+  /// Find and verify the layer for `key`: its metadata is for that key, its state, index
+  /// and diff pages match their digests, its parent chain is present and unchanged
+  /// (recorded parent digests match, same root key, so not rebaked by another kiln),
+  /// chain depth <= kMaxLayerDepth, and the root golden's memory.ram matches its digest
+  /// (read in full once per host boot and file identity, then remembered). Never fails:
+  /// a layer with a vanished, changed or corrupt base is `unusable` with the reason
+  /// ("its base 1a2b... changed since the layer was made"); the runner then rebuilds it.
+  LookupResult lookup_layer(const LayerKey& key, VerifyLevel level = VerifyLevel::quick) const;
+
+  /// Exclusive lock for building the layer `key` (same lock family as lock_for_bake; gc
+  /// takes it too, so a layer being built is never removed).
+  Result<BakeLock> lock_for_layer(const LayerKey& key, const std::function<void()>& on_wait = {}) const;
+
+  /// A fresh temp directory for the layer. The engine writes the COMPLETE guest RAM into
+  /// files().memory (Vm::save_snapshot after Engine::restore_for_layer) and its state.
+  Result<BakeDir> begin_layer(const LayerKey& key) const;
+
+  /// Turn the bake into a layer over `parent` (a verified golden or layer, whose id is
+  /// key.parent_id): diff the complete RAM image against the parent's content (its whole
+  /// chain applied), write memory.diff (changed pages) + memory.index, record parent id,
+  /// parent digest and depth in metadata.json, and rename it into place atomically (a
+  /// crash at any point leaves no half layer visible). With `keep_flat` the complete
+  /// image is kept as the layer's flat cache (memory.flat, for engines without overlays);
+  /// else it is deleted. Callers hold lock_for_layer(key). Fails if the chain would be
+  /// deeper than kMaxLayerDepth or the image does not match the parent's memory size.
+  Result<Snapshot> publish_layer(BakeDir&& bake, const LayerKey& key, const Snapshot& parent, bool keep_flat) const;
+
+  /// What to hand Engine::restore / restore_for_layer for `snapshot` (golden or layer).
+  /// Golden: its files. Layer with `maps_overlays`: memory = the root golden's
+  /// memory.ram, overlays = the chain's diffs root -> leaf (index re-read and checked).
+  /// Layer without: memory = the layer's flat file (complete image), built on first use
+  /// (sparse copy of the root + diff pages, temp file + rename) and reused afterwards.
+  Result<vmm::SnapshotFiles> restore_files(const Snapshot& snapshot, bool maps_overlays) const;
 
   /// Every snapshot directory, sorted by id, each verified quickly.
   std::vector<Entry> list() const;

@@ -43,6 +43,9 @@ TEST(Metadata, RoundTrips) {
   EXPECT_EQ(*back, m);
 
   m.parent = "abcdef0123456789abcdef0123456789";
+  m.memory = FileInfo{"memory.diff", 8192, "0123456789abcdef0123456789abcdef"};
+  m.layer = LayerInfo{"fixture", "feed", "redis-server --daemonize yes", 2, "aa55", FileInfo{"memory.index", 96, "beef"},
+                      268435456};
   back = parse_metadata(to_json(m));
   ASSERT_TRUE(back.ok()) << back.error().message;
   EXPECT_EQ(*back, m);
@@ -95,8 +98,10 @@ TEST(Metadata, RejectsOversizedInput) {
 
 TEST(Metadata, RejectsOtherFormatVersions) {
   json j = sample_json();
-  j["format_version"] = 2;
-  expect_rejected(j, "snapshot format 2 is newer than this kiln understands");
+  j["format_version"] = kFormatVersion + 1;
+  expect_rejected(j, fmt::format("snapshot format {} is newer than this kiln understands", kFormatVersion + 1));
+  j["format_version"] = 1;
+  expect_rejected(j, "snapshot format 1 is older");
   j["format_version"] = 18446744073709551615ull;
   expect_rejected(j, "is newer than this kiln understands");
   j["format_version"] = 0;

@@ -119,12 +119,13 @@ TEST(Store, EditedOrGarbageMetadataIsUnusable) {
 
   edit_metadata(snap.dir, [](nlohmann::json& j) {
     j["memory_mib"] = 256;
-    j["format_version"] = 2;
+    j["format_version"] = kFormatVersion + 1;
   });
-  expect_unusable(store.lookup(sample_key()), "snapshot format 2 is newer than this kiln understands");
+  expect_unusable(store.lookup(sample_key()),
+                  fmt::format("snapshot format {} is newer than this kiln understands", kFormatVersion + 1));
 
   edit_metadata(snap.dir, [](nlohmann::json& j) {
-    j["format_version"] = 1;
+    j["format_version"] = kFormatVersion;
     j["files"]["memory"]["size"] = "big";
   });
   expect_unusable(store.lookup(sample_key()), "files.memory: field 'size' must be an integer");
@@ -139,7 +140,7 @@ TEST(Store, EditedOrGarbageMetadataIsUnusable) {
     j["files"]["state"]["name"] = "state.bin";
     j["parent"] = "abc";
   });
-  expect_unusable(store.lookup(sample_key()), "diff layer over abc");
+  expect_unusable(store.lookup(sample_key()), "'parent' and 'layer' must be both set");
 
   write_text(snap.dir / "metadata.json", "{\"format_version\": 1, \"ima");
   expect_unusable(store.lookup(sample_key()), "metadata.json: metadata is not valid JSON");
