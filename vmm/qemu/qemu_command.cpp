@@ -17,7 +17,8 @@ std::string escape_option_value(const std::string& value) {
 }
 
 std::vector<std::string> build_qemu_argv(const QemuCommand& c) {
-  const bool restore = c.mode == LaunchMode::restore;
+  const bool incoming = c.mode != LaunchMode::boot;
+  const bool shared = c.mode != LaunchMode::restore;
   const std::string mem = fmt::format("{}M", c.guest.memory_mib);
   std::string cmdline = c.guest.cmdline;
   if (c.tsc_khz && cmdline.find("tsc_early_khz=") == std::string::npos)
@@ -40,7 +41,7 @@ std::vector<std::string> build_qemu_argv(const QemuCommand& c) {
       // so the guest's writes are copy-on-write and the golden file never changes.
       "-object",
       fmt::format("memory-backend-file,id=mem,size={},mem-path={},share={}", mem,
-                  escape_option_value(c.memory_file.string()), restore ? "off" : "on"),
+                  escape_option_value(c.memory_file.string()), shared ? "on" : "off"),
       "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
       "-chardev", "file,id=console,path=" + escape_option_value(c.console_log.string()),
       "-serial", "chardev:console",
@@ -54,7 +55,7 @@ std::vector<std::string> build_qemu_argv(const QemuCommand& c) {
       "-device", "virtserialport,chardev=agent,name=" + std::string(proto::kAgentPortName),
       "-qmp", "unix:" + escape_option_value(c.qmp_socket.string()) + ",server=on,wait=off",
   };
-  if (restore) {
+  if (incoming) {
     argv.push_back("-incoming");
     argv.push_back("defer");
   }

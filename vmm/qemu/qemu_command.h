@@ -15,6 +15,9 @@ namespace kiln::vmm::qemu {
 enum class LaunchMode {
   boot,     ///< cold boot; guest RAM in a new file mapped shared (it becomes the snapshot's memory)
   restore,  ///< wait for an incoming migration; RAM mapped copy-on-write from the snapshot's memory file
+  /// wait for an incoming migration; RAM mapped shared from a private copy of the snapshot's
+  /// memory file, which thereby becomes the new layer's memory (Engine::restore_for_layer)
+  restore_shared,
 };
 
 /// Everything the qemu command line depends on.
@@ -32,7 +35,7 @@ struct QemuCommand {
   std::optional<uint32_t> tsc_khz;
 };
 
-/// Build the argv (argv[0] = binary). Restore and boot differ only in the RAM mapping
+/// Build the argv (argv[0] = binary). The modes differ only in the RAM mapping
 /// (share=on vs share=off) and `-incoming defer`: the device model must be identical
 /// for the migration stream to load.
 std::vector<std::string> build_qemu_argv(const QemuCommand& command);

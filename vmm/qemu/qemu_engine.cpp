@@ -2,6 +2,7 @@
 
 #include "common/log.h"
 #include "vmm/qemu/qemu_binary.h"
+#include "vmm/qemu/sparse_copy.h"
 #include "vmm/qemu/tcg_tsc.h"
 
 #include <fcntl.h>
@@ -28,6 +29,31 @@ Result<void> check_spec(const GuestSpec& spec) {
     return make_error("guest memory of {} MiB is out of range: use 32 MiB to 1 TiB", spec.memory_mib);
   if (spec.vcpus < 1 || spec.vcpus > 255) return make_error("{} vCPUs is out of range: use 1 to 255", spec.vcpus);
   return {};
+}
+
+/// Check a snapshot's files against `spec` and open its state stream.
+Result<UniqueFd> open_snapshot(const GuestSpec& spec, const SnapshotFiles& files) {
+  KILN_TRY(check_spec(spec));
+  if (!files.overlays.empty())
+    return make_error("the qemu engine maps one memory file: give it the flattened snapshot, not {} overlays",
+                      files.overlays.size());
+  struct stat st {};
+  if (::stat(files.memory.c_str(), &st) != 0)
+    return make_error("snapshot memory file {} cannot be used: {}; rebake the snapshot", files.memory.string(),
+                      std::strerror(errno));
+  const uint64_t want = uint64_t{spec.memory_mib} << 20;
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != want)
+    return make_error("snapshot memory file {} holds {} bytes but the guest has {} MiB ({} bytes): the snapshot is "
+                      "truncated or was baked with other settings; rebake it",
+                      files.memory.string(), st.st_size, spec.memory_mib, want);
+  UniqueFd state(::open(files.state.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!state)
+    return make_error("snapshot state file {} cannot be opened: {}; rebake the snapshot", files.state.string(),
+                      std::strerror(errno));
+  if (::fstat(state.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+    return make_error("snapshot state file {} is empty or not a regular file; rebake the snapshot",
+                      files.state.string());
+  return state;
 }
 
 }  // namespace
@@ -74,32 +100,31 @@ Result<std::unique_ptr<Vm>> QemuEngine::boot(const GuestSpec& spec, const Snapsh
 
 Result<std::unique_ptr<Vm>> QemuEngine::restore(const GuestSpec& spec, const SnapshotFiles& files) {
   log::ScopedTimer timer("qemu: restore");
-  KILN_TRY(check_spec(spec));
-  struct stat st {};
-  if (::stat(files.memory.c_str(), &st) != 0)
-    return make_error("snapshot memory file {} cannot be used: {}; rebake the snapshot", files.memory.string(),
-                      std::strerror(errno));
-  const uint64_t want = uint64_t{spec.memory_mib} << 20;
-  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != want)
-    return make_error("snapshot memory file {} holds {} bytes but the guest has {} MiB ({} bytes): the snapshot is "
-                      "truncated or was baked with other settings; rebake it",
-                      files.memory.string(), st.st_size, spec.memory_mib, want);
-  UniqueFd state(::open(files.state.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!state)
-    return make_error("snapshot state file {} cannot be opened: {}; rebake the snapshot", files.state.string(),
-                      std::strerror(errno));
-  if (::fstat(state.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
-    return make_error("snapshot state file {} is empty or not a regular file; rebake the snapshot",
-                      files.state.string());
+  KILN_ASSIGN_OR_RETURN(auto state, open_snapshot(spec, files));
   KILN_ASSIGN_OR_RETURN(auto vm, QemuVm::start(command_for(spec, files, LaunchMode::restore), timeouts_));
   KILN_TRY(vm->load_state_and_run(state.get()));
   return std::unique_ptr<Vm>(std::move(vm));
 }
 
-Result<std::unique_ptr<Vm>> QemuEngine::restore_for_layer(const GuestSpec&, const SnapshotFiles&,
-                                                          const SnapshotFiles&) {
-  // TODO(issue 6): copy `from` to `to` and restore it shared.
-  return make_error("the qemu engine cannot save layers yet");
+Result<std::unique_ptr<Vm>> QemuEngine::restore_for_layer(const GuestSpec& spec, const SnapshotFiles& from,
+                                                          const SnapshotFiles& to) {
+  log::ScopedTimer timer("qemu: restore for a layer");
+  KILN_ASSIGN_OR_RETURN(auto state, open_snapshot(spec, from));
+  std::error_code ec;
+  if (std::filesystem::equivalent(from.memory, to.memory, ec))
+    return make_error("cannot build a layer in place: its memory file {} is the parent's", to.memory.string());
+  // The layer's RAM starts as a copy of the parent's and is then mapped shared, so the
+  // guest's writes land in it and save_snapshot() skips RAM (x-ignore-shared), as a bake
+  // does. Only the parent's data extents are copied: the holes (never-touched RAM) stay holes.
+  {
+    log::ScopedTimer t("qemu: layer: copy parent memory");
+    KILN_ASSIGN_OR_RETURN(auto copied, copy_sparse_file(from.memory, to.memory));
+    log::verbose("layer memory: copied {} MiB of data from {} ({} MiB file)", copied.data_bytes >> 20,
+                 from.memory.string(), copied.size >> 20);
+  }
+  KILN_ASSIGN_OR_RETURN(auto vm, QemuVm::start(command_for(spec, to, LaunchMode::restore_shared), timeouts_));
+  KILN_TRY(vm->load_state_and_run(state.get()));
+  return std::unique_ptr<Vm>(std::move(vm));
 }
 
 }  // namespace kiln::vmm::qemu

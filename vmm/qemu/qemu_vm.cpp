@@ -195,13 +195,13 @@ Result<void> QemuVm::wait_for_migration(Deadline deadline) {
 Result<void> QemuVm::save_snapshot(const SnapshotFiles& files) {
   log::ScopedTimer total("qemu: save snapshot");
   if (destroyed_ || exited()) return make_error("cannot save a snapshot: {}", vmm_exited().value_or("qemu is gone"));
-  if (command_.mode != LaunchMode::boot)
-    return make_error("cannot save a snapshot of a restored VM: its RAM is a private copy, not a snapshot file "
-                      "(diff snapshots are not implemented yet)");
+  if (command_.mode == LaunchMode::restore)
+    return make_error("cannot save a snapshot of a VM from restore(): its RAM is a private copy-on-write mapping; "
+                      "restore with restore_for_layer() to save a layer");
   std::error_code ec;
   if (!std::filesystem::equivalent(files.memory, command_.memory_file, ec))
     return make_error("cannot save a snapshot with memory file {}: this VM's RAM lives in {}; pass the same "
-                      "SnapshotFiles to boot() and save_snapshot()",
+                      "SnapshotFiles to boot() (or restore_for_layer()'s `to`) and save_snapshot()",
                       files.memory.string(), command_.memory_file.string());
   {
     log::ScopedTimer t("qemu: save: stop vCPUs");

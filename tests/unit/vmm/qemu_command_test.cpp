@@ -120,5 +120,18 @@ TEST(QemuCommand, CommasInPathsAreDoubled) {
   EXPECT_EQ(escape_option_value("plain"), "plain");
 }
 
+TEST(QemuCommand, RestoreForLayerMapsRamSharedAndWaitsForIncoming) {
+  auto boot = build_qemu_argv(sample(LaunchMode::boot));
+  auto layer = build_qemu_argv(sample(LaunchMode::restore_shared));
+  // Shared: the guest's writes land in the layer's own copy of the RAM file, so
+  // save_snapshot can skip RAM (x-ignore-shared) like a bake does.
+  EXPECT_EQ(value_of(layer, "-object"), "memory-backend-file,id=mem,size=384M,mem-path=/store/snap/memory,share=on");
+  ASSERT_GE(layer.size(), 2u);
+  EXPECT_EQ(layer[layer.size() - 2], "-incoming");
+  EXPECT_EQ(layer.back(), "defer");
+  layer.resize(layer.size() - 2);
+  EXPECT_EQ(boot, layer);
+}
+
 }  // namespace
 }  // namespace kiln::vmm::qemu

@@ -56,7 +56,11 @@ n=0; until (exec 3<>/dev/vport0p1) 2>/dev/null || /bin/busybox test $n -gt 1000;
 exec 3<>/dev/vport0p1
 # A virtio-serial port reads EOF while no host is connected (between bake and restore).
 while true; do
-  while IFS= read -r line <&3; do echo "echo:$line" >&3; done
+  # "set:V" remembers V in this shell, "get" answers it: guest state a layer must keep.
+  while IFS= read -r line <&3; do
+    case "$line" in set:*) v="${line#set:}";; get) line="get=$v";; esac
+    echo "echo:$line" >&3
+  done
   /bin/busybox usleep 10000
 done
 )";
@@ -333,6 +337,95 @@ TEST_F(VmQemuEngine, VmKilledQemuIsReported) {
   auto r = read_until((*vm)->agent_fd(), "never", 5s);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("EOF"), std::string::npos);
+}
+
+/// The value the guest's echo loop remembers ("set:V"), read with "get".
+Result<std::string> guest_value(Vm& vm) {
+  const std::string get = "get\n";
+  if (::write(vm.agent_fd(), get.data(), get.size()) != static_cast<ssize_t>(get.size()))
+    return make_error("write to agent socket failed");
+  KILN_ASSIGN_OR_RETURN(auto got, read_until(vm.agent_fd(), "echo:get=", 20s));
+  const size_t at = got.find("echo:get=") + 9;
+  while (got.find('\n', at) == std::string::npos) {
+    KILN_ASSIGN_OR_RETURN(auto rest, read_until(vm.agent_fd(), "\n", 5s));
+    got += rest;
+  }
+  return got.substr(at, got.find('\n', at) - at);
+}
+
+/// Allocated bytes of a file (sparse files: only their data).
+uint64_t allocated_bytes(const stdfs::path& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
+}
+
+TEST_F(VmQemuEngine, VmLayerKeepsGuestStateAndLeavesParentIntact) {
+  ensure_baked();
+  ASSERT_TRUE(baked_);
+  auto parent_before = digest_sparse_file(files_->memory);
+  ASSERT_TRUE(parent_before) << parent_before.error().message;
+  const SnapshotFiles layer{work_->path() / "layer-state", work_->path() / "layer-memory", {}};
+  {
+    auto t0 = Clock::now();
+    auto vm = engine_->restore_for_layer(*spec_, *files_, layer);
+    ASSERT_TRUE(vm) << vm.error().message;
+    report("restore_for_layer: copy + spawn -> running", fmt::format("{:.0f} ms", ms_since(t0)));
+    auto rt = round_trip(**vm, "set:in-the-layer");
+    ASSERT_TRUE(rt) << rt.error().message << "\nconsole:\n" << (*vm)->console_output();
+    auto t1 = Clock::now();
+    auto saved = (*vm)->save_snapshot(layer);
+    ASSERT_TRUE(saved) << saved.error().message;
+    report("layer save_snapshot", fmt::format("{:.1f} ms", ms_since(t1)));
+  }
+  EXPECT_EQ(stdfs::file_size(layer.memory), uint64_t{spec_->memory_mib} << 20);
+  // The copy kept the parent's holes: a layer costs the parent's touched pages plus what
+  // the guest touched since, not all of RAM.
+  const uint64_t parent_bytes = allocated_bytes(files_->memory);
+  EXPECT_LE(allocated_bytes(layer.memory), parent_bytes + (16u << 20));
+  EXPECT_LT(parent_bytes, uint64_t{spec_->memory_mib} << 20) << "the parent has no holes: the test proves nothing";
+  report("layer / parent memory allocated",
+         fmt::format("{} / {} KiB", allocated_bytes(layer.memory) >> 10, parent_bytes >> 10));
+  auto parent_after = digest_sparse_file(files_->memory);
+  ASSERT_TRUE(parent_after);
+  EXPECT_EQ(*parent_before, *parent_after) << "building a layer modified its parent's memory file";
+
+  // The layer restores (twice: it is not consumed) with the guest state it was saved with;
+  // the parent still restores without it.
+  for (int i = 0; i < 2; ++i) {
+    auto vm = engine_->restore(*spec_, layer);
+    ASSERT_TRUE(vm) << vm.error().message;
+    auto got = guest_value(**vm);
+    ASSERT_TRUE(got) << got.error().message;
+    EXPECT_EQ(*got, "in-the-layer") << "the layer lost the guest state";
+  }
+  auto golden = engine_->restore(*spec_, *files_);
+  ASSERT_TRUE(golden) << golden.error().message;
+  auto golden_value = guest_value(**golden);
+  ASSERT_TRUE(golden_value) << golden_value.error().message;
+  EXPECT_EQ(*golden_value, "");
+
+  // A VM from restore() has private RAM: saving it is refused with a pointer to the right call.
+  auto saved = (*golden)->save_snapshot(layer);
+  ASSERT_FALSE(saved);
+  EXPECT_NE(saved.error().message.find("restore_for_layer"), std::string::npos) << saved.error().message;
+}
+
+TEST_F(VmQemuEngine, VmLayerFromBrokenParentIsRefused) {
+  ensure_baked();
+  ASSERT_TRUE(baked_);
+  const SnapshotFiles layer{work_->path() / "bad-layer-state", work_->path() / "bad-layer-memory", {}};
+  SnapshotFiles missing = *files_;
+  missing.memory = work_->path() / "no-such-memory";
+  auto vm = engine_->restore_for_layer(*spec_, missing, layer);
+  ASSERT_FALSE(vm);
+  EXPECT_NE(vm.error().message.find("no-such-memory"), std::string::npos) << vm.error().message;
+  auto in_place = engine_->restore_for_layer(*spec_, *files_, *files_);
+  ASSERT_FALSE(in_place);
+  SnapshotFiles with_overlays = *files_;
+  with_overlays.overlays.push_back(MemoryOverlay{work_->path() / "pages", {}});
+  auto overlaid = engine_->restore_for_layer(*spec_, with_overlays, layer);
+  ASSERT_FALSE(overlaid);
+  EXPECT_NE(overlaid.error().message.find("flattened"), std::string::npos) << overlaid.error().message;
 }
 
 }  // namespace
