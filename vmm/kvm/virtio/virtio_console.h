@@ -1,0 +1,102 @@
+// virtio-console with VIRTIO_CONSOLE_F_MULTIPORT and one port (id 0), named so the
+// guest agent finds it under /sys/class/virtio-ports/*/name. The port's bytes are
+// bridged to a host stream fd (one end of a socketpair; the engine holds the other).
+//
+// Queues: 0 port-0 receiveq (host->guest), 1 port-0 transmitq (guest->host),
+//         2 control receiveq (host->guest), 3 control transmitq (guest->host).
+// Control handshake (Linux drivers/char/virtio_console.c):
+//   guest DEVICE_READY(1)  -> host PORT_ADD(0)
+//   guest PORT_READY(0,1)  -> host PORT_NAME(0, name) then PORT_OPEN(0,1)
+//   guest PORT_OPEN(0,1/0) -> the guest opened/closed the port; host data flows only
+//                             while it is open (Linux discards data for a closed port).
+// Flow control, both directions bounded:
+//   guest->host: a chain is written to the fd; what the fd does not take is kept (at
+//   most one chain, <= kMaxDataChainBytes) and no further chain is consumed until
+//   on_host_writable() drains it.
+//   host->guest: bytes are read from the fd only into rx buffers the guest posted;
+//   with none posted the fd is not read (io_interest().readable is false).
+//
+// Threads: vCPU threads (MMIO through VirtioMmio) and the I/O thread (on_host_*) both
+// call in; everything runs under the device mutex.
+#pragma once
+
+#include "common/unique_fd.h"
+#include "vmm/kvm/virtio/guest_error_log.h"
+#include "vmm/kvm/virtio/virtio_device.h"
+
+#include <deque>
+#include <functional>
+#include <string>
+
+namespace kiln::vmm::kvm {
+
+/// Plain snapshot state of the console (port and buffered bytes).
+struct VirtioConsoleState {
+  bool multiport = false;        ///< driver accepted VIRTIO_CONSOLE_F_MULTIPORT
+  bool port_added = false;       ///< PORT_ADD sent
+  bool port_ready = false;       ///< guest sent PORT_READY(0,1); name and open sent
+  bool guest_connected = false;  ///< a guest process has the port open
+  bool host_connected = true;    ///< what the guest was told about the host end
+  bool host_eof = false;         ///< the host end hung up (read 0 / EPIPE)
+  std::deque<std::string> control_out;  ///< control messages waiting for guest buffers
+  std::string tx_pending;               ///< guest bytes the host fd has not taken yet
+};
+
+class VirtioConsole final : public VirtioDevice {
+ public:
+  static constexpr const char* kAgentPortName = "org.kiln.agent.0";
+  static constexpr uint64_t kMaxDataChainBytes = 1ull << 20;
+  static constexpr size_t kMaxControlBacklog = 16;
+
+  /// `host_fd`: a nonblocking stream socket. `wake_io`: called (device mutex held; it
+  /// must not call back into the device) when io_interest() changed on a vCPU thread,
+  /// so the I/O thread re-polls; may be empty if the I/O thread polls io_interest()
+  /// on a timer.
+  explicit VirtioConsole(UniqueFd host_fd, std::function<void()> wake_io = {},
+                         std::string port_name = kAgentPortName);
+
+  /// The fd the I/O thread polls.
+  int host_fd() const { return fd_.get(); }
+  struct IoInterest {
+    bool readable = false;  ///< poll POLLIN: the device can move host bytes into the guest
+    bool writable = false;  ///< poll POLLOUT: guest bytes are waiting for the host fd
+  };
+  IoInterest io_interest() const;
+  /// The I/O thread saw POLLIN (or POLLHUP) on host_fd().
+  void on_host_readable();
+  /// The I/O thread saw POLLOUT on host_fd().
+  void on_host_writable();
+
+  std::string name() const override { return "virtio-console"; }
+  uint32_t device_type() const override;
+  uint64_t features() const override;
+  size_t queue_count() const override { return 4; }
+  uint64_t queue_max_chain_bytes(size_t q) const override;
+  void read_config(uint64_t offset, std::span<uint8_t> data) const override;
+  void activate(VirtioTransport& transport, uint64_t driver_features) override;
+  void reset() override;
+  void queue_notify(size_t index) override;
+  void save(StateWriter& out) const override;
+  void load(SectionReader& in) override;
+
+ private:
+  IoInterest interest_locked() const;
+  void send_control(uint16_t event, uint16_t value, std::string_view payload = {});
+  void handle_control_tx();
+  void handle_control_message(uint32_t id, uint16_t event, uint16_t value);
+  void flush_control();
+  void pump_rx();
+  void pump_tx();
+  bool flush_tx_pending();
+  void host_hung_up();
+  void wake_if_changed(IoInterest before);
+
+  UniqueFd fd_;
+  std::function<void()> wake_io_;
+  std::string port_name_;
+  VirtioTransport* transport_ = nullptr;
+  VirtioConsoleState state_;
+  GuestErrorLog log_{"virtio-console"};
+};
+
+}  // namespace kiln::vmm::kvm
