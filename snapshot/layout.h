@@ -5,7 +5,16 @@
 //   <root>/<key id>/state.bin          engine device/CPU state
 //   <root>/<key id>/memory.ram         guest RAM (sparse)
 //   <root>/<key id>/last-used          empty stamp; its mtime is the last restore
-//   <root>/.locks/<key id>.lock        flock serializing bakes of one key
+//   <root>/<key id>/memory.ram.stamp   "memory.ram matched its digest in boot B" (digest_stamp.h)
+//   <root>/<layer id>/metadata.json    a layer: parent id, parent digest, depth
+//   <root>/<layer id>/state.bin        engine state saved after the layer's change
+//   <root>/<layer id>/memory.diff      the pages that differ from the parent's content (dense)
+//   <root>/<layer id>/memory.index     where those pages go (binary, diff_index.h)
+//   <root>/<layer id>/memory.flat      derived: the complete RAM, for engines without overlays
+//   <root>/<layer id>/memory.flat.stamp  what memory.flat was built from, and its digest
+//   <root>/<layer id>/.flat-<pid>-XXXXXX  a flat file being built by <pid>
+//   <root>/.locks/<key id>.lock        flock serializing bakes of one key (and gc of it)
+//   <root>/.locks/<id>.flat.lock       flock serializing builds and eviction of one flat file
 //   <root>/.tmp-<id>-<pid>-XXXXXX      a bake in progress by <pid>
 //   <root>/.trash-<id>-<pid>-XXXXXX    a replaced or removed snapshot being deleted
 //
@@ -20,6 +29,13 @@ inline constexpr std::string_view kMetadataFile = "metadata.json";
 inline constexpr std::string_view kStateFile = "state.bin";
 inline constexpr std::string_view kMemoryFile = "memory.ram";
 inline constexpr std::string_view kLastUsedFile = "last-used";
+inline constexpr std::string_view kMemoryStampFile = "memory.ram.stamp";
+inline constexpr std::string_view kDiffFile = "memory.diff";
+inline constexpr std::string_view kIndexFile = "memory.index";
+inline constexpr std::string_view kFlatFile = "memory.flat";
+inline constexpr std::string_view kFlatStampFile = "memory.flat.stamp";
+inline constexpr std::string_view kFlatTmpPrefix = ".flat-";
+inline constexpr std::string_view kFlatLockSuffix = ".flat.lock";
 inline constexpr std::string_view kLocksDir = ".locks";
 inline constexpr std::string_view kLockSuffix = ".lock";
 inline constexpr std::string_view kTmpPrefix = ".tmp-";

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "snapshot/fsops.h"
 #include "snapshot/layout.h"
+#include "snapshot/publish_steps.h"
 #include "snapshot/verify.h"
 
 #include <fcntl.h>
@@ -18,7 +19,6 @@
 #include <cstring>
 
 namespace kiln::snapshot {
-namespace {
 
 int64_t now_unix_ns() {
   struct timespec ts {};
@@ -26,11 +26,14 @@ int64_t now_unix_ns() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+namespace {
+
 vmm::SnapshotFiles files_in(const std::filesystem::path& dir) {
   return vmm::SnapshotFiles{dir / layout::kStateFile, dir / layout::kMemoryFile, {}};
 }
 
-// Stat and digest one file the engine wrote into the bake directory.
+}  // namespace
+
 Result<FileInfo> describe(const std::filesystem::path& path, bool sparse) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0)
@@ -78,8 +81,6 @@ Result<void> put_in_place(const std::filesystem::path& root, const std::filesyst
   fsops::remove_tree(trash);
   return {};
 }
-
-}  // namespace
 
 vmm::SnapshotFiles Snapshot::files() const { return files_in(dir); }
 

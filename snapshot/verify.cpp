@@ -12,7 +12,6 @@
 #include <vector>
 
 namespace kiln::snapshot {
-namespace {
 
 LookupResult unusable(std::string reason) {
   LookupResult r;
@@ -20,6 +19,8 @@ LookupResult unusable(std::string reason) {
   r.reason = std::move(reason);
   return r;
 }
+
+namespace {
 
 // Which key fields differ, so "not for this key" says what changed (a new kernel, more memory...).
 std::string differing_fields(const SnapshotKey& have, const SnapshotKey& want) {
@@ -35,6 +36,8 @@ std::string differing_fields(const SnapshotKey& have, const SnapshotKey& want) {
   if (have.cmdline != want.cmdline) d.emplace_back("cmdline");
   return fmt::format("{}", fmt::join(d, ", "));
 }
+
+}  // namespace
 
 // Size and type of one engine file; the digest is checked separately (it costs I/O).
 std::optional<std::string> check_file(const std::filesystem::path& dir, const FileInfo& info) {
@@ -59,7 +62,27 @@ std::optional<std::string> check_digest(const std::filesystem::path& dir, const 
   return std::nullopt;
 }
 
-}  // namespace
+Result<Metadata> read_metadata(const std::filesystem::path& dir) {
+  auto meta_path = dir / layout::kMetadataFile;
+  struct stat st {};
+  if (::lstat(meta_path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return make_error("metadata.json is missing (a stray directory, not written by kiln's publish)");
+    return make_error("cannot access metadata.json: {}", std::strerror(errno));
+  }
+  // Reading a FIFO or device would hang or never end; a symlink could point anywhere.
+  if (!S_ISREG(st.st_mode)) return make_error("metadata.json is not a regular file");
+  auto text = fs::read_file(meta_path, kMaxMetadataBytes);
+  if (!text) return make_error("metadata.json: {}", text.error().message);
+  auto meta = parse_metadata(*text);
+  if (!meta) return make_error("metadata.json: {}", meta.error().message);
+  return meta;
+}
+
+LookupResult verify_any(const std::filesystem::path& root, const std::string& id, VerifyLevel level) {
+  auto meta = read_metadata(root / id);
+  if (meta && meta->layer) return verify_layer(root, id, nullptr, level);
+  return verify_snapshot(root / id, id, nullptr, level);
+}
 
 LookupResult verify_snapshot(const std::filesystem::path& dir, const std::string& id, const SnapshotKey* want,
                              VerifyLevel level) {
@@ -70,17 +93,10 @@ LookupResult verify_snapshot(const std::filesystem::path& dir, const std::string
   }
   if (!S_ISDIR(st.st_mode)) return unusable("the snapshot path is not a directory");
 
-  auto meta_path = dir / layout::kMetadataFile;
-  if (::lstat(meta_path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return unusable("metadata.json is missing (a stray directory, not written by kiln's publish)");
-    return unusable(fmt::format("cannot access metadata.json: {}", std::strerror(errno)));
-  }
-  // Reading a FIFO or device would hang or never end; a symlink could point anywhere.
-  if (!S_ISREG(st.st_mode)) return unusable("metadata.json is not a regular file");
-  auto text = fs::read_file(meta_path, kMaxMetadataBytes);
-  if (!text) return unusable(fmt::format("metadata.json: {}", text.error().message));
-  auto meta = parse_metadata(*text);
-  if (!meta) return unusable(fmt::format("metadata.json: {}", meta.error().message));
+  auto meta = read_metadata(dir);
+  if (!meta) return unusable(meta.error().message);
+  if (meta->layer)
+    return unusable(fmt::format("it is a {} layer over {}, not a golden snapshot", meta->layer->kind, *meta->parent));
 
   if (want != nullptr && !(meta->key == *want))
     return unusable(fmt::format("metadata.json describes a different snapshot (differs in: {})",
@@ -90,8 +106,6 @@ LookupResult verify_snapshot(const std::filesystem::path& dir, const std::string
   if (meta->state.name != layout::kStateFile || meta->memory.name != layout::kMemoryFile)
     return unusable(fmt::format("metadata.json names files '{}' and '{}', expected '{}' and '{}'", meta->state.name,
                                 meta->memory.name, layout::kStateFile, layout::kMemoryFile));
-  if (meta->parent)
-    return unusable(fmt::format("it is a diff layer over {}, which this kiln cannot restore yet", *meta->parent));
 
   for (const FileInfo* f : {&meta->state, &meta->memory})
     if (auto problem = check_file(dir, *f)) return unusable(*problem);

@@ -3,9 +3,11 @@
 #pragma once
 
 #include "snapshot/key.h"
+#include "snapshot/layer_key.h"
 #include "snapshot/store.h"
 
 #include <filesystem>
+#include <optional>
 #include <string>
 
 namespace kiln::snapshot {
@@ -16,5 +18,25 @@ namespace kiln::snapshot {
 /// with a one-line reason that names the file and the problem.
 LookupResult verify_snapshot(const std::filesystem::path& dir, const std::string& id, const SnapshotKey* want,
                              VerifyLevel level);
+
+/// Verify the layer directory `<root>/<id>` and, recursively, the chain below it (see
+/// Store::lookup_layer). With `want`, its metadata must be for that key.
+LookupResult verify_layer(const std::filesystem::path& root, const std::string& id, const LayerKey* want,
+                          VerifyLevel level);
+
+/// verify_snapshot or verify_layer, whichever `<root>/<id>`'s metadata says it is.
+LookupResult verify_any(const std::filesystem::path& root, const std::string& id, VerifyLevel level);
+
+/// Read and parse `<dir>/metadata.json` (a regular file, size-capped).
+Result<Metadata> read_metadata(const std::filesystem::path& dir);
+
+/// Shared by the verifiers: an `unusable` result with `reason`.
+LookupResult unusable(std::string reason);
+
+/// "file is missing / not a regular file / has the wrong size" for one recorded file, or nullopt.
+std::optional<std::string> check_file(const std::filesystem::path& dir, const FileInfo& info);
+
+/// Digest one recorded file (`sparse`: digest_sparse_file) and compare, or nullopt.
+std::optional<std::string> check_digest(const std::filesystem::path& dir, const FileInfo& info, bool sparse);
 
 }  // namespace kiln::snapshot

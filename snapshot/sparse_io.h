@@ -1,0 +1,46 @@
+// File I/O on sparse guest-RAM files: where the data is (SEEK_DATA/SEEK_HOLE), full
+// reads and writes, sparse-aware copies. Internal to snapshot/ (diff, flatten).
+#pragma once
+
+#include "common/result.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+namespace kiln::snapshot::sparse {
+
+/// A byte range [begin, end).
+struct Range {
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  uint64_t size() const { return end - begin; }
+  bool operator==(const Range&) const = default;
+};
+
+/// The data extents of `fd` (SEEK_DATA/SEEK_HOLE) within [0, size): outside them the
+/// file reads as zeros. A filesystem without SEEK_DATA reports one extent, the whole file.
+Result<std::vector<Range>> data_extents(int fd, uint64_t size, const std::filesystem::path& name);
+
+/// Sort, then merge overlapping or touching ranges; each is widened to `align` first.
+std::vector<Range> merge(std::vector<Range> ranges, uint64_t align);
+
+/// pread exactly `len` bytes at `offset` (EINTR and short reads retried; EOF is an error).
+Result<void> read_exact(int fd, char* out, size_t len, uint64_t offset, const std::filesystem::path& name);
+
+/// pwrite exactly `len` bytes at `offset`.
+Result<void> write_exact(int fd, const char* data, size_t len, uint64_t offset, const std::filesystem::path& name);
+
+/// Copy [r.begin, r.end) of `in` to the same offsets of `out` in the kernel (copy_file_range;
+/// plain read/write when the filesystem cannot).
+Result<void> copy_range(int in, int out, Range r, const std::filesystem::path& name);
+
+/// Make [offset, +len) of `fd` read as zeros without allocating (punch a hole; write
+/// zeros where the filesystem cannot punch).
+Result<void> zero_range(int fd, uint64_t offset, uint64_t len, const std::filesystem::path& name);
+
+/// True when all `len` bytes at `p` are zero.
+bool all_zero(const char* p, size_t len);
+
+}  // namespace kiln::snapshot::sparse
