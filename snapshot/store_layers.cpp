@@ -17,6 +17,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
+#include <thread>
 
 namespace kiln::snapshot {
 namespace {
@@ -55,6 +57,38 @@ Result<void> build_flat(const std::filesystem::path& store_root, const Snapshot&
   }
   return {};
 }
+
+// Deleting a 256 MiB file can take a second (synchronous discard on some mounts), so the
+// engine's full image is moved to a trash directory and deleted once the layer is
+// visible, off the caller's path. If kiln exits first, gc removes the trash (its pid is gone).
+Result<std::filesystem::path> move_aside(const std::filesystem::path& root, const std::filesystem::path& file,
+                                         const std::string& id) {
+  std::string trash =
+      (root / (std::string(layout::kTrashPrefix) + id + "-" + std::to_string(::getpid()) + "-XXXXXX")).string();
+  if (::mkdtemp(trash.data()) == nullptr)
+    return make_error("cannot create a trash directory in {}: {}", root.string(), std::strerror(errno));
+  if (::rename(file.c_str(), (std::filesystem::path(trash) / file.filename()).c_str()) != 0) {
+    int e = errno;
+    fsops::remove_tree(trash);
+    return make_error("cannot move {} aside: {}", file.string(), std::strerror(e));
+  }
+  return std::filesystem::path(trash);
+}
+
+struct DeleteLater {
+  std::optional<std::filesystem::path> path;
+  bool in_background = false;  ///< set once published; on failure it is deleted right away
+  DeleteLater() = default;
+  DeleteLater(const DeleteLater&) = delete;
+  DeleteLater& operator=(const DeleteLater&) = delete;
+  ~DeleteLater() {
+    if (!path) return;
+    if (in_background)
+      std::thread([p = *path] { fsops::remove_tree(p); }).detach();
+    else
+      fsops::remove_tree(*path);
+  }
+};
 
 }  // namespace
 
@@ -134,6 +168,7 @@ Result<Snapshot> Store::publish_layer(BakeDir&& bake_ref, const LayerKey& key, c
   // The engine's complete image is exactly the flat file an engine without overlays
   // needs: keep it (derived data, so not fsynced: its stamp is re-checked after a reboot).
   const auto image = files.memory;
+  DeleteLater discarded;
   if (keep_flat) {
     auto flat = tmp / layout::kFlatFile;
     KILN_ASSIGN_OR_RETURN(auto digest, digest_sparse_file(image));
@@ -141,8 +176,9 @@ Result<Snapshot> Store::publish_layer(BakeDir&& bake_ref, const LayerKey& key, c
       return make_error("cannot keep {} as {}: {}", image.string(), flat.string(), std::strerror(errno));
     Snapshot future{root_ / id, meta};
     KILN_TRY(write_digest_stamp(flat, digest, tmp / layout::kFlatStampFile, future.content_digest()));
-  } else if (::unlink(image.c_str()) != 0) {
-    return make_error("cannot remove {}: {}", image.string(), std::strerror(errno));
+  } else {
+    KILN_ASSIGN_OR_RETURN(auto trash, move_aside(root_, image, id));
+    discarded.path = std::move(trash);
   }
   KILN_TRY(fs::write_file_atomic(tmp / layout::kMetadataFile, json));
   for (const auto& f : {files.state, pages, tmp / layout::kIndexFile, tmp}) KILN_TRY(fsops::fsync_path(f));
@@ -151,6 +187,7 @@ Result<Snapshot> Store::publish_layer(BakeDir&& bake_ref, const LayerKey& key, c
   KILN_TRY(put_in_place(root_, tmp, target, id));
   bake.tmp_.release();
   if (auto synced = fsops::fsync_path(root_); !synced) log::verbose("layer {}: {}", id, synced.error().message);
+  discarded.in_background = true;
   log::verbose("layer {} ({} over {}) published in {}", id, key.kind, key.parent_id, target.string());
   return Snapshot{target, std::move(meta)};
 }
