@@ -73,6 +73,7 @@ class GuestRing {
   }
   void set_avail_idx(uint16_t v) {
     avail_idx_ = v;
+    std::atomic_thread_fence(std::memory_order_release);  // descriptors before the index
     put16(avail_ + 2, v);
   }
   void set_avail_flags(uint16_t f) { put16(avail_, f); }
@@ -99,6 +100,7 @@ class GuestRing {
   /// The next used entry the driver has not consumed yet.
   std::optional<Used> pop_used() {
     if (used_idx() == last_used_) return std::nullopt;
+    std::atomic_thread_fence(std::memory_order_acquire);  // the index before the element
     Used u{};
     EXPECT_TRUE(mem_.read(used_ + 4 + 8ull * (last_used_ % size_), &u, sizeof u));
     ++last_used_;

@@ -61,6 +61,9 @@ class VirtioConsole final : public VirtioDevice {
     bool readable = false;  ///< poll POLLIN: the device can move host bytes into the guest
     bool writable = false;  ///< poll POLLOUT: guest bytes are waiting for the host fd
   };
+  /// What to poll host_fd() for; query it again after every on_host_*() call, after
+  /// wake_io, and after load(). When both are false, leave the fd out of the poll set
+  /// entirely: poll() reports POLLHUP even for no requested events, which would spin.
   IoInterest io_interest() const;
   /// The I/O thread saw POLLIN (or POLLHUP) on host_fd().
   void on_host_readable();

@@ -193,7 +193,10 @@ void VirtioMmio::check_queues() {
 }
 
 void VirtioMmio::notify_used(size_t index) {
-  if (index >= queues_.size() || !queues_[index].take_interrupt()) return;
+  if (index >= queues_.size()) return;
+  // Devices also run queues from the I/O thread, where no QueueNotify follows to check.
+  if (queues_[index].broken()) device_needs_reset(fmt::format("queue {} is broken", index));
+  if (!queues_[index].take_interrupt()) return;
   state_.interrupt_status |= VIRTIO_MMIO_INT_VRING;
   irq_.pulse();
 }
