@@ -184,6 +184,13 @@ TEST_F(MmioTest, SaveLoadKeepsQueuePositions) {
   EXPECT_EQ(r.used_idx(), 4u);
 }
 
+TEST_F(MmioTest, NameDefaultsToTheDevicesAndCanBeOverridden) {
+  EXPECT_EQ(mmio->name(), "virtio-blk");
+  auto second = VirtioBlk::create(UniqueFd(::open(path.c_str(), O_RDONLY)), true);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(VirtioMmio(mem, irq, std::move(second).value(), "virtio-blk.1").name(), "virtio-blk.1");
+}
+
 TEST(MmioCmdline, LinuxDeviceArgument) {
   EXPECT_EQ(virtio_mmio_cmdline(0xd0000000, 5), "virtio_mmio.device=4K@0xd0000000:5");
 }

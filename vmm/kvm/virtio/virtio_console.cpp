@@ -17,7 +17,6 @@ namespace {
 
 constexpr size_t kRxQueue = 0, kTxQueue = 1, kControlRxQueue = 2, kControlTxQueue = 3;
 constexpr uint32_t kPortId = 0;
-constexpr size_t kMaxControlMessage = 256;
 
 // Write without blocking and without SIGPIPE (a plain writev on a socket whose peer is
 // gone would kill the VMM). Falls back to writev for fds that are not sockets.
@@ -33,7 +32,10 @@ ssize_t send_iov(int fd, std::vector<iovec>& iov) {
 }  // namespace
 
 VirtioConsole::VirtioConsole(UniqueFd host_fd, std::function<void()> wake_io, std::string port_name)
-    : fd_(std::move(host_fd)), wake_io_(std::move(wake_io)), port_name_(std::move(port_name)) {}
+    : fd_(std::move(host_fd)), wake_io_(std::move(wake_io)), port_name_(std::move(port_name)) {
+  // PORT_NAME must fit one control message (kMaxControlMessage, also the load() bound).
+  if (port_name_.size() > kMaxControlMessage - 16) port_name_.resize(kMaxControlMessage - 16);
+}
 
 uint32_t VirtioConsole::device_type() const { return VIRTIO_ID_CONSOLE; }
 uint64_t VirtioConsole::features() const { return 1ull << VIRTIO_CONSOLE_F_MULTIPORT; }

@@ -47,6 +47,8 @@ class VirtioConsole final : public VirtioDevice {
   static constexpr const char* kAgentPortName = "org.kiln.agent.0";
   static constexpr uint64_t kMaxDataChainBytes = 1ull << 20;
   static constexpr size_t kMaxControlBacklog = 16;
+  /// Longest control message (header + port name); longer names are truncated.
+  static constexpr size_t kMaxControlMessage = 256;
 
   /// `host_fd`: a nonblocking stream socket. `wake_io`: called (device mutex held; it
   /// must not call back into the device) when io_interest() changed on a vCPU thread,

@@ -25,11 +25,13 @@ std::string virtio_mmio_cmdline(uint64_t base, uint32_t gsi) {
   return fmt::format("virtio_mmio.device={}K@{:#x}:{}", kVirtioMmioWindowBytes / 1024, base, gsi);
 }
 
-VirtioMmio::VirtioMmio(const GuestMemory& memory, IrqLine& irq, std::unique_ptr<VirtioDevice> device)
-    : memory_(memory), irq_(irq), device_(std::move(device)), log_(device_->name()) {
+VirtioMmio::VirtioMmio(const GuestMemory& memory, IrqLine& irq, std::unique_ptr<VirtioDevice> device,
+                       std::string name)
+    : memory_(memory), irq_(irq), device_(std::move(device)),
+      name_(name.empty() ? device_->name() : std::move(name)), log_(name_) {
   queues_.reserve(device_->queue_count());
   for (size_t i = 0; i < device_->queue_count(); ++i)
-    queues_.emplace_back(memory_, device_->queue_max_size(i), fmt::format("{} queue {}", device_->name(), i),
+    queues_.emplace_back(memory_, device_->queue_max_size(i), fmt::format("{} queue {}", name_, i),
                          device_->queue_max_chain_bytes(i));
 }
 

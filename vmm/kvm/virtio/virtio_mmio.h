@@ -43,8 +43,10 @@ struct VirtioMmioState {
 
 class VirtioMmio final : public BusDevice, private VirtioTransport {
  public:
-  /// `memory` and `irq` must outlive this object.
-  VirtioMmio(const GuestMemory& memory, IrqLine& irq, std::unique_ptr<VirtioDevice> device);
+  /// `memory` and `irq` must outlive this object. `name` (logs, snapshot section) defaults
+  /// to the device's; give a second device of one kind its own ("virtio-blk.1").
+  VirtioMmio(const GuestMemory& memory, IrqLine& irq, std::unique_ptr<VirtioDevice> device,
+             std::string name = {});
 
   VirtioDevice& device() { return *device_; }
   /// Device status register (for tests and logs).
@@ -52,7 +54,7 @@ class VirtioMmio final : public BusDevice, private VirtioTransport {
   /// Features the device offers: its own plus the transport's.
   uint64_t offered_features() const;
 
-  std::string name() const override { return device_->name(); }
+  std::string name() const override { return name_; }
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
   void save(StateWriter& out) const override;
@@ -76,6 +78,7 @@ class VirtioMmio final : public BusDevice, private VirtioTransport {
   const GuestMemory& memory_;
   IrqLine& irq_;
   std::unique_ptr<VirtioDevice> device_;
+  std::string name_;
   std::vector<Virtqueue> queues_;
   VirtioMmioState state_;
   GuestErrorLog log_;
