@@ -27,7 +27,8 @@ This module defines two functions:
                      [WORKING_DIRECTORY <dir>]
                      [LABELS <label>...]
                      [ENGINE <engine>]
-                     [IMAGE <ref>])
+                     [IMAGE <ref>]
+                     [SETUP <command> [SETUP_FILES <path>...]])
 
   The test runs ``kiln run [options] -- <exe> <arg>...`` and its result is the
   command's exit code; kiln's own codes are 124 (timeout), 125 (kiln or VM
@@ -86,6 +87,31 @@ This module defines two functions:
     Guest image. Only ``default`` (Debian's cloud kernel with kiln's
     initramfs) is supported for now.
 
+  ``SETUP <command>``
+    A fixture: ``<command>`` runs once with ``/bin/sh -c`` (in ``/``, with the
+    test's ``ENVIRONMENT``) in a VM restored from the golden snapshot, and that
+    VM is saved as a *fixture snapshot*; the test — and every other test with
+    the same ``SETUP``, ``SETUP_FILES`` contents and ``ENVIRONMENT`` — then
+    starts from it, e.g. with a database server already running and seeded.
+    Each test still gets its own VM: what one test writes, no other sees. The
+    command's first word, if found on the host's ``PATH`` (or given as a
+    path), is placed in the guest with its shared libraries. A setup that exits
+    non-zero fails the test with its output, and nothing is saved. Write
+    several commands joined with ``&&`` or newlines (a ``;`` would split the
+    CMake argument). ``kiln run --setup``.
+
+  ``SETUP_FILES <path>...``
+    Host files the setup needs besides its first word (executables come with
+    their shared libraries), e.g. a client it seeds the server with. Relative
+    paths are relative to the current source directory; each must exist at
+    configure time. ``kiln run --setup-file``.
+
+  Layers: the first run of a test executable saves a *payload layer* (the
+  executable, its libraries and ``FILES`` placed in the guest) over the
+  golden or fixture snapshot; later runs restore it instead of sending the
+  payload again, until the executable or a file changes. Set the ctest
+  property ``ENVIRONMENT KILN_NO_LAYERS=1`` to send the payload every run.
+
   Other ctest properties are set as usual with :command:`set_tests_properties`:
   ``WILL_FAIL``, ``SKIP_RETURN_CODE``, ``PASS_REGULAR_EXPRESSION``,
   ``FIXTURES_SETUP``/``FIXTURES_REQUIRED``, ``RESOURCE_LOCK``, ``DEPENDS``…
@@ -105,6 +131,7 @@ This module defines two functions:
                         [FILES <path>...] [ENVIRONMENT <K=V>...]
                         [WORKING_DIRECTORY <dir>] [LABELS <label>...]
                         [ENGINE <engine>] [IMAGE <ref>]
+                        [SETUP <command> [SETUP_FILES <path>...]]
                         [PROPERTIES <name> <value>...]
                         [DISCOVERY_TIMEOUT <seconds>])
 
@@ -222,7 +249,7 @@ macro(_kiln_vm_options fn)
     message(FATAL_ERROR "${fn}: unknown keyword: ${_kiln_word}")
   endif()
   foreach(_kiln_kw IN LISTS arg_KEYWORDS_MISSING_VALUES)
-    if(NOT _kiln_kw MATCHES "^(FILES|ENVIRONMENT|LABELS|EXTRA_ARGS|PROPERTIES)$")
+    if(NOT _kiln_kw MATCHES "^(FILES|ENVIRONMENT|LABELS|EXTRA_ARGS|PROPERTIES|SETUP_FILES)$")
       message(FATAL_ERROR "${fn}: ${_kiln_kw} needs a value")
     endif()
   endforeach()
@@ -259,6 +286,30 @@ macro(_kiln_vm_options fn)
       endif()
     endif()
     list(APPEND run_args --file "${_kiln_file}")
+  endforeach()
+  if(DEFINED arg_SETUP)
+    if(arg_SETUP STREQUAL "" OR arg_SETUP MATCHES "^[ \t\n]*$")
+      message(FATAL_ERROR "${fn}: SETUP needs a command")
+    endif()
+    # A ';' inside the string would have split it into several arguments already:
+    # only the first part arrives here. Refuse the call rather than run half a setup.
+    list(LENGTH arg_SETUP _kiln_setup_parts)
+    if(_kiln_setup_parts GREATER 1)
+      message(FATAL_ERROR "${fn}: SETUP must be one command string without ';' (a CMake list separator): "
+                          "join commands with && or newlines")
+    endif()
+    list(APPEND run_args --setup "${arg_SETUP}")
+  elseif(arg_SETUP_FILES)
+    message(FATAL_ERROR "${fn}: SETUP_FILES needs SETUP")
+  endif()
+  foreach(_kiln_file IN LISTS arg_SETUP_FILES)
+    if(NOT _kiln_file MATCHES "\\$<")
+      cmake_path(ABSOLUTE_PATH _kiln_file BASE_DIRECTORY "${CMAKE_CURRENT_SOURCE_DIR}" NORMALIZE)
+      if(NOT EXISTS "${_kiln_file}")
+        message(FATAL_ERROR "${fn}: SETUP_FILES path \"${_kiln_file}\" does not exist")
+      endif()
+    endif()
+    list(APPEND run_args --setup-file "${_kiln_file}")
   endforeach()
   if(DEFINED arg_WORKING_DIRECTORY)
     list(APPEND run_args --cwd "${arg_WORKING_DIRECTORY}")
@@ -323,8 +374,8 @@ endfunction()
 function(add_microvm_test)
   set(fn "add_microvm_test")
   cmake_parse_arguments(PARSE_ARGV 0 arg ""
-    "NAME;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE"
-    "COMMAND;FILES;ENVIRONMENT;LABELS")
+    "NAME;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;SETUP"
+    "COMMAND;FILES;ENVIRONMENT;LABELS;SETUP_FILES")
   if(NOT arg_NAME)
     message(FATAL_ERROR "${fn}: NAME is required")
   endif()
@@ -395,8 +446,8 @@ endfunction()
 function(kiln_discover_tests target)
   set(fn "kiln_discover_tests(${target})")
   cmake_parse_arguments(PARSE_ARGV 1 arg ""
-    "TEST_PREFIX;TEST_SUFFIX;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;DISCOVERY_TIMEOUT"
-    "EXTRA_ARGS;FILES;ENVIRONMENT;LABELS;PROPERTIES")
+    "TEST_PREFIX;TEST_SUFFIX;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;DISCOVERY_TIMEOUT;SETUP"
+    "EXTRA_ARGS;FILES;ENVIRONMENT;LABELS;PROPERTIES;SETUP_FILES")
   if(NOT TARGET ${target})
     message(FATAL_ERROR "${fn}: \"${target}\" is not a target")
   endif()

@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "runner/cli.h"
 #include "runner/exit_codes.h"
+#include "runner/fixture.h"
 #include "runner/golden.h"
 #include "runner/interrupt.h"
 #include "runner/run_in_vm.h"
@@ -19,7 +20,42 @@ struct RunCliOptions {
   std::vector<std::string> files;
   std::string cwd;
   double timeout = 0;
+  std::string setup;
+  std::vector<std::string> setup_files;
+  bool no_layers = false;
 };
+
+/// What a run restores and what is already in it.
+struct RestorePoint {
+  snapshot::Snapshot snapshot;
+  bool payload_in_place = false;  ///< a payload layer: only sync + exec
+  bool setup_done = false;        ///< a fixture layer (or one over it): the setup has run
+};
+
+// golden -> [fixture layer] -> [payload layer]: the deepest snapshot this run can start
+// from, each layer found or built once.
+Result<RestorePoint> choose_restore_point(const snapshot::Store& store, Golden& golden, const vmm::GuestSpec& spec,
+                                          const Payload& payload, const std::string& exe_name,
+                                          const std::optional<SetupSpec>& setup, const Payload& setup_payload_files,
+                                          bool verbose, Progress& progress) {
+  RestorePoint point{golden.snapshot, false, false};
+  if (setup) {
+    KILN_ASSIGN_OR_RETURN(auto recipe, fixture_recipe(*setup, setup_payload_files, verbose));
+    KILN_ASSIGN_OR_RETURN(auto fixture, ensure_layer(store, *golden.engine, spec, point.snapshot, recipe, progress));
+    point = {std::move(fixture.snapshot), false, true};
+  }
+  if (payload.empty()) return point;
+  LayerRecipe recipe;
+  recipe.kind = std::string(snapshot::kLayerKindPayload);
+  KILN_ASSIGN_OR_RETURN(recipe.content_digest, payload.content_digest());
+  recipe.label = "payload: " + exe_name;
+  recipe.doing = "placing the payload of " + exe_name + " once (payload layer)";
+  recipe.populate = [&payload](vmm::Vm& vm) { return place_payload(vm, payload); };
+  KILN_ASSIGN_OR_RETURN(auto layer, ensure_layer(store, *golden.engine, spec, point.snapshot, recipe, progress));
+  point.snapshot = std::move(layer.snapshot);
+  point.payload_in_place = true;
+  return point;
+}
 
 // A command with a '/' is a host file shipped into the guest; a bare name is looked up
 // on the guest's PATH (busybox applets), as a shell would.
@@ -58,6 +94,21 @@ int execute(RunCliOptions& o) {
     }
   }
 
+  std::optional<SetupSpec> setup;
+  Payload setup_files;
+  if (!o.setup.empty()) {
+    setup = SetupSpec{o.setup, o.setup_files, o.env};
+    auto p = setup_payload(*setup);
+    if (!p) {
+      log::error(p.error().message);
+      return exit_code::kiln_error;
+    }
+    setup_files = std::move(*p);
+  } else if (!o.setup_files.empty()) {
+    log::error("--setup-file needs --setup: it lists files the setup command uses");
+    return exit_code::kiln_error;
+  }
+
   RunRequest request;
   request.argv = o.argv;
   request.env = o.env;
@@ -81,26 +132,54 @@ int execute(RunCliOptions& o) {
   auto golden = ensure_golden(store, *guest, o.vm.engine, progress, false, request.verbose);
   if (!golden) return fail(golden.error());
 
+  RestorePoint point{golden->snapshot, false, false};
+  if (layers_enabled(o.no_layers)) {
+    auto chosen = choose_restore_point(store, *golden, guest->spec, payload,
+                                       std::filesystem::path(o.argv.front()).filename().string(), setup, setup_files,
+                                       request.verbose, progress);
+    if (!chosen) return fail(chosen.error());
+    point = std::move(*chosen);
+  }
+
   std::unique_ptr<vmm::Vm> vm;
   {
     log::ScopedTimer t("restore");
-    auto restored = golden->engine->restore(guest->spec, golden->snapshot.files());
-    if (!restored && restored.error().kind == ErrorKind::general) {
+    auto restore = [&](const snapshot::Snapshot& snap) -> Result<std::unique_ptr<vmm::Vm>> {
+      KILN_ASSIGN_OR_RETURN(auto files, store.restore_files(snap, golden->engine->maps_overlays()));
+      return golden->engine->restore(guest->spec, files);
+    };
+    auto restored = restore(point.snapshot);
+    if (!restored && restored.error().kind == ErrorKind::general && !point.snapshot.is_layer()) {
       // A snapshot that passed its checksums but does not restore (e.g. QEMU was
       // upgraded under it) is rebaked once rather than failing every run.
-      log::info("snapshot {} did not restore ({}); rebaking it", golden->snapshot.dir.filename().string(),
-                restored.error().message);
+      log::info("snapshot {} did not restore ({}); rebaking it", point.snapshot.id(), restored.error().message);
       golden = ensure_golden(store, *guest, o.vm.engine, progress, true, request.verbose);
       if (!golden) return fail(golden.error());
-      restored = golden->engine->restore(guest->spec, golden->snapshot.files());
+      point = {golden->snapshot, false, false};
+      restored = restore(point.snapshot);
+    } else if (!restored && restored.error().kind == ErrorKind::general) {
+      // A layer that verified but does not restore: run this test the layer-less way.
+      log::info("layer {} did not restore ({}); running from the golden snapshot this time", point.snapshot.id(),
+                restored.error().message);
+      point = {golden->snapshot, false, false};
+      restored = restore(point.snapshot);
     }
     if (!restored) return fail(restored.error());
     vm = std::move(restored).value();
   }
   progress.done();
-  store.mark_used(golden->snapshot);
+  store.mark_used(point.snapshot);
+  if (setup && !point.setup_done) {
+    log::verbose("running the setup command (no fixture layer)");
+    if (auto r = run_setup_in(*vm, *setup, setup_files, request.verbose); !r) return fail(r.error());
+  }
+  if (point.payload_in_place)
+    log::verbose("the payload ({} entries, {} KiB) is in the layer: not sending it", payload.entries().size(),
+                 payload.total_bytes() >> 10);
+  else if (!payload.empty())
+    log::verbose("sending the payload: {} entries, {} KiB", payload.entries().size(), payload.total_bytes() >> 10);
 
-  auto outcome = run_in_vm(*vm, payload, request);
+  auto outcome = run_in_vm(*vm, point.payload_in_place ? Payload{} : payload, request);
   vm->destroy();
   if (!outcome) {
     const Error& e = outcome.error();
@@ -137,6 +216,15 @@ void register_run(CLI::App& app, int& exit_code) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--file", o->files, "Host file or directory to place in the guest at the same path (repeatable)")
       ->allow_extra_args(false);
+  cmd->add_option("--setup", o->setup,
+                  "Run CMD (/bin/sh -c, in /) once and save the VM as a fixture snapshot every run with the "
+                  "same setup starts from (e.g. start and seed a server)");
+  cmd->add_option("--setup-file", o->setup_files,
+                  "Host file the setup needs (repeatable; executables come with their libraries)")
+      ->allow_extra_args(false);
+  cmd->add_flag("--no-layers", o->no_layers,
+                "Build no payload or fixture layers: ship the payload (and run the setup) on every run "
+                "(also KILN_NO_LAYERS=1)");
   cmd->add_option("command", o->argv, "The command and its arguments (put them after --)")->required();
   cmd->callback([o, &exit_code] { exit_code = execute(*o); });
 }

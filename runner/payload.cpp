@@ -1,5 +1,6 @@
 #include "runner/payload.h"
 
+#include "common/digest.h"
 #include "common/fs.h"
 #include "common/subprocess.h"
 #include "image/elf_interp.h"
@@ -151,6 +152,24 @@ Result<void> Payload::add_executable_with_closure(const std::filesystem::path& e
   KILN_TRY(add_path(*interp));
   for (const auto& lib : libs) KILN_TRY(add_path(lib));
   return {};
+}
+
+Result<std::string> Payload::content_digest() const {
+  // One line per entry, fields separated by NUL (no path holds one); file contents
+  // enter as their own digest, so this costs one read of each file.
+  std::string text;
+  for (const auto& e : entries_) {
+    const char* kind = e.kind == PayloadEntry::Kind::file ? "file" : e.kind == PayloadEntry::Kind::symlink ? "link" : "dir";
+    std::string content;
+    if (e.kind == PayloadEntry::Kind::file) {
+      auto d = digest_file(e.path);
+      if (!d) return with_context("digesting the payload", d.error());
+      content = std::move(*d);
+    }
+    text += fmt::format("{}{}{}{}{:o}{}{}{}{}\n", kind, '\0', e.path, '\0', e.mode, '\0', e.symlink_target, '\0',
+                        content);
+  }
+  return digest_bytes(text);
 }
 
 uint64_t Payload::total_bytes() const {

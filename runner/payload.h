@@ -32,7 +32,13 @@ class Payload {
   Result<void> add_executable_with_closure(const std::filesystem::path& exe, int depth = 0);
 
   const std::vector<PayloadEntry>& entries() const { return entries_; }
+  bool empty() const { return entries_.empty(); }
   uint64_t total_bytes() const;
+
+  /// Digest of everything the payload puts in the guest: every entry's path, kind, mode,
+  /// symlink target and file contents (XXH3 of each file, read now). Two payloads with
+  /// equal digests leave the guest in the same state, so a payload layer is keyed by it.
+  Result<std::string> content_digest() const;
 
  private:
   Result<void> add_resolved(const std::string& path, int depth);

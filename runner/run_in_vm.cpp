@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <functional>
 
 namespace kiln::runner {
 namespace {
@@ -20,6 +21,8 @@ using proto::MsgType;
 // Setup (restore, sync, payload) has its own generous deadline: the test's
 // --timeout starts when the command does, as with a local run.
 constexpr auto kSetupTimeout = std::chrono::seconds(120);
+// What a setup command's output is kept to (its tail) for the error that shows it.
+constexpr size_t kMaxSetupOutput = 64 * 1024;
 
 void write_all(int fd, const std::string& data) {
   size_t off = 0;
@@ -78,13 +81,21 @@ RunOutcome outcome_of(const proto::Exit& exit) {
   return {exit.code, fmt::format("exited with code {}", exit.code)};
 }
 
-// Stream the command's output until it ends.
-Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, const std::string& argv0) {
+// Where a command's output goes: the host's streams for a test, a buffer for a setup.
+using OutputSink = std::function<void(MsgType, std::string_view)>;
+
+void to_host_streams(MsgType type, std::string_view data) {
+  write_all(type == MsgType::stdout_data ? STDOUT_FILENO : STDERR_FILENO, std::string(data));
+}
+
+// Forward the command's output until it ends.
+Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, const std::string& argv0,
+                                     const OutputSink& sink) {
   for (;;) {
     KILN_ASSIGN_OR_RETURN(auto f, agent.next_frame(deadline));
     switch (f.type) {
-      case MsgType::stdout_data: write_all(STDOUT_FILENO, f.payload); break;
-      case MsgType::stderr_data: write_all(STDERR_FILENO, f.payload); break;
+      case MsgType::stdout_data:
+      case MsgType::stderr_data: sink(f.type, f.payload); break;
       case MsgType::exit: {
         auto e = proto::decode_exit(f.payload);
         if (!e) return make_error("malformed exit frame from the guest agent");
@@ -108,6 +119,25 @@ Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, cons
   }
 }
 
+// Queue sync + payload (+ exec), then wait for their replies in order.
+Result<void> sync_and_place(AgentClient& agent, const Payload& payload, const proto::Exec* exec) {
+  log::ScopedTimer setup("sync + payload");
+  auto deadline = Clock::now() + kSetupTimeout;
+  // Pipeline everything: sync, payload, exec go out back to back; replies come in order.
+  agent.send(MsgType::sync, proto::encode(proto::Sync{realtime_ns(), fresh_entropy()}));
+  KILN_ASSIGN_OR_RETURN(size_t payload_requests, queue_payload(agent, payload));
+  if (exec) agent.send(MsgType::exec, proto::encode(*exec));
+  KILN_TRY(agent.expect_ok(deadline, "setting the guest clock and entropy"));
+  for (size_t i = 0; i < payload_requests; ++i)
+    KILN_TRY(agent.expect_ok(deadline, "placing " + payload.entries()[i].path + " in the guest"));
+  return {};
+}
+
+std::string console_tail(vmm::Vm& vm) {
+  std::string console = vm.console_output();
+  return console.size() > 2000 ? console.substr(console.size() - 2000) : console;
+}
+
 }  // namespace
 
 std::vector<std::string> default_guest_env() {
@@ -117,35 +147,49 @@ std::vector<std::string> default_guest_env() {
 
 Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunRequest& request) {
   AgentClient agent(vm.agent_fd(), [&vm] { return vm.vmm_exited(); });
-  auto setup_deadline = Clock::now() + kSetupTimeout;
-
-  {
-    // Pipeline everything: sync, payload, exec go out back to back; replies come in order.
-    log::ScopedTimer setup("sync + payload");
-    agent.send(MsgType::sync, proto::encode(proto::Sync{realtime_ns(), fresh_entropy()}));
-    KILN_ASSIGN_OR_RETURN(size_t payload_requests, queue_payload(agent, payload));
-    proto::Exec exec{request.argv, default_guest_env(), request.cwd.empty() ? "/" : request.cwd};
-    exec.env.insert(exec.env.end(), request.env.begin(), request.env.end());
-    agent.send(MsgType::exec, proto::encode(exec));
-
-    KILN_TRY(agent.expect_ok(setup_deadline, "setting the guest clock and entropy"));
-    for (size_t i = 0; i < payload_requests; ++i)
-      KILN_TRY(agent.expect_ok(setup_deadline, "placing " + payload.entries()[i].path + " in the guest"));
-  }
+  proto::Exec exec{request.argv, default_guest_env(), request.cwd.empty() ? "/" : request.cwd};
+  exec.env.insert(exec.env.end(), request.env.begin(), request.env.end());
+  KILN_TRY(sync_and_place(agent, payload, &exec));
 
   auto deadline = request.timeout_seconds
                       ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(*request.timeout_seconds))
                       : Clock::time_point::max();
   log::ScopedTimer exec_timer("command");
-  auto outcome = stream_until_exit(agent, deadline, request.argv.front());
+  auto outcome = stream_until_exit(agent, deadline, request.argv.front(), to_host_streams);
   if (request.verbose) write_all(STDERR_FILENO, vm.console_output());
-  if (!outcome && outcome.error().kind == ErrorKind::general) {
-    std::string console = vm.console_output();
-    return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message,
-                      console.size() > 2000 ? console.substr(console.size() - 2000) : console);
-  }
+  if (!outcome && outcome.error().kind == ErrorKind::general)
+    return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message, console_tail(vm));
   return outcome;
+}
+
+Result<void> place_payload(vmm::Vm& vm, const Payload& payload) {
+  AgentClient agent(vm.agent_fd(), [&vm] { return vm.vmm_exited(); });
+  return sync_and_place(agent, payload, nullptr);
+}
+
+Result<SetupOutcome> run_setup(vmm::Vm& vm, const Payload& payload, const std::string& command,
+                               const std::vector<std::string>& env, bool echo) {
+  AgentClient agent(vm.agent_fd(), [&vm] { return vm.vmm_exited(); });
+  proto::Exec exec{{"/bin/sh", "-c", command}, default_guest_env(), "/"};
+  exec.env.insert(exec.env.end(), env.begin(), env.end());
+  KILN_TRY(sync_and_place(agent, payload, &exec));
+  log::ScopedTimer t("setup command");
+  SetupOutcome result;
+  auto collect = [&](MsgType type, std::string_view data) {
+    // Bounded: the guest decides how much it prints; the tail is what explains a failure.
+    result.output.append(data);
+    if (result.output.size() > kMaxSetupOutput) result.output.erase(0, result.output.size() - kMaxSetupOutput);
+    if (echo) to_host_streams(type, data);
+  };
+  auto outcome = stream_until_exit(agent, Clock::now() + kSetupTimeout, "/bin/sh", collect);
+  if (!outcome) {
+    if (outcome.error().kind != ErrorKind::general) return outcome.take_error();
+    return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message, console_tail(vm));
+  }
+  result.exit_code = outcome->exit_code;
+  result.summary = outcome->summary;
+  return result;
 }
 
 }  // namespace kiln::runner

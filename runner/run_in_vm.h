@@ -31,6 +31,23 @@ std::vector<std::string> default_guest_env();
 
 /// Run `request` with `payload` in place in a freshly restored `vm`. Errors are
 /// VM-level failures (exit code 125) unless their kind says timeout or interrupted.
+/// After restoring a payload layer, `payload` is empty: its files are already there.
 Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunRequest& request);
+
+/// Sync the guest (clock, entropy) and place `payload`, nothing else: what a payload
+/// layer holds when it is saved.
+Result<void> place_payload(vmm::Vm& vm, const Payload& payload);
+
+struct SetupOutcome {
+  int exit_code = 0;
+  std::string summary;  ///< "exited with code 1"
+  std::string output;   ///< stdout and stderr interleaved (the last 64 KiB)
+};
+
+/// Sync, place `payload` and run `command` with `/bin/sh -c` in the guest (cwd /, the
+/// default environment plus `env`), collecting its output; `echo` also copies it to the
+/// host's streams (-v). Errors are VM-level failures; a non-zero exit is an outcome.
+Result<SetupOutcome> run_setup(vmm::Vm& vm, const Payload& payload, const std::string& command,
+                               const std::vector<std::string>& env, bool echo);
 
 }  // namespace kiln::runner

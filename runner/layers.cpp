@@ -1,0 +1,84 @@
+#include "runner/layers.h"
+
+#include "common/log.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace kiln::runner {
+namespace {
+
+std::string short_id(const std::string& id) { return id.substr(0, 12); }
+
+// Test hook (VM tests only): stop right before publishing a layer so a test can kill
+// kiln there and check that the store shows no half layer.
+void maybe_pause_before_publish() {
+  const char* hook = std::getenv("KILN_TEST_PAUSE_BEFORE_PUBLISH");
+  if (!hook || std::strcmp(hook, "1") != 0) return;
+  const char line[] = "kiln: test hook: paused before publishing a layer\n";
+  (void)!::write(STDERR_FILENO, line, sizeof line - 1);
+  ::sleep(600);
+}
+
+Result<snapshot::Snapshot> build(const snapshot::Store& store, vmm::Engine& engine, const vmm::GuestSpec& spec,
+                                 const snapshot::Snapshot& parent, const snapshot::LayerKey& key,
+                                 const LayerRecipe& recipe, Progress& progress) {
+  log::ScopedTimer total("layer: build");
+  progress.step(recipe.doing);
+  log::verbose("building {} layer {} ({}) over {}", key.kind, short_id(key.id()), key.label, short_id(parent.id()));
+  KILN_ASSIGN_OR_RETURN(auto from, store.restore_files(parent, engine.maps_overlays()));
+  KILN_ASSIGN_OR_RETURN(auto dir, store.begin_layer(key));
+  std::unique_ptr<vmm::Vm> vm;
+  {
+    log::ScopedTimer t("layer: restore parent");
+    KILN_ASSIGN_OR_RETURN(vm, engine.restore_for_layer(spec, from, dir.files()));
+  }
+  {
+    log::ScopedTimer t("layer: populate");
+    KILN_TRY(recipe.populate(*vm));
+  }
+  {
+    log::ScopedTimer t("layer: save");
+    KILN_TRY(vm->save_snapshot(dir.files()));
+  }
+  vm->destroy();
+  maybe_pause_before_publish();
+  log::ScopedTimer t("layer: publish");
+  return store.publish_layer(std::move(dir), key, parent, !engine.maps_overlays());
+}
+
+}  // namespace
+
+bool layers_enabled(bool no_layers_flag) {
+  if (no_layers_flag) return false;
+  const char* env = std::getenv("KILN_NO_LAYERS");
+  return !(env && *env && std::strcmp(env, "0") != 0);
+}
+
+Result<Layer> ensure_layer(const snapshot::Store& store, vmm::Engine& engine, const vmm::GuestSpec& spec,
+                           const snapshot::Snapshot& parent, const LayerRecipe& recipe, Progress& progress) {
+  log::ScopedTimer timer("find layer");
+  snapshot::LayerKey key{parent.id(), recipe.kind, recipe.content_digest, recipe.label};
+  auto found = store.lookup_layer(key);
+  if (found.found()) {
+    log::verbose("restoring {} layer {} ({})", key.kind, short_id(key.id()), key.label);
+    return Layer{std::move(*found.snapshot), false};
+  }
+  if (found.status == snapshot::LookupStatus::unusable)
+    log::info("{} layer {} ({}) is unusable ({}); rebuilding it", key.kind, short_id(key.id()), key.label,
+              found.reason);
+
+  KILN_ASSIGN_OR_RETURN(auto lock, store.lock_for_layer(key, [&progress, &key] {
+                          progress.step(fmt::format("waiting for another kiln to finish the {} layer", key.kind));
+                        }));
+  // Whoever held the lock may have built it meanwhile.
+  auto again = store.lookup_layer(key);
+  if (again.found()) return Layer{std::move(*again.snapshot), false};
+  auto built = build(store, engine, spec, parent, key, recipe, progress);
+  if (!built) return with_context(fmt::format("building the {} layer ({})", key.kind, key.label), built.error());
+  return Layer{std::move(*built), true};
+}
+
+}  // namespace kiln::runner

@@ -1,0 +1,306 @@
+// Payload layers and fixture snapshots end to end on real VMs (issue 6): built once,
+// reused, rebuilt when what they hold changes, isolated per test, and never half
+// visible when kiln dies while saving one.
+#include "vm_test_support.h"
+
+#include "common/fs.h"
+#include "common/unique_fd.h"
+#include "common/subprocess.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <thread>
+
+using namespace kiln::vmtest;
+namespace stdfs = std::filesystem;
+
+namespace {
+
+constexpr const char* kBuilt = "(payload layer)";             // progress: "placing the payload of X once (payload layer)"
+constexpr const char* kNotSent = "is in the layer: not sending it";
+constexpr const char* kSetupRan = "running the setup command once";
+
+int count(const std::string& s, const std::string& needle) {
+  int n = 0;
+  for (size_t p = s.find(needle); p != std::string::npos; p = s.find(needle, p + 1)) ++n;
+  return n;
+}
+
+std::vector<std::string> run_args(const std::vector<std::string>& opts, const std::vector<std::string>& command) {
+  std::vector<std::string> args = {"run", "-v"};
+  args.insert(args.end(), opts.begin(), opts.end());
+  args.push_back("--");
+  args.insert(args.end(), command.begin(), command.end());
+  return args;
+}
+
+/// Layers (and golden) published in the store: directories with a metadata.json.
+/// A directory without one would be a half layer.
+struct StoreView {
+  int published = 0;
+  int half = 0;
+};
+StoreView view(const PrivateCache& cache) {
+  StoreView v;
+  for (const auto& dir : cache.snapshots()) (stdfs::exists(dir / "metadata.json") ? v.published : v.half)++;
+  return v;
+}
+
+/// `--engine`/`--accel` for kiln processes this file spawns itself (run_kiln adds them
+/// on its own): the engine under test, KILN_TEST_ENGINE (default qemu) and KILN_TEST_ACCEL.
+std::vector<std::string> engine_opts() {
+  const char* engine = std::getenv("KILN_TEST_ENGINE");
+  const char* accel = std::getenv("KILN_TEST_ACCEL");
+  std::vector<std::string> out = {"--engine", engine && *engine ? engine : "qemu"};
+  if (accel && *accel) out.insert(out.end(), {"--accel", accel});
+  return out;
+}
+
+/// A private copy of the probe: tests change it to play "rebuilt executable".
+stdfs::path copy_probe(const PrivateCache& cache, const std::string& name) {
+  stdfs::path exe = cache.path() / name;
+  stdfs::copy_file(probe(), exe);
+  return exe;
+}
+
+/// Append bytes to an ELF file: it still runs (the loader ignores trailing data), but its
+/// contents, and so its payload digest, changed.
+void rebuild(const stdfs::path& exe, const std::string& marker) {
+  std::ofstream(exe, std::ios::app | std::ios::binary) << marker;
+}
+
+}  // namespace
+
+TEST(Layers, PayloadLayerIsBuiltOnceAndReused) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  const auto exe = copy_probe(cache, "layer_probe").string();
+  auto first = run_kiln(run_args({}, {exe, "exit", "7"}), cache.path());
+  EXPECT_EQ(first.exit_code, 7) << first.err;
+  EXPECT_EQ(count(first.err, kBuilt), 1) << first.err;
+  // The first run itself restores the new layer: it does not send the payload either.
+  EXPECT_EQ(count(first.err, kNotSent), 1) << first.err;
+  EXPECT_EQ(view(cache).published, 2);  // golden + the payload layer
+
+  for (int i = 0; i < 2; ++i) {
+    // With --env: the environment is not part of the payload layer.
+    auto again = run_kiln(run_args({"--env", "KILN_LAYER_VAR=v" + std::to_string(i)}, {exe, "env", "KILN_LAYER_VAR"}),
+                     cache.path());
+    EXPECT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_EQ(again.out, "v" + std::to_string(i) + "\n");
+    EXPECT_EQ(count(again.err, kBuilt), 0) << again.err;
+    EXPECT_EQ(count(again.err, kNotSent), 1) << again.err;
+  }
+  EXPECT_EQ(view(cache).published, 2);
+
+  // --no-layers (and KILN_NO_LAYERS=1) ship the payload: no layer lookup, no new layer.
+  auto plain = run_kiln(run_args({"--no-layers"}, {exe, "exit", "3"}), cache.path());
+  EXPECT_EQ(plain.exit_code, 3) << plain.err;
+  EXPECT_NE(plain.err.find("sending the payload"), std::string::npos) << plain.err;
+  EXPECT_EQ(count(plain.err, kNotSent), 0);
+  EXPECT_EQ(view(cache).published, 2);
+}
+
+TEST(Layers, NoLayersEnvironmentVariableShipsThePayload) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  const auto exe = copy_probe(cache, "env_probe").string();
+  // KILN_NO_LAYERS is read from kiln's own environment, not passed to the guest.
+  std::vector<std::string> argv = {"env", "KILN_NO_LAYERS=1", "KILN_CACHE_DIR=" + cache.path().string(), KILN_BINARY,
+                                   "run", "-v"};
+  for (auto& a : engine_opts()) argv.push_back(a);
+  for (auto a : {std::string("--"), exe, std::string("exit"), std::string("5")}) argv.push_back(a);
+  auto off = kiln::run_captured(argv);
+  ASSERT_TRUE(off);
+  EXPECT_EQ(off->exit_code, 5) << off->err;
+  EXPECT_NE(off->err.find("sending the payload"), std::string::npos) << off->err;
+  EXPECT_EQ(view(cache).published, 1) << "KILN_NO_LAYERS=1 still built a layer";
+}
+
+TEST(Layers, RebuiltExecutableOrChangedFileGetsANewLayer) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  const auto exe = copy_probe(cache, "rebuilt_probe");
+  const auto data = cache.path() / "data.txt";
+  ASSERT_TRUE(kiln::fs::write_file_atomic(data, "first\n"));
+  auto a = run_kiln(run_args({"--file", data.string()}, {exe.string(), "cat", data.string()}), cache.path());
+  EXPECT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, "first\n");
+  EXPECT_EQ(count(a.err, kBuilt), 1) << a.err;
+
+  rebuild(exe, "rebuilt-1");
+  auto b = run_kiln(run_args({"--file", data.string()}, {exe.string(), "cat", data.string()}), cache.path());
+  EXPECT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(count(b.err, kBuilt), 1) << "a rebuilt executable must get a new layer:\n" << b.err;
+
+  // A data file's new contents are a new payload too: the test must see them.
+  ASSERT_TRUE(kiln::fs::write_file_atomic(data, "second\n"));
+  auto c = run_kiln(run_args({"--file", data.string()}, {exe.string(), "cat", data.string()}), cache.path());
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out, "second\n") << "a stale payload layer was restored";
+  EXPECT_EQ(count(c.err, kBuilt), 1) << c.err;
+  EXPECT_EQ(view(cache).published, 4);
+}
+
+TEST(Layers, RebakedGoldenRebuildsTheLayerWithAMessage) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  const auto exe = copy_probe(cache, "rebake_probe").string();
+  ASSERT_EQ(run_kiln(run_args({}, {exe, "exit", "0"}), cache.path()).exit_code, 0);
+  ASSERT_EQ(run_kiln({"bake", "--force"}, cache.path()).exit_code, 0);
+
+  auto r = run_kiln({"run", "--", exe, "exit", "9"}, cache.path());  // not -v: the message is info level
+  EXPECT_EQ(r.exit_code, 9) << r.err;
+  EXPECT_EQ(count(r.err, "is unusable ("), 1) << r.err;
+  EXPECT_EQ(count(r.err, "rebuilding it"), 1) << r.err;
+  auto quiet = run_kiln({"run", "--", exe, "exit", "0"}, cache.path());
+  EXPECT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err, "") << "the rebuilt layer was not reused";
+}
+
+TEST(Layers, ConcurrentFirstRunsBuildTheLayerOnce) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  const auto exe = copy_probe(cache, "racing_probe").string();
+  KilnRun a, b, c;
+  std::thread ta([&] { a = run_kiln(run_args({}, {exe, "exit", "0"}), cache.path()); });
+  std::thread tb([&] { b = run_kiln(run_args({}, {exe, "exit", "0"}), cache.path()); });
+  std::thread tc([&] { c = run_kiln(run_args({}, {exe, "exit", "0"}), cache.path()); });
+  ta.join();
+  tb.join();
+  tc.join();
+  EXPECT_EQ(a.exit_code + b.exit_code + c.exit_code, 0) << a.err << b.err << c.err;
+  EXPECT_EQ(count(a.err + b.err + c.err, kBuilt), 1) << a.err << b.err << c.err;
+  EXPECT_EQ(view(cache).published, 2);
+}
+
+TEST(Layers, FixtureStateIsVisibleToEveryTestAndIsolatedBetweenThem) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  // A "server": a background process started by the setup, plus files it seeded.
+  const std::string setup =
+      "mkdir -p /srv/data && echo seeded > /srv/data/seed && (sleep 100000 & echo $! > /srv/server.pid)";
+  const std::vector<std::string> opts = {"--setup", setup};
+  auto first = run_kiln(run_args(opts, {"sh", "-c", "cat /srv/data/seed && kill -0 $(cat /srv/server.pid) && "
+                                                    "echo first > /srv/data/written-by-first"}),
+                        cache.path());
+  EXPECT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.out, "seeded\n");
+  auto second = run_kiln(run_args(opts, {"sh", "-c", "cat /srv/data/seed && kill -0 $(cat /srv/server.pid) && "
+                                                     "test ! -e /srv/data/written-by-first"}),
+                         cache.path());
+  EXPECT_EQ(second.exit_code, 0) << "the second test saw the first one's write, or the server is gone:\n"
+                                 << second.err;
+  EXPECT_EQ(second.out, "seeded\n");
+  EXPECT_EQ(count(first.err + second.err, kSetupRan), 1) << first.err << second.err;
+  // Without the setup, nothing of it is there.
+  auto plain = run_kiln(run_args({}, {"sh", "-c", "test ! -e /srv/data/seed"}), cache.path());
+  EXPECT_EQ(plain.exit_code, 0) << plain.err;
+  // --no-layers runs the setup in the test's own VM instead.
+  auto no_layers = run_kiln(run_args({"--no-layers", "--setup", setup}, {"cat", "/srv/data/seed"}), cache.path());
+  EXPECT_EQ(no_layers.exit_code, 0) << no_layers.err;
+  EXPECT_EQ(no_layers.out, "seeded\n");
+}
+
+TEST(Layers, FixtureWithAHostExecutableChainsThePayloadLayerOnTop) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  const auto exe = copy_probe(cache, "chained_probe").string();
+  const std::vector<std::string> opts = {"--setup", "echo from-setup > /fixture-file"};
+  for (int i = 0; i < 2; ++i) {
+    auto r = run_kiln(run_args(opts, {exe, "cat", "/fixture-file"}), cache.path());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "from-setup\n");
+    EXPECT_EQ(count(r.err, kSetupRan), i == 0 ? 1 : 0) << r.err;
+    EXPECT_EQ(count(r.err, kBuilt), i == 0 ? 1 : 0) << r.err;
+    EXPECT_EQ(count(r.err, kNotSent), 1) << r.err;
+  }
+  EXPECT_EQ(view(cache).published, 3);  // golden -> fixture -> payload
+}
+
+TEST(Layers, FailingSetupShowsItsOutputAndSavesNothing) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  auto r = run_kiln({"run", "--setup", "echo half-seeded; echo broken >&2; exit 4", "--", "true"}, cache.path());
+  EXPECT_EQ(r.exit_code, 125) << r.err;
+  EXPECT_NE(r.err.find("exited with code 4"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("half-seeded"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("broken"), std::string::npos) << r.err;
+  EXPECT_EQ(view(cache).published, 1) << "a failed setup was saved";
+  EXPECT_EQ(view(cache).half, 0);
+  EXPECT_EQ(processes_mentioning(cache.path().string()), 0) << "a qemu outlived kiln";
+}
+
+TEST(Layers, KillingKilnWhileItSavesALayerLeavesTheStoreConsistent) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  const auto exe = copy_probe(cache, "killed_probe");
+  auto spawn = [&](bool pause, const std::string& log) {
+    std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + cache.path().string(),
+                                     std::string("KILN_TEST_PAUSE_BEFORE_PUBLISH=") + (pause ? "1" : "0"),
+                                     KILN_BINARY, "run"};
+    for (auto& a : engine_opts()) argv.push_back(a);
+    for (auto a : {std::string("--"), exe.string(), std::string("exit"), std::string("0")}) argv.push_back(a);
+    kiln::UniqueFd err(::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    kiln::SpawnOptions o;
+    o.stderr_fd = err.get();
+    o.own_process_group = false;
+    return kiln::ChildProcess::spawn(argv, o);
+  };
+  auto check_consistent = [&](const std::string& when) {
+    auto list = run_kiln({"snapshots", "list"}, cache.path());
+    EXPECT_EQ(list.exit_code, 0) << when << ": " << list.err;
+    EXPECT_EQ(view(cache).half, 0) << when << ": a half layer is visible";
+    // Every listed snapshot is complete: unusable ones would be half layers. (A listing
+    // that calls a published layer "not a golden snapshot" is the store's listing not
+    // knowing layers yet, not a half layer.)
+    EXPECT_EQ(count(list.out, "unusable"), count(list.out, "layer over")) << when << ":\n" << list.out;
+    for (const auto& dir : cache.snapshots()) EXPECT_NE(list.out.find(dir.filename().string().substr(0, 12)),
+                                                        std::string::npos) << when << ": " << dir << " not listed";
+    EXPECT_EQ(processes_mentioning(cache.path().string()), 0) << when << ": a qemu outlived kiln";
+  };
+
+  // 1. Deterministic: kill it at the last moment before publishing.
+  const std::string log = (cache.path() / "kiln.err").string();
+  {
+    auto child = spawn(true, log);
+    ASSERT_TRUE(child) << child.error().message;
+    bool paused = false;
+    for (int i = 0; i < 1200 && !paused; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      auto text = kiln::fs::read_file(log, 1 << 20);
+      paused = text && text->find("paused before publishing a layer") != std::string::npos;
+    }
+    ASSERT_TRUE(paused) << "kiln never reached the publish hook";
+    ::kill(child->pid(), SIGKILL);
+    child->wait();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  check_consistent("killed before publish");
+  EXPECT_EQ(view(cache).published, 1);
+
+  // 2. Kills at random points of building a layer (each run a new executable, so a new layer).
+  std::mt19937 rng(12345);
+  for (int i = 0; i < 4; ++i) {
+    rebuild(exe, "kill-" + std::to_string(i));
+    auto child = spawn(false, log);
+    ASSERT_TRUE(child);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % 2500));
+    ::kill(child->pid(), SIGKILL);
+    child->wait();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    check_consistent("killed at a random point, round " + std::to_string(i));
+  }
+
+  // The next run works and builds (or reuses) the layer of the current executable.
+  auto next = run_kiln(run_args({}, {exe.string(), "exit", "6"}), cache.path());
+  EXPECT_EQ(next.exit_code, 6) << next.err;
+  check_consistent("after the next run");
+}
