@@ -25,6 +25,12 @@ void append(std::string& out, const T& v) {
   out.append(reinterpret_cast<const char*>(&v), sizeof(T));  // plain integers, host byte order
 }
 
+/// The vendor ends up in a file name (the snapshot key) and in messages: [A-Za-z0-9_] only.
+std::string alnum_only(std::string s) {
+  std::replace_if(s.begin(), s.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
+  return s;
+}
+
 std::string vendor_string(const CpuidTable& t) {
   const auto* e = find_cpuid(t, 0);
   if (!e) return "unknown";
@@ -32,10 +38,7 @@ std::string vendor_string(const CpuidTable& t) {
   std::memcpy(v, &e->ebx, 4);
   std::memcpy(v + 4, &e->edx, 4);
   std::memcpy(v + 8, &e->ecx, 4);
-  std::string s(v, 12);
-  // The vendor ends up in a file name (the snapshot key): keep it to [A-Za-z0-9].
-  std::replace_if(s.begin(), s.end(), [](char c) { return !std::isalnum(static_cast<unsigned char>(c)); }, '_');
-  return s;
+  return alnum_only(std::string(v, 12));
 }
 
 constexpr uint32_t kMaxIdentityField = 256;
@@ -135,12 +138,12 @@ void save_meta(StateWriter& out, const CpuIdentity& id) {
 Result<void> check_meta(const StateReader& file, const CpuIdentity& host) {
   KILN_ASSIGN_OR_RETURN(SectionReader in, file.section("meta"));
   CpuIdentity saved;
-  saved.vendor = in.string(kMaxIdentityField);
+  saved.vendor = alnum_only(in.string(kMaxIdentityField));
   saved.family = in.u32();
   saved.model = in.u32();
   saved.stepping = in.u32();
-  saved.cpuid_digest = in.string(kMaxIdentityField);
-  saved.msr_digest = in.string(kMaxIdentityField);
+  saved.cpuid_digest = alnum_only(in.string(kMaxIdentityField));
+  saved.msr_digest = alnum_only(in.string(kMaxIdentityField));
   saved.xsave_size = in.u32();
   saved.api_version = static_cast<int>(in.u32());
   saved.cap_flags = in.u32();

@@ -48,7 +48,7 @@ std::vector<T> read_array(SectionReader& in, size_t max, const char* what) {
     return out;
   }
   out.resize(b.size() / sizeof(T));
-  std::memcpy(out.data(), b.data(), b.size());
+  if (!b.empty()) std::memcpy(out.data(), b.data(), b.size());
   return out;
 }
 

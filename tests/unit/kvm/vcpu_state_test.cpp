@@ -3,6 +3,7 @@
 #include "cpuid_test_table.h"
 #include "vmm/kvm/msr_list.h"
 #include "vmm/kvm/state_stream.h"
+#include "vmm/kvm/vm_state.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 
 #include <cstring>
 #include <functional>
+#include <random>
 
 namespace kiln::vmm::kvm {
 namespace {
@@ -211,6 +213,75 @@ TEST(RestoreVcpu, RefusesForeignStateBeforeTouchingTheVcpu) {
   EXPECT_NE(r2.error().message.find("SREGS2"), std::string::npos) << r2.error().message;
   EXPECT_FALSE(save_vcpu(not_kvm, caps(), {}).ok());
   ::close(not_kvm);
+}
+
+/// The data of the only section in `file` (container layout: docs/kvm-state-format.md).
+std::string only_section_data(const std::string& file) {
+  uint64_t offset = 0, length = 0;
+  std::memcpy(&offset, file.data() + 24 + 64, 8);
+  std::memcpy(&length, file.data() + 24 + 72, 8);
+  return file.substr(offset, length);
+}
+
+/// A file whose one section `name` holds exactly `data`.
+std::string file_with_section(const std::string& name, const std::string& data) {
+  StateWriter w;
+  w.begin_section(name);
+  for (char c : data) w.u8(static_cast<uint8_t>(c));
+  w.end_section();
+  return w.finish();
+}
+
+TEST(SectionLoaders, SurviveMutatedSections) {
+  // Valid sections with bytes flipped, lengths changed and tails cut: every loader
+  // must fail cleanly or return bounded data, never crash or over-read (ASan build).
+  StateWriter vcpu_w, vm_w, meta_w;
+  save_vcpu_section(vcpu_w, 0, sample());
+  VmState vm;
+  vm.pic_slave.chip_id = KVM_IRQCHIP_PIC_SLAVE;
+  vm.ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
+  save_vm_section(vm_w, vm);
+  CpuIdentity id;
+  id.vendor = "AuthenticAMD";
+  id.cpuid_digest = "0123456789abcdef";
+  save_meta(meta_w, id);
+  const std::string vcpu_data = only_section_data(vcpu_w.finish());
+  const std::string vm_data = only_section_data(vm_w.finish());
+  const std::string meta_data = only_section_data(meta_w.finish());
+  std::mt19937 rng(42);
+  int accepted = 0;
+  for (int round = 0; round < 3000; ++round) {
+    const int which = round % 3;
+    std::string data = which == 0 ? vcpu_data : which == 1 ? vm_data : meta_data;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = rng() % data.size();
+      switch (rng() % 4) {
+        case 0: data[at] = static_cast<char>(rng()); break;                        // flip a byte
+        case 1: data.resize(at); break;                                            // cut the tail
+        case 2: data.insert(at, 1 + rng() % 8, static_cast<char>(rng())); break;   // grow
+        default: data[at - at % 4] = static_cast<char>(0xff); break;               // huge length prefix
+      }
+      if (data.empty()) data.push_back(0);
+    }
+    const std::string file = file_with_section(which == 0 ? "vcpu.0" : which == 1 ? "vm" : "meta", data);
+    auto reader = StateReader::parse(file);
+    ASSERT_TRUE(reader.ok()) << reader.error().message;
+    if (which == 0) {
+      auto r = load_vcpu_section(*reader, 0, caps());
+      if (r.ok()) {
+        ++accepted;
+        EXPECT_EQ(r->xsave.size(), 4096u);
+        EXPECT_LE(r->msrs.size(), kMaxSavedMsrs);
+        EXPECT_LE(r->cpuid.size(), kMaxCpuidEntries);
+      }
+    } else if (which == 1) {
+      accepted += load_vm_section(*reader).ok();
+    } else {
+      accepted += check_meta(*reader, id).ok();
+    }
+  }
+  EXPECT_LT(accepted, 3000);  // most mutations are caught
 }
 
 }  // namespace
