@@ -54,6 +54,27 @@ Result<LayerChain> load_chain(const std::filesystem::path& store_root, const Sna
   return chain;
 }
 
+Result<uint64_t> shared_root_bytes(const LayerChain& chain) {
+  auto path = chain.root_memory();
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return make_error("cannot open {}: {}", path.string(), std::strerror(errno));
+  KILN_ASSIGN_OR_RETURN(auto data, sparse::data_extents(fd.get(), chain.memory_size(), path));
+  std::vector<sparse::Range> covered;
+  for (const auto& l : chain.layers)
+    for (const auto& e : l.index.extents) covered.push_back({e.guest_offset, e.guest_offset + e.length});
+  covered = sparse::merge(std::move(covered), kPageSize);
+  // Both lists are sorted and disjoint: subtract their intersection in one sweep.
+  uint64_t shared = 0;
+  size_t j = 0;
+  for (const auto& d : data) {
+    shared += d.size();
+    while (j < covered.size() && covered[j].end <= d.begin) ++j;
+    for (size_t k = j; k < covered.size() && covered[k].begin < d.end; ++k)
+      shared -= std::min(d.end, covered[k].end) - std::max(d.begin, covered[k].begin);
+  }
+  return shared;
+}
+
 Result<MemoryView> MemoryView::open(const LayerChain& chain) {
   MemoryView v;
   v.size_ = chain.memory_size();

@@ -35,6 +35,10 @@ Result<DiffIndex> read_diff_index(const Snapshot& layer);
 /// are not re-read here: lookup_layer checked them.
 Result<LayerChain> load_chain(const std::filesystem::path& store_root, const Snapshot& snapshot);
 
+/// Bytes of the root golden's data (its allocated extents) that the chain restores
+/// unchanged: not covered by any layer's extents. What a layer shares with its golden.
+Result<uint64_t> shared_root_bytes(const LayerChain& chain);
+
 /// Reads any range of a chain's guest RAM: the root file, then each layer's pages on top.
 class MemoryView {
  public:

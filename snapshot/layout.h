@@ -12,7 +12,7 @@
 //   <root>/<layer id>/memory.index     where those pages go (binary, diff_index.h)
 //   <root>/<layer id>/memory.flat      derived: the complete RAM, for engines without overlays
 //   <root>/<layer id>/memory.flat.stamp  what memory.flat was built from, and its digest
-//   <root>/<layer id>/.flat-<pid>-XXXXXX  a flat file being built by <pid>
+//   <root>/<layer id>/.flat-<id>-<pid>-XXXXXX  a flat file being built by <pid>
 //   <root>/.locks/<key id>.lock        flock serializing bakes of one key (and gc of it)
 //   <root>/.locks/<id>.flat.lock       flock serializing builds and eviction of one flat file
 //   <root>/.tmp-<id>-<pid>-XXXXXX      a bake in progress by <pid>

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace kiln::snapshot {
 namespace {
@@ -80,21 +81,45 @@ Result<std::optional<BakeLock>> BakeLock::try_acquire(const std::filesystem::pat
   return make_error("cannot lock {}: it keeps being replaced", path.string());
 }
 
-BakeLock::BakeLock(BakeLock&& other) noexcept : fd_(other.fd_), path_(std::move(other.path_)) { other.fd_ = -1; }
+Result<void> BakeLock::pin_shared(const std::filesystem::path& path) {
+  if (pin_fd_ >= 0) return make_error("internal error: lock {} already pins another lock", path_.string());
+  for (int attempt = 0; attempt < kMaxRelinkRetries; ++attempt) {
+    int fd = open_lock_file(path);
+    if (fd < 0) return make_error("cannot open snapshot lock {}: {}", path.string(), std::strerror(errno));
+    while (::flock(fd, LOCK_SH) != 0) {
+      int err = errno;
+      ::close(fd);
+      Error e = make_error("cannot lock {}: {}", path.string(), std::strerror(err));
+      if (err == EINTR) e.kind = ErrorKind::interrupted;
+      return e;
+    }
+    if (still_linked(fd, path)) {
+      pin_fd_ = fd;
+      return {};
+    }
+    ::close(fd);
+  }
+  return make_error("cannot lock {}: it keeps being replaced", path.string());
+}
+
+BakeLock::BakeLock(BakeLock&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), pin_fd_(std::exchange(other.pin_fd_, -1)), path_(std::move(other.path_)) {}
 
 BakeLock& BakeLock::operator=(BakeLock&& other) noexcept {
   if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = other.fd_;
+    for (int fd : {fd_, pin_fd_})
+      if (fd >= 0) ::close(fd);
+    fd_ = std::exchange(other.fd_, -1);
+    pin_fd_ = std::exchange(other.pin_fd_, -1);
     path_ = std::move(other.path_);
-    other.fd_ = -1;
   }
   return *this;
 }
 
 BakeLock::~BakeLock() {
   // Closing the last fd of the open file description releases the flock.
-  if (fd_ >= 0) ::close(fd_);
+  for (int fd : {fd_, pin_fd_})
+    if (fd >= 0) ::close(fd);
 }
 
 void BakeLock::unlink_file() {

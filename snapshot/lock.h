@@ -39,9 +39,15 @@ class BakeLock {
   /// Unlink the lock file while still holding it (gc of locks whose snapshot is gone).
   void unlink_file();
 
+  /// Also hold a shared lock on the lock file at `path` until this lock dies (blocking
+  /// while someone holds it exclusively). Building a layer pins its parent this way: gc
+  /// and rm remove only what they can lock exclusively, so the parent stays.
+  Result<void> pin_shared(const std::filesystem::path& path);
+
  private:
   BakeLock(int fd, std::filesystem::path path) : fd_(fd), path_(std::move(path)) {}
   int fd_ = -1;
+  int pin_fd_ = -1;
   std::filesystem::path path_;
 };
 

@@ -37,7 +37,9 @@ bool flat_is_usable(const Snapshot& layer, const std::string& source) {
 // complete one. The stamp comes last, so a crash in between only costs a rebuild.
 Result<void> build_flat(const std::filesystem::path& store_root, const Snapshot& layer, const std::string& source) {
   log::ScopedTimer timer("layer flat file");
-  std::string tmpl = (layer.dir / (std::string(layout::kFlatTmpPrefix) + std::to_string(::getpid()) + "-XXXXXX")).string();
+  // <prefix><id>-<pid>-XXXXXX like bake directories, so gc can tell an abandoned one.
+  std::string tmpl =
+      (layer.dir / fmt::format("{}{}-{}-XXXXXX", layout::kFlatTmpPrefix, layer.id(), ::getpid())).string();
   int fd = ::mkstemp(tmpl.data());
   if (fd < 0) return make_error("cannot create a temp file in {}: {}", layer.dir.string(), std::strerror(errno));
   ::close(fd);
@@ -98,8 +100,13 @@ LookupResult Store::lookup_layer(const LayerKey& key, VerifyLevel level) const {
 }
 
 Result<BakeLock> Store::lock_for_layer(const LayerKey& key, const std::function<void()>& on_wait) const {
+  if (key.parent_id.empty() || key.parent_id[0] == '.' || key.parent_id.find('/') != std::string::npos)
+    return make_error("internal error: '{}' is not a snapshot id", key.parent_id);
   KILN_TRY(fs::make_dirs(locks_dir()));
-  return BakeLock::acquire(lock_path(key.id()), on_wait);
+  KILN_ASSIGN_OR_RETURN(auto lock, BakeLock::acquire(lock_path(key.id()), on_wait));
+  // Keep the parent while the layer is built on it: gc and rm skip what they cannot lock.
+  KILN_TRY(lock.pin_shared(lock_path(key.parent_id)));
+  return lock;
 }
 
 Result<BakeDir> Store::begin_layer(const LayerKey& key) const {
