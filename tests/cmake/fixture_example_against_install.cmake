@@ -1,0 +1,56 @@
+# Install kiln into a fresh prefix, build examples/fixture_demo against it
+# (find_package(Kiln) only), and run its ctest twice: every test passes — each finds
+# the Redis server the fixture started and seeded, and none sees another's writes —
+# and the store holds exactly one fixture layer for it (the setup ran once).
+#   cmake -D KILN_BUILD_DIR=... -D EXAMPLE_DIR=... -D WORK_DIR=... -D GENERATOR=... -P fixture_example_against_install.cmake
+cmake_minimum_required(VERSION 3.25)
+
+function(run what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "${what} failed (${result}):\n  ${ARGN}\n${out}")
+  endif()
+  set(out "${out}" PARENT_SCOPE)
+endfunction()
+
+set(prefix "${WORK_DIR}/prefix")
+set(build "${WORK_DIR}/build")
+file(REMOVE_RECURSE "${WORK_DIR}")
+run("installing kiln" "${CMAKE_COMMAND}" --install "${KILN_BUILD_DIR}" --prefix "${prefix}")
+run("configuring the example" "${CMAKE_COMMAND}" -S "${EXAMPLE_DIR}" -B "${build}" -G "${GENERATOR}"
+    "-DCMAKE_PREFIX_PATH=${prefix}")
+run("building the example" "${CMAKE_COMMAND}" --build "${build}")
+
+set(expected
+  redis.Seeded.GreetingIsThere redis.Seeded.ListIsThere
+  redis.Isolation.FirstIncrementSeesTheSeed redis.Isolation.SecondIncrementSeesTheSeedToo
+  redis.Isolation.WriterA redis.Isolation.WriterB redis.cli_reads_the_seed kiln.bake.256M.1cpu)
+list(LENGTH expected n)
+foreach(round 1 2)
+  # KILN_CACHE_DIR comes from this test's environment: the shared, already baked test cache.
+  run("the example's ctest (round ${round})" "${CMAKE_CTEST_COMMAND}" --test-dir "${build}" -j2 --output-on-failure)
+  message(STATUS "example ctest, round ${round}:\n${out}")
+  foreach(t IN LISTS expected)
+    string(REPLACE "." "\\." re "${t}")
+    if(NOT out MATCHES "Test +#[0-9]+: ${re} \\.+ +Passed")
+      message(FATAL_ERROR "${t} did not pass in round ${round}")
+    endif()
+  endforeach()
+  if(NOT out MATCHES "100% tests passed, 0 tests failed out of ${n}\n")
+    message(FATAL_ERROR "expected exactly ${n} tests, all passing")
+  endif()
+endforeach()
+
+# One fixture for seed.sh however many tests and rounds used it.
+file(GLOB metas "$ENV{KILN_CACHE_DIR}/snapshots/*/metadata.json")
+set(fixtures 0)
+foreach(meta IN LISTS metas)
+  file(READ "${meta}" text)
+  if(text MATCHES "\"kind\": \"fixture\"" AND text MATCHES "fixture_demo/seed\\.sh")
+    math(EXPR fixtures "${fixtures} + 1")
+  endif()
+endforeach()
+if(NOT fixtures EQUAL 1)
+  message(FATAL_ERROR "expected one fixture layer for fixture_demo/seed.sh in $ENV{KILN_CACHE_DIR}, found ${fixtures}")
+endif()
+message(STATUS "fixture_demo: all tests passed twice, one fixture layer")
