@@ -37,10 +37,14 @@ struct VcpuState {
 };
 
 /// Read a paused vCPU's state. `msrs` is the list probe_msrs_to_save() gave at boot.
-/// Every vCPU of the VM must be out of KVM_RUN (events are only consistent then).
+/// Every vCPU of the VM must be out of KVM_RUN (events are only consistent then), and
+/// a vCPU that last exited for port/MMIO I/O must first re-enter KVM_RUN once with
+/// kvm_run::immediate_exit = 1: KVM finishes that instruction only on the next entry.
 Result<VcpuState> save_vcpu(int vcpu_fd, const KvmCaps& caps, std::span<const uint32_t> msrs);
 
-/// Write `state` into a vCPU that has never run, in the order KVM needs:
+/// Write `state` into a vCPU that has never run. Guest RAM must already be registered
+/// (KVM_SET_USER_MEMORY_REGION): paravirt MSRs (PV EOI, steal time, kvmclock) point
+/// into it and KVM checks them. Calls, in the order KVM needs:
 /// TSC frequency, CPUID, MP state, regs, sregs, xsave, xcrs, debug regs, LAPIC
 /// (after sregs: sregs carry the APIC base), MSRs (after LAPIC: TSC deadline needs
 /// it; IA32_TSC before TSC_DEADLINE), vCPU events last (SET_REGS clears pending

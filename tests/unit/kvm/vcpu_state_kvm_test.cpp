@@ -25,6 +25,25 @@ constexpr uint64_t kCodeAddress = 0x1000;
 constexpr uint64_t kLstar = 0xffffffff81a00000ull;
 constexpr uint64_t kKernelGsBase = 0xffff888003c00000ull;
 constexpr uint64_t kStartTsc = 1'000'000'000ull;
+constexpr uint32_t kMsrKvmSystemTimeNew = 0x4b564d01;
+constexpr uint64_t kPvclockAddress = 0x2000;
+
+/// The kvmclock page KVM keeps in guest RAM (struct pvclock_vcpu_time_info).
+struct Pvclock {
+  uint32_t version, pad0;
+  uint64_t tsc_timestamp, system_time;
+  uint32_t tsc_to_system_mul;
+  int8_t tsc_shift;
+  uint8_t flags, pad[2];
+};
+static_assert(sizeof(Pvclock) == 32);
+constexpr uint8_t kPvclockGuestStopped = 2;
+
+Pvclock pvclock(const TestVm& vm) {
+  Pvclock p;
+  std::memcpy(&p, vm.ram + kPvclockAddress, sizeof p);  // kPvclockAddress + 32 < kTestRamBytes
+  return p;
+}
 
 void start_counter(TestVm& vm, int vcpu_fd) {
   std::copy(std::begin(kCounterLoop), std::end(kCounterLoop), vm.ram + kCodeAddress);
@@ -71,7 +90,11 @@ TEST(VcpuStateKvm, SaveRestoreIntoAFreshVmAndRunOn) {
   ASSERT_FALSE(a->msrs_to_save.empty());
 
   // Distinctive state in every part we save.
-  kvm_msr_entry set[] = {{0xc0000082, 0, kLstar}, {0xc0000102, 0, kKernelGsBase}, {kMsrIa32Tsc, 0, kStartTsc}};
+  // kvmclock on (as a Linux guest turns it on): KVM keeps its page at kPvclockAddress.
+  kvm_msr_entry set[] = {{0xc0000082, 0, kLstar},
+                         {0xc0000102, 0, kKernelGsBase},
+                         {kMsrIa32Tsc, 0, kStartTsc},
+                         {kMsrKvmSystemTimeNew, 0, kPvclockAddress | 1}};
   ASSERT_TRUE(set_msrs(a->vcpu(0), set).ok());
   kvm_debugregs dbg{};
   ASSERT_EQ(ioctl(a->vcpu(0), KVM_GET_DEBUGREGS, &dbg), 0);
@@ -182,7 +205,16 @@ TEST(VcpuStateKvm, SaveRestoreIntoAFreshVmAndRunOn) {
   EXPECT_LT(vm_again->clock.clock - vm_state->clock.clock, 5'000'000'000ull);
 
   // The guest carries on exactly where it stopped, in both VMs.
+  const Pvclock at_save = pvclock(*b);  // copied with the RAM: A's last kvmclock update
+  ASSERT_NE(at_save.version, 0u) << "KVM never wrote the kvmclock page";
   EXPECT_EQ(run_to_out(*b->vcpus[0]), 3);
+  // Entering B rewrote the page: kvmclock resumes from the saved clock (no jump by
+  // the time the snapshot sat around), and says the vCPU was stopped (KVMCLOCK_CTRL).
+  const Pvclock resumed = pvclock(*b);
+  EXPECT_NE(resumed.version, at_save.version);
+  EXPECT_GE(resumed.system_time, at_save.system_time);
+  EXPECT_LT(resumed.system_time - vm_state->clock.clock, 5'000'000'000ull);
+  EXPECT_TRUE(resumed.flags & kPvclockGuestStopped);
   EXPECT_EQ(run_to_out(*b->vcpus[0]), 4);
   EXPECT_EQ(run_to_out(*a->vcpus[0]), 3);
   kvm_regs regs{};
