@@ -51,6 +51,8 @@ Result<Payload> setup_payload(const SetupSpec& setup) {
   if (exe) KILN_TRY(payload.add_executable_with_closure(*exe));
   for (const auto& f : setup.files) {
     auto added = fs::is_executable_file(f) ? payload.add_executable_with_closure(f) : payload.add_path(f);
+    // A data file that merely has an x bit: it is in the payload already, as a file.
+    if (!added && added.error().kind == ErrorKind::not_executable) continue;
     if (!added) return with_context("--setup-file " + f, added.error());
   }
   return payload;
