@@ -26,18 +26,27 @@ struct Image {
   void poke(uint64_t offset, char c) { bytes[offset] = c; }
 };
 
-/// Write `img` as a sparse file: only non-zero pages are written, the rest are holes.
+/// Write `img` as a sparse file: only non-zero pages are written (runs in one pwrite),
+/// the rest are holes.
 inline void write_image(const stdfs::path& path, const Image& img) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   ASSERT_GE(fd, 0) << path;
   ASSERT_EQ(::ftruncate(fd, static_cast<off_t>(img.bytes.size())), 0);
-  for (uint64_t off = 0; off < img.bytes.size(); off += kPage) {
+  auto zero_page = [&](uint64_t off) {
     const char* p = img.bytes.data() + off;
-    bool zero = true;
-    for (uint64_t i = 0; i < kPage && zero; ++i) zero = p[i] == 0;
-    if (!zero) {
-      ASSERT_EQ(::pwrite(fd, p, kPage, static_cast<off_t>(off)), static_cast<ssize_t>(kPage));
+    for (uint64_t i = 0; i < kPage; ++i)
+      if (p[i] != 0) return false;
+    return true;
+  };
+  for (uint64_t off = 0; off < img.bytes.size();) {
+    if (zero_page(off)) {
+      off += kPage;
+      continue;
     }
+    uint64_t end = off + kPage;
+    while (end < img.bytes.size() && !zero_page(end)) end += kPage;
+    ASSERT_EQ(::pwrite(fd, img.bytes.data() + off, end - off, static_cast<off_t>(off)), static_cast<ssize_t>(end - off));
+    off = end;
   }
   ::close(fd);
 }
