@@ -1,5 +1,6 @@
 #include "vmm/kvm/vcpu_state.h"
 
+#include "common/log.h"
 #include "vmm/kvm/msr_list.h"
 #include "vmm/kvm/state_stream.h"
 
@@ -50,6 +51,38 @@ std::vector<T> read_array(SectionReader& in, size_t max, const char* what) {
   out.resize(b.size() / sizeof(T));
   if (!b.empty()) std::memcpy(out.data(), b.data(), b.size());
   return out;
+}
+
+/// Scale the guest TSC to the saved frequency when this host's differs by more than
+/// calibration jitter; without KVM_CAP_TSC_CONTROL that is another CPU: rebake.
+Result<void> restore_tsc_khz(int vcpu_fd, const KvmCaps& caps, uint32_t saved_khz) {
+  if (saved_khz == 0) return {};  // not recorded: nothing to compare
+  const int host_khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+  if (host_khz < 0) return ioctl_error("KVM_GET_TSC_KHZ");
+  if (tsc_khz_compatible(saved_khz, static_cast<uint32_t>(host_khz))) return {};
+  if (!caps.tsc_control)
+    return make_error("snapshot's guest TSC runs at {} kHz, this host's at {} kHz and KVM cannot scale "
+                      "it (no KVM_CAP_TSC_CONTROL): snapshot taken on another CPU; rebake",
+                      saved_khz, host_khz);
+  if (ioctl(vcpu_fd, KVM_SET_TSC_KHZ, static_cast<unsigned long>(saved_khz)) < 0) return ioctl_error("KVM_SET_TSC_KHZ");
+  return {};
+}
+
+/// MP state, regs, sregs, XSAVE, XCRs, debug registers, LAPIC — in that order: the
+/// LAPIC after sregs, which carry the APIC base.
+Result<void> restore_registers(int vcpu_fd, const VcpuState& s) {
+  KILN_TRY(set(vcpu_fd, KVM_SET_MP_STATE, s.mp_state, "KVM_SET_MP_STATE"));
+  KILN_TRY(set(vcpu_fd, KVM_SET_REGS, s.regs, "KVM_SET_REGS"));
+  if (s.has_sregs2) {
+    KILN_TRY(set(vcpu_fd, KVM_SET_SREGS2, s.sregs2, "KVM_SET_SREGS2"));
+  } else {
+    KILN_TRY(set(vcpu_fd, KVM_SET_SREGS, s.sregs, "KVM_SET_SREGS"));
+  }
+  // KVM_SET_XSAVE reads as many bytes as KVM_CAP_XSAVE2 reported (the caller checked the size).
+  if (ioctl(vcpu_fd, KVM_SET_XSAVE, s.xsave.data()) < 0) return ioctl_error("KVM_SET_XSAVE");
+  KILN_TRY(set(vcpu_fd, KVM_SET_XCRS, s.xcrs, "KVM_SET_XCRS"));
+  KILN_TRY(set(vcpu_fd, KVM_SET_DEBUGREGS, s.debugregs, "KVM_SET_DEBUGREGS"));
+  return set(vcpu_fd, KVM_SET_LAPIC, s.lapic, "KVM_SET_LAPIC");
 }
 
 /// Restore MSRs with IA32_TSC_DEADLINE last: KVM arms the deadline timer against
@@ -114,32 +147,19 @@ Result<void> restore_vcpu(int vcpu_fd, const KvmCaps& caps, const VcpuState& s) 
                       s.xsave.size(), caps.xsave_size);
   if (s.has_sregs2 && !caps.sregs2)
     return make_error("snapshot needs KVM_SET_SREGS2, which this kernel lacks: rebake on this host");
-  if (s.tsc_khz != 0) {
-    const int host_khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
-    if (host_khz < 0) return ioctl_error("KVM_GET_TSC_KHZ");
-    if (!tsc_khz_compatible(s.tsc_khz, static_cast<uint32_t>(host_khz))) {
-      if (!caps.tsc_control)
-        return make_error("snapshot's guest TSC runs at {} kHz, this host's at {} kHz and KVM cannot scale "
-                          "it (no KVM_CAP_TSC_CONTROL): snapshot taken on another CPU; rebake",
-                          s.tsc_khz, host_khz);
-      if (ioctl(vcpu_fd, KVM_SET_TSC_KHZ, static_cast<unsigned long>(s.tsc_khz)) < 0)
-        return ioctl_error("KVM_SET_TSC_KHZ");
-    }
+  KILN_TRY(restore_tsc_khz(vcpu_fd, caps, s.tsc_khz));
+  {
+    log::ScopedTimer t("kvm: restore vcpu: cpuid");
+    KILN_TRY(set_vcpu_cpuid(vcpu_fd, s.cpuid));
   }
-  KILN_TRY(set_vcpu_cpuid(vcpu_fd, s.cpuid));
-  KILN_TRY(set(vcpu_fd, KVM_SET_MP_STATE, s.mp_state, "KVM_SET_MP_STATE"));
-  KILN_TRY(set(vcpu_fd, KVM_SET_REGS, s.regs, "KVM_SET_REGS"));
-  if (s.has_sregs2) {
-    KILN_TRY(set(vcpu_fd, KVM_SET_SREGS2, s.sregs2, "KVM_SET_SREGS2"));
-  } else {
-    KILN_TRY(set(vcpu_fd, KVM_SET_SREGS, s.sregs, "KVM_SET_SREGS"));
+  {
+    log::ScopedTimer t("kvm: restore vcpu: registers, xsave, lapic");
+    KILN_TRY(restore_registers(vcpu_fd, s));
   }
-  // KVM_SET_XSAVE reads as many bytes as KVM_CAP_XSAVE2 reported (checked above).
-  if (ioctl(vcpu_fd, KVM_SET_XSAVE, s.xsave.data()) < 0) return ioctl_error("KVM_SET_XSAVE");
-  KILN_TRY(set(vcpu_fd, KVM_SET_XCRS, s.xcrs, "KVM_SET_XCRS"));
-  KILN_TRY(set(vcpu_fd, KVM_SET_DEBUGREGS, s.debugregs, "KVM_SET_DEBUGREGS"));
-  KILN_TRY(set(vcpu_fd, KVM_SET_LAPIC, s.lapic, "KVM_SET_LAPIC"));
-  KILN_TRY(restore_msrs(vcpu_fd, s.msrs));
+  {
+    log::ScopedTimer t("kvm: restore vcpu: msrs");
+    KILN_TRY(restore_msrs(vcpu_fd, s.msrs));
+  }
   kvm_vcpu_events events = s.events;
   // GET never sets these two flags; without them SET ignores a pending NMI and the SIPI vector.
   events.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;

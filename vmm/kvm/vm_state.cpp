@@ -1,5 +1,6 @@
 #include "vmm/kvm/vm_state.h"
 
+#include "common/log.h"
 #include "vmm/kvm/state_stream.h"
 
 #include <sys/ioctl.h>
@@ -50,6 +51,7 @@ Result<VmState> save_vm(int vm_fd) {
 }
 
 Result<void> restore_vm(int vm_fd, const VmState& s) {
+  log::ScopedTimer t("kvm: restore vm: pit, clock, irqchip");
   if (ioctl(vm_fd, KVM_SET_PIT2, &s.pit) < 0) return ioctl_error("KVM_SET_PIT2");
   kvm_clock_data clock{};
   clock.clock = s.clock.clock;
