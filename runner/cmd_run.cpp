@@ -51,8 +51,15 @@ Result<RestorePoint> choose_restore_point(const snapshot::Store& store, Golden& 
   recipe.label = "payload: " + exe_name;
   recipe.doing = "placing the payload of " + exe_name + " once (payload layer)";
   recipe.populate = [&payload](vmm::Vm& vm) { return place_payload(vm, payload); };
-  KILN_ASSIGN_OR_RETURN(auto layer, ensure_layer(store, *golden.engine, spec, point.snapshot, recipe, progress));
-  point.snapshot = std::move(layer.snapshot);
+  auto layer = ensure_layer(store, *golden.engine, spec, point.snapshot, recipe, progress);
+  if (!layer) {
+    if (layer.error().kind == ErrorKind::interrupted) return layer.take_error();
+    // The layer only saves time: without it (disk full, an engine that cannot save
+    // layers) this run still works, shipping its payload as before layers existed.
+    log::info("{}; sending the payload with this run instead", layer.error().message);
+    return point;
+  }
+  point.snapshot = std::move(layer->snapshot);
   point.payload_in_place = true;
   return point;
 }
