@@ -8,8 +8,9 @@ void add_vm_options(CLI::App& cmd, VmOptions& o) {
       ->check(CLI::Range(64u, 65536u))
       ->capture_default_str();
   cmd.add_option("--cpus", o.guest.vcpus, "Guest vCPUs")->check(CLI::Range(1u, 64u))->capture_default_str();
-  cmd.add_option("--engine", o.engine.name, "VM engine: qemu or auto")
-      ->check(CLI::IsMember({"auto", "qemu"}))
+  cmd.add_option("--engine", o.engine.name,
+                 "VM engine: kvm (kiln's own VMM on /dev/kvm), qemu, or auto (kvm when /dev/kvm runs guests, else qemu)")
+      ->check(CLI::IsMember({"auto", "kvm", "qemu"}))
       ->capture_default_str();
   cmd.add_option("--accel", o.engine.accel, "QEMU accelerator: kvm, tcg or auto (kvm when /dev/kvm works)")
       ->check(CLI::IsMember({"auto", "kvm", "tcg"}))

@@ -1,0 +1,50 @@
+// The kvm engine: kiln's own in-process VMM on /dev/kvm (vCPU and I/O threads in
+// the kiln process, no exec anywhere). Boot maps guest RAM shared from the
+// snapshot's memory file; restore parses and checks the state file first, then
+// maps RAM (and diff layers) copy-on-write, creates the VM and sets its state.
+#pragma once
+
+#include "vmm/engine.h"
+#include "vmm/kvm/cpu_identity.h"
+#include "vmm/kvm/cpuid.h"
+#include "vmm/kvm/kvm_system.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kiln::vmm::kvm {
+
+class KvmEngine final : public Engine {
+ public:
+  /// Open /dev/kvm and learn the CPU identity. Fails with the reason and "use --engine qemu".
+  static Result<std::unique_ptr<KvmEngine>> create(const EngineOptions& options);
+
+  std::string name() const override { return "kvm"; }
+  /// "kvm-<kiln version>/<cpu identity>": another kiln or CPU never finds this snapshot.
+  std::string identity() const override;
+  Result<std::unique_ptr<Vm>> boot(const GuestSpec& spec, const SnapshotFiles& files) override;
+  Result<std::unique_ptr<Vm>> restore(const GuestSpec& spec, const SnapshotFiles& files) override;
+  Result<std::unique_ptr<Vm>> restore_for_layer(const GuestSpec& spec, const SnapshotFiles& from,
+                                                const SnapshotFiles& to) override;
+  bool maps_overlays() const override { return true; }
+
+  /// The kernel command line a guest of `spec` gets (spec's plus the device parameters).
+  static std::string full_cmdline(const GuestSpec& spec);
+
+ private:
+  KvmEngine(KvmSystem sys, KvmCaps caps, CpuIdentity identity, CpuidTable supported, std::vector<uint32_t> msrs)
+      : sys_(std::move(sys)),
+        caps_(caps),
+        identity_(std::move(identity)),
+        supported_(std::move(supported)),
+        msr_candidates_(std::move(msrs)) {}
+
+  KvmSystem sys_;
+  KvmCaps caps_;
+  CpuIdentity identity_;
+  CpuidTable supported_;
+  std::vector<uint32_t> msr_candidates_;
+};
+
+}  // namespace kiln::vmm::kvm

@@ -1,0 +1,145 @@
+#include "vmm/kvm/machine.h"
+
+#include "common/log.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace kiln::vmm::kvm {
+namespace {
+
+// Kernel parameters the machine itself needs (devices are found through ACPI,
+// acpi_tables.h): no PCI bus to scan, reboot through the keyboard controller (i8042 resets the VM),
+// and an i8042 without PnP/ACPI discovery, mouse port or multiplexer.
+constexpr const char* kMachineCmdline = "pci=off reboot=k i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
+
+// Devices on the virtio-mmio window, in order: index i sits at base + i * size, IRQ first + i.
+constexpr uint32_t kVirtioConsoleSlot = 0;
+
+uint64_t virtio_base(uint32_t slot) { return layout::kVirtioMmioBase + slot * layout::kVirtioMmioSize; }
+uint32_t virtio_irq(uint32_t slot) { return layout::kVirtioFirstIrq + slot; }
+
+}  // namespace
+
+std::string Machine::device_cmdline() { return kMachineCmdline; }
+
+std::vector<AcpiMmioDevice> Machine::acpi_devices() {
+  return {AcpiMmioDevice{virtio_base(kVirtioConsoleSlot), layout::kVirtioMmioSize, virtio_irq(kVirtioConsoleSlot)}};
+}
+
+Result<std::unique_ptr<Machine>> Machine::create(const KvmSystem& sys, GuestMemory memory, uint32_t vcpus) {
+  std::unique_ptr<Machine> m(new Machine());
+  {
+    log::ScopedTimer t("kvm: create VM (irqchip, PIT)");
+    KILN_ASSIGN_OR_RETURN(m->vm_, KvmVm::create(sys));
+  }
+  {
+    log::ScopedTimer t("kvm: map guest memory into the VM");
+    KILN_TRY(m->vm_->map_memory(memory));
+    m->memory_.emplace(std::move(memory));
+  }
+  {
+    log::ScopedTimer t("kvm: create vCPUs");
+    for (uint32_t i = 0; i < vcpus; ++i) {
+      KILN_ASSIGN_OR_RETURN(auto vcpu, Vcpu::create(sys, *m->vm_, i));
+      m->vcpus_.push_back(std::move(vcpu));
+    }
+  }
+  {
+    log::ScopedTimer t("kvm: create devices");
+    KILN_TRY(m->add_devices());
+  }
+  return m;
+}
+
+Result<void> Machine::add_devices() {
+  serial_ = std::make_shared<Serial8250>(vm_->irq_line(Serial8250::kIrq));
+  KILN_TRY(pio_.add(Serial8250::kPort, Serial8250::kPorts, serial_));
+  devices_.push_back({"dev.serial", serial_});
+
+  auto i8042 = std::make_shared<I8042>(
+      [this] { guest_stopped("the guest reset the machine (i8042 reset: a reboot, or a kernel panic with panic=-1)"); });
+  KILN_TRY(pio_.add(I8042::kDataPort, I8042::kPorts, i8042));
+  devices_.push_back({"dev.i8042", i8042});
+
+  // The agent channel: the device owns one end of a socketpair, agent_fd() is the other.
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    return make_error("socketpair for the agent channel failed: {}", std::strerror(errno));
+  UniqueFd device_end(pair[0]);
+  agent_fd_.reset(pair[1]);
+  if (int flags = ::fcntl(device_end.get(), F_GETFL); flags < 0 || ::fcntl(device_end.get(), F_SETFL, flags | O_NONBLOCK) < 0)
+    return make_error("cannot make the agent channel nonblocking: {}", std::strerror(errno));
+
+  KILN_ASSIGN_OR_RETURN(io_, EventLoop::create());
+  EventLoop* io = io_.get();
+  auto console = std::make_unique<VirtioConsole>(std::move(device_end), [io] { io->wake(); });
+  console_ = console.get();
+  irqs_.push_back(vm_->irq_line(virtio_irq(kVirtioConsoleSlot)));
+  auto mmio = std::make_shared<VirtioMmio>(*memory_, *irqs_.back(), std::move(console));
+  KILN_TRY(mmio_.add(virtio_base(kVirtioConsoleSlot), layout::kVirtioMmioSize, mmio));
+  devices_.push_back({"dev.virtio0", mmio});
+
+  VirtioConsole* c = console_;
+  io_->add(EventLoop::Source{
+      c->host_fd(),
+      [c] {
+        auto want = c->io_interest();
+        return static_cast<short>((want.readable ? POLLIN : 0) | (want.writable ? POLLOUT : 0));
+      },
+      [c](short revents) {
+        if (revents & (POLLIN | POLLHUP | POLLERR)) c->on_host_readable();
+        if (revents & POLLOUT) c->on_host_writable();
+      }});
+  return {};
+}
+
+Machine::~Machine() { shutdown(); }
+
+void Machine::start() {
+  started_ = true;
+  io_->start();
+  for (auto& v : vcpus_) v->start(pio_, mmio_, [this](uint32_t, const std::string& why) { guest_stopped(why); });
+}
+
+void Machine::pause() {
+  for (auto& v : vcpus_) v->pause();
+  io_->stop();
+}
+
+void Machine::resume() {
+  if (shut_down_) return;
+  io_->start();
+  for (auto& v : vcpus_) v->resume();
+}
+
+void Machine::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  for (auto& v : vcpus_) v->stop();
+  if (io_) io_->stop();
+  agent_fd_.reset();
+}
+
+void Machine::guest_stopped(const std::string& why) {
+  {
+    std::lock_guard lock(stop_mutex_);
+    if (stopped_) return;
+    stopped_ = why;
+  }
+  log::verbose("kvm: the guest stopped: {}", why);
+  for (auto& v : vcpus_) v->request_stop();
+  // The runner waits on the agent channel: EOF there makes it ask vmm_exited() at once.
+  if (console_) ::shutdown(console_->host_fd(), SHUT_RDWR);
+}
+
+std::optional<std::string> Machine::stopped_reason() const {
+  std::lock_guard lock(stop_mutex_);
+  return stopped_;
+}
+
+}  // namespace kiln::vmm::kvm
