@@ -45,7 +45,7 @@ TEST(Robustness, SigtermTearsTheVmDown) {
   PrivateCache cache;
   ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
   std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + cache.path().string(), KILN_BINARY};
-  for (auto& a : probe_run({}, {"sleep", "120"})) argv.push_back(a);
+  for (auto& a : probe_run(engine_args(), {"sleep", "120"})) argv.push_back(a);
   auto child = kiln::ChildProcess::spawn(argv, {});
   ASSERT_TRUE(child.ok());
   std::this_thread::sleep_for(std::chrono::seconds(3));
@@ -109,8 +109,9 @@ TEST(Robustness, GuestProcessesCannotOpenTheAgentChannel) {
 }
 
 TEST(Robustness, MissingQemuOrKernelIsOneClearLine) {
-  std::vector<std::string> argv = {"env", "KILN_QEMU=/nonexistent/qemu", "KILN_CACHE_DIR=" + shared_cache().string(),
-                                   KILN_BINARY, "run", "--accel", "tcg", "--", "true"};
+  // The missing qemu is about the qemu engine whichever engine the suite tests.
+  std::vector<std::string> argv = {"env",  "KILN_QEMU=/nonexistent/qemu", "KILN_CACHE_DIR=" + shared_cache().string(),
+                                   KILN_BINARY, "run", "--engine", "qemu", "--accel", "tcg", "--", "true"};
   PrivateCache cache;
   argv[2] = "KILN_CACHE_DIR=" + cache.path().string();
   auto r = kiln::run_captured(argv);

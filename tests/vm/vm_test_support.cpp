@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iterator>
@@ -16,9 +17,29 @@ std::filesystem::path shared_cache() { return KILN_TEST_CACHE; }
 
 std::string probe() { return VM_PROBE; }
 
+std::vector<std::string> engine_args() {
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v ? v : "";
+  };
+  std::string engine = env("KILN_TEST_ENGINE");
+  std::vector<std::string> out = {"--engine", engine.empty() ? "qemu" : engine};
+  if (std::string accel = env("KILN_TEST_ACCEL"); !accel.empty()) {
+    out.push_back("--accel");
+    out.push_back(accel);
+  }
+  return out;
+}
+
 KilnRun run_kiln(const std::vector<std::string>& args, const std::filesystem::path& cache) {
   std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + cache.string(), KILN_BINARY};
   argv.insert(argv.end(), args.begin(), args.end());
+  const auto options_end = std::find(args.begin(), args.end(), "--");
+  const bool names_engine = std::find(args.begin(), options_end, "--engine") != options_end;
+  if (!args.empty() && (args[0] == "run" || args[0] == "bake") && !names_engine) {
+    auto engine = engine_args();
+    argv.insert(argv.begin() + 4, engine.begin(), engine.end());  // right after the subcommand
+  }
   auto start = std::chrono::steady_clock::now();
   auto r = run_captured(argv);
   KilnRun run;

@@ -17,7 +17,13 @@ struct KilnRun {
 /// The cache shared by the VM tests (kernel, initramfs, golden snapshot baked once).
 std::filesystem::path shared_cache();
 
-/// Run `kiln ARGS...` with KILN_CACHE_DIR=cache.
+/// The engine the suite tests: `--engine $KILN_TEST_ENGINE` (qemu or kvm; default
+/// qemu) and, when KILN_TEST_ACCEL is set, `--accel $KILN_TEST_ACCEL`. The
+/// vm.setup.bake fixture bakes with the same options (tests/vm/CMakeLists.txt).
+std::vector<std::string> engine_args();
+
+/// Run `kiln ARGS...` with KILN_CACHE_DIR=cache. `run` and `bake` get engine_args()
+/// unless ARGS name an engine themselves (engine-specific tests).
 KilnRun run_kiln(const std::vector<std::string>& args, const std::filesystem::path& cache = shared_cache());
 
 /// A cache with its own (empty) snapshot store that reuses the shared kernel and
