@@ -21,6 +21,7 @@ struct RunCliOptions {
   std::string cwd;
   double timeout = 0;
   std::string setup;
+  bool setup_given = false;  // --setup '' is an error, not "no setup"
   std::vector<std::string> setup_files;
   bool no_layers = false;
 };
@@ -103,7 +104,7 @@ int execute(RunCliOptions& o) {
 
   std::optional<SetupSpec> setup;
   Payload setup_files;
-  if (!o.setup.empty()) {
+  if (o.setup_given) {
     setup = SetupSpec{o.setup, o.setup_files, o.env};
     auto p = setup_payload(*setup);
     if (!p) {
@@ -176,6 +177,7 @@ int execute(RunCliOptions& o) {
   }
   progress.done();
   store.mark_used(point.snapshot);
+  if (point.snapshot.is_layer()) store.mark_used(golden->snapshot);  // its base is in use too
   if (setup && !point.setup_done) {
     log::verbose("running the setup command (no fixture layer)");
     if (auto r = run_setup_in(*vm, *setup, setup_files, request.verbose); !r) return fail(r.error());
@@ -233,7 +235,10 @@ void register_run(CLI::App& app, int& exit_code) {
                 "Build no payload or fixture layers: ship the payload (and run the setup) on every run "
                 "(also KILN_NO_LAYERS=1)");
   cmd->add_option("command", o->argv, "The command and its arguments (put them after --)")->required();
-  cmd->callback([o, &exit_code] { exit_code = execute(*o); });
+  cmd->callback([o, cmd, &exit_code] {
+    o->setup_given = cmd->count("--setup") > 0;
+    exit_code = execute(*o);
+  });
 }
 
 }  // namespace kiln::runner
