@@ -176,14 +176,18 @@ Result<SetupOutcome> run_setup(vmm::Vm& vm, const Payload& payload, const std::s
   KILN_TRY(sync_and_place(agent, payload, &exec));
   log::ScopedTimer t("setup command");
   SetupOutcome result;
-  auto collect = [&](MsgType type, std::string_view data) {
+  auto collect = [&](MsgType, std::string_view data) {
     // Bounded: the guest decides how much it prints; the tail is what explains a failure.
     result.output.append(data);
     if (result.output.size() > kMaxSetupOutput) result.output.erase(0, result.output.size() - kMaxSetupOutput);
-    if (echo) to_host_streams(type, data);
+    // -v: on stderr only; the host's stdout is the test's.
+    if (echo) to_host_streams(MsgType::stderr_data, data);
   };
   auto outcome = stream_until_exit(agent, Clock::now() + kSetupTimeout, "/bin/sh", collect);
   if (!outcome) {
+    if (outcome.error().kind == ErrorKind::timeout)
+      return make_error("the setup command did not finish within {} s (nothing was saved); its output so far:\n{}",
+                        std::chrono::duration_cast<std::chrono::seconds>(kSetupTimeout).count(), result.output);
     if (outcome.error().kind != ErrorKind::general) return outcome.take_error();
     return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message, console_tail(vm));
   }

@@ -46,7 +46,7 @@ struct SetupOutcome {
 
 /// Sync, place `payload` and run `command` with `/bin/sh -c` in the guest (cwd /, the
 /// default environment plus `env`), collecting its output; `echo` also copies it to the
-/// host's streams (-v). Errors are VM-level failures; a non-zero exit is an outcome.
+/// host's stderr (-v). Errors are VM-level failures; a non-zero exit is an outcome.
 Result<SetupOutcome> run_setup(vmm::Vm& vm, const Payload& payload, const std::string& command,
                                const std::vector<std::string>& env, bool echo);
 
