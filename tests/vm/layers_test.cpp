@@ -165,6 +165,32 @@ TEST(Layers, RebakedGoldenRebuildsTheLayerWithAMessage) {
   EXPECT_EQ(quiet.err, "") << "the rebuilt layer was not reused";
 }
 
+TEST(Layers, CorruptLayerIsRebuiltWithAMessage) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  const auto exe = copy_probe(cache, "corrupt_probe").string();
+  ASSERT_EQ(run_kiln(run_args({}, {exe, "exit", "0"}), cache.path()).exit_code, 0);
+  int corrupted = 0;
+  for (const auto& dir : cache.snapshots()) {
+    auto meta = kiln::fs::read_file(dir / "metadata.json", 1 << 16);
+    if (!meta || meta->find("\"layer\": {") == std::string::npos) continue;  // a golden has "layer": null
+    // Flip bytes in the middle of the layer's device state: its digest no longer matches.
+    std::fstream f(dir / "state.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(stdfs::file_size(dir / "state.bin") / 2));
+    f.write("\xde\xad\xbe\xef", 4);
+    ++corrupted;
+  }
+  ASSERT_EQ(corrupted, 1);
+  auto r = run_kiln({"run", "--", exe, "exit", "4"}, cache.path());
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_EQ(count(r.err, "is unusable ("), 1) << r.err;
+  EXPECT_EQ(count(r.err, "rebuilding it"), 1) << r.err;
+  auto again = run_kiln({"run", "--", exe, "exit", "0"}, cache.path());
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_EQ(again.err, "") << "the rebuilt layer was not reused";
+  EXPECT_EQ(view(cache).published, 2);
+}
+
 TEST(Layers, ConcurrentFirstRunsBuildTheLayerOnce) {
   PrivateCache cache;
   ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
