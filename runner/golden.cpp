@@ -89,7 +89,9 @@ Result<Golden> ensure_golden(snapshot::Store& store, const PreparedGuest& guest,
       auto again = store.lookup(key);
       if (again.found()) return Golden{std::move(engine), std::move(*again.snapshot), false};
     }
-    bool auto_kvm = engine_options.accel == "auto" && engine->identity().ends_with("/kvm");
+    // KVM picked by "auto" (the kvm engine, or qemu's accelerator) must prove itself with this bake.
+    bool auto_kvm = (engine_options.name == "auto" && engine->name() == "kvm") ||
+                    (engine_options.accel == "auto" && engine->identity().ends_with("/kvm"));
     // Another kiln may have found KVM unusable while we waited for its lock.
     if (auto_kvm && vmm::kvm_marked_unusable() && attempt == 0) continue;
     auto snap = bake(store, key, *engine, guest.spec, progress, auto_kvm ? kAutoKvmBootTimeout : kBootTimeout,

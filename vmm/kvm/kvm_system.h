@@ -30,9 +30,11 @@ class KvmSystem {
 };
 
 /// Can kiln's VMM run guests here? Creates a VM with the in-kernel irqchip and one
-/// vCPU, programs the MSRs Linux needs, and runs a few real-mode instructions that
-/// end in an OUT. Bounded by `timeout` (a vCPU that never exits is interrupted).
-/// The error says which step failed.
+/// vCPU and runs a few real-mode instructions that end in an OUT. Bounded by
+/// `timeout` (a vCPU that never exits is interrupted). The error says which step
+/// failed. Passing is necessary, not sufficient: a host whose nested KVM runs this
+/// but crawls through Linux's boot (measured: this project's CI host) is caught by
+/// the runner's per-boot verdict after one failed auto bake (accel.h).
 Result<void> probe_usable(std::chrono::milliseconds timeout = std::chrono::milliseconds(500));
 
 }  // namespace kiln::vmm::kvm
