@@ -1,0 +1,169 @@
+// The kvm engine end to end, through the engine interface: boot the kernel the
+// vm.setup.bake fixture fetched with kiln's initramfs (in $KILN_TEST_CACHE), see
+// the guest agent announce itself on the agent channel, save a snapshot, restore
+// it (the agent announces again: it re-sends hello until acknowledged), and
+// refuse state files that are corrupt, truncated, from another kiln or for
+// another guest. They run when the VM suite targets the kvm engine
+// (KILN_TEST_ENGINE=kvm: tests/lab/run-vm-suite --engine kvm, in the nested-KVM
+// lab) and then fail without a usable /dev/kvm; other suites skip them, saying so.
+#include "common/fs.h"
+#include "vmm/kvm/kvm_engine.h"
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+
+namespace kiln::vmm::kvm {
+namespace {
+
+namespace stdfs = std::filesystem;
+using namespace std::chrono_literals;
+
+/// Kernel and initramfs from the VM tests' cache, or empty paths.
+GuestSpec cached_guest() {
+  GuestSpec spec;
+  const char* cache = std::getenv("KILN_TEST_CACHE");
+  if (!cache) return spec;
+  std::error_code ec;
+  for (const auto& e : stdfs::directory_iterator(stdfs::path(cache) / "kernels", ec))
+    if (stdfs::exists(e.path() / "kiln-kernel.complete"))
+      spec.kernel = e.path() / "boot" / ("vmlinuz-" + e.path().filename().string());
+  // The newest: the one this build's agent produced (older agents' stay cached).
+  stdfs::file_time_type newest{};
+  for (const auto& e : stdfs::directory_iterator(stdfs::path(cache) / "initramfs", ec))
+    if (e.path().extension() == ".cpio" && (spec.initramfs.empty() || e.last_write_time() > newest)) {
+      spec.initramfs = e.path();
+      newest = e.last_write_time();
+    }
+  spec.cmdline = "console=ttyS0 loglevel=4 panic=-1 rdinit=/init tsc=reliable no_timer_check";
+  return spec;
+}
+
+/// Wait for at least one byte from the agent (its hello frame) within `timeout`.
+bool agent_speaks(Vm& vm, std::chrono::milliseconds timeout) {
+  pollfd p{vm.agent_fd(), POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
+  char buf[256];
+  return ::read(vm.agent_fd(), buf, sizeof buf) > 0;
+}
+
+size_t thread_count() {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto it = stdfs::directory_iterator("/proc/self/task", ec); it != stdfs::directory_iterator(); ++it) ++n;
+  return n;
+}
+
+class KvmEngineVm : public ::testing::Test {
+ protected:
+  static bool targeted() {
+    const char* e = std::getenv("KILN_TEST_ENGINE");
+    return e && std::string(e) == "kvm";
+  }
+  static void SetUpTestSuite() {
+    if (!targeted()) return;
+    auto engine = KvmEngine::create({});
+    if (!engine) {
+      skip_reason_ = engine.error().message;
+      return;
+    }
+    engine_ = engine->release();
+  }
+  static void TearDownTestSuite() { delete engine_; }
+  void SetUp() override {
+    if (!targeted())
+      GTEST_SKIP() << "kvm engine VM tests run with KILN_TEST_ENGINE=kvm (tests/lab/run-vm-suite --engine kvm)";
+    if (!engine_) FAIL() << "no usable /dev/kvm (" << skip_reason_ << "): run in tests/lab/kvm-lab";
+    spec_ = cached_guest();
+    ASSERT_FALSE(spec_.kernel.empty() || spec_.initramfs.empty())
+        << "no kernel/initramfs in $KILN_TEST_CACHE: run via ctest (vm.setup.bake)";
+    auto dir = fs::TempDir::create(stdfs::temp_directory_path(), "kiln-kvm-test-");
+    ASSERT_TRUE(dir);
+    dir_.emplace(std::move(*dir));
+    files_ = SnapshotFiles{dir_->path() / "state.bin", dir_->path() / "memory.ram"};
+  }
+  /// Boot and save once per test that needs a snapshot.
+  void bake() {
+    auto vm = engine_->boot(spec_, files_);
+    ASSERT_TRUE(vm) << vm.error().message;
+    ASSERT_TRUE(agent_speaks(**vm, 120s)) << "the agent never spoke; console:\n" << (*vm)->console_output();
+    auto saved = (*vm)->save_snapshot(files_);
+    ASSERT_TRUE(saved) << saved.error().message;
+    (*vm)->destroy();
+  }
+  std::string state() { return fs::read_file(files_.state, 64 << 20).value(); }
+  void write_state(const std::string& s) { ASSERT_TRUE(fs::write_file_atomic(files_.state, s)); }
+
+  static inline KvmEngine* engine_ = nullptr;
+  static inline std::string skip_reason_;
+  GuestSpec spec_;
+  std::optional<fs::TempDir> dir_;
+  SnapshotFiles files_;
+};
+
+TEST_F(KvmEngineVm, BootSaveRestoreAndDestroyLeavesNoThread) {
+  const size_t threads_before = thread_count();
+  ASSERT_NO_FATAL_FAILURE(bake());
+  const std::string golden = fs::read_file(files_.memory, 512 << 20).value();
+  for (int round = 0; round < 2; ++round) {
+    auto vm = engine_->restore(spec_, files_);
+    ASSERT_TRUE(vm) << vm.error().message;
+    EXPECT_TRUE(agent_speaks(**vm, 60s)) << "restored agent silent; console:\n" << (*vm)->console_output();
+    EXPECT_FALSE((*vm)->vmm_exited());
+    (*vm)->destroy();
+    EXPECT_TRUE((*vm)->vmm_exited());
+  }
+  EXPECT_EQ(thread_count(), threads_before) << "a vCPU or I/O thread outlived its VM";
+  EXPECT_TRUE(fs::read_file(files_.memory, 512 << 20).value() == golden) << "restore modified the golden memory";
+}
+
+TEST_F(KvmEngineVm, RefusesBadStateFilesWithARebakeHint) {
+  ASSERT_NO_FATAL_FAILURE(bake());
+  const std::string good = state();
+  auto refused = [&](const std::string& why) {
+    auto vm = engine_->restore(spec_, files_);
+    EXPECT_FALSE(vm) << why << ": restored anyway";
+    if (!vm) {
+      EXPECT_NE(vm.error().message.find("rebake"), std::string::npos) << why << ": " << vm.error().message;
+    }
+  };
+  write_state(good.substr(0, good.size() / 2));
+  refused("truncated");
+  std::string flipped = good;
+  flipped[flipped.size() / 2] ^= 0x40;
+  write_state(flipped);
+  refused("one bit flipped");
+  write_state("");
+  refused("empty");
+  write_state(good);
+  GuestSpec bigger = spec_;
+  bigger.memory_mib = spec_.memory_mib * 2;
+  auto vm = engine_->restore(bigger, files_);
+  EXPECT_FALSE(vm) << "restored a 256 MiB snapshot as a 512 MiB guest";
+  GuestSpec other_cmdline = spec_;
+  other_cmdline.cmdline += " quiet";
+  EXPECT_FALSE(engine_->restore(other_cmdline, files_));
+  ASSERT_TRUE(engine_->restore(spec_, files_)) << "the good state no longer restores";
+}
+
+TEST_F(KvmEngineVm, RestoreForLayerSavesACompleteSnapshot) {
+  ASSERT_NO_FATAL_FAILURE(bake());
+  SnapshotFiles layer{dir_->path() / "layer.state", dir_->path() / "layer.ram"};
+  auto vm = engine_->restore_for_layer(spec_, files_, layer);
+  ASSERT_TRUE(vm) << vm.error().message;
+  ASSERT_TRUE(agent_speaks(**vm, 60s));
+  auto saved = (*vm)->save_snapshot(layer);
+  ASSERT_TRUE(saved) << saved.error().message;
+  (*vm)->destroy();
+  EXPECT_EQ(stdfs::file_size(layer.memory), stdfs::file_size(files_.memory));
+  auto again = engine_->restore(spec_, layer);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(agent_speaks(**again, 60s));
+}
+
+}  // namespace
+}  // namespace kiln::vmm::kvm
