@@ -5,8 +5,13 @@
 #include "runner/exit_codes.h"
 #include "snapshot/store.h"
 
+#include <cctype>
 #include <ctime>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
+#include <set>
 
 namespace kiln::runner {
 namespace {
@@ -26,29 +31,67 @@ std::string age(std::chrono::system_clock::time_point t) {
   return fmt::format("{}d ago", secs / 86400);
 }
 
+// Goldens first, each followed by the layers built on it (depth-first), so the parent
+// of every layer is the row above it at one less indent. Layers whose base is gone last.
+std::vector<const snapshot::Entry*> tree_order(const std::vector<snapshot::Entry>& entries) {
+  std::map<std::string, std::vector<const snapshot::Entry*>> children;
+  std::set<std::string> ids;
+  for (const auto& e : entries) ids.insert(e.id);
+  std::vector<const snapshot::Entry*> roots, orphans;
+  for (const auto& e : entries) {
+    const auto* parent = e.meta && e.meta->parent ? &*e.meta->parent : nullptr;
+    if (!parent) roots.push_back(&e);
+    else if (ids.count(*parent)) children[*parent].push_back(&e);
+    else orphans.push_back(&e);
+  }
+  std::vector<const snapshot::Entry*> out;
+  std::set<std::string> seen;  // metadata is untrusted: a parent cycle must not loop
+  std::function<void(const snapshot::Entry*)> visit = [&](const snapshot::Entry* e) {
+    if (!seen.insert(e->id).second) return;
+    out.push_back(e);
+    for (const auto* c : children[e->id]) visit(c);
+  };
+  for (const auto* r : roots) visit(r);
+  for (const auto* o : orphans) visit(o);
+  for (const auto& e : entries)
+    if (!seen.count(e.id)) out.push_back(&e);  // only on a cycle
+  return out;
+}
+
 int list(const snapshot::Store& store) {
   auto entries = store.list();
   if (entries.empty()) {
     std::printf("no snapshots in %s\n", store.root().c_str());
     return 0;
   }
-  std::printf("%-14s %-8s %-22s %7s %5s %10s %10s  %s\n", "ID", "STATUS", "ENGINE", "MEMORY", "CPUS", "DISK",
-              "USED", "BAKED BY");
-  uint64_t total = 0;
-  for (const auto& e : entries) {
-    total += e.disk_bytes;
-    bool ok = e.status == snapshot::LookupStatus::found;
-    std::string engine = e.meta ? e.meta->key.engine : "?";
-    std::string mem = e.meta ? fmt::format("{}M", e.meta->key.memory_mib) : "?";
-    std::string cpus = e.meta ? std::to_string(e.meta->key.vcpus) : "?";
-    std::string by = e.meta ? "kiln " + e.meta->key.baked_by_version : "?";
-    std::printf("%-14s %-8s %-22s %7s %5s %10s %10s  %s\n", e.id.substr(0, 12).c_str(), ok ? "ok" : "unusable",
-                engine.c_str(), mem.c_str(), cpus.c_str(), human_bytes(e.disk_bytes).c_str(), age(e.last_used).c_str(),
-                by.c_str());
-    if (!ok) std::printf("    %s\n", e.reason.c_str());
+  std::printf("%-22s %-8s %-5s %-12s %-8s %10s %10s %10s %9s  %s\n", "ID", "KIND", "DEPTH", "PARENT", "STATUS",
+              "DISK", "SHARED", "FLAT", "USED", "WHAT");
+  uint64_t total = 0, flat = 0;
+  size_t layers = 0;
+  for (const auto* e : tree_order(entries)) {
+    total += e->disk_bytes;
+    flat += e->flat_bytes;
+    bool ok = e->status == snapshot::LookupStatus::found;
+    const auto* layer = e->meta && e->meta->layer ? &*e->meta->layer : nullptr;
+    layers += layer != nullptr;
+    uint32_t depth = layer ? layer->depth : 0;
+    std::string id = std::string(std::min<uint32_t>(depth, 4) * 2, ' ') + e->id.substr(0, 12);
+    std::string kind = !e->meta ? "?" : layer ? layer->kind : "golden";
+    std::string parent = e->meta && e->meta->parent ? e->meta->parent->substr(0, 12) : "-";
+    // What it is: the label of a layer (payload path, setup command), the guest of a golden.
+    std::string what = layer ? layer->label
+                       : e->meta ? fmt::format("{} {}M {}cpu, kiln {}", e->meta->key.engine, e->meta->key.memory_mib,
+                                               e->meta->key.vcpus, e->meta->key.baked_by_version)
+                                 : "?";
+    if (what.size() > 60) what = what.substr(0, 57) + "...";
+    std::printf("%-22s %-8s %-5s %-12s %-8s %10s %10s %10s %9s  %s\n", id.c_str(), kind.c_str(),
+                layer ? std::to_string(depth).c_str() : "-", parent.c_str(), ok ? "ok" : "unusable",
+                human_bytes(e->disk_bytes).c_str(), layer ? human_bytes(e->shared_bytes).c_str() : "-",
+                layer ? human_bytes(e->flat_bytes).c_str() : "-", age(e->last_used).c_str(), what.c_str());
+    if (!ok) std::printf("    %s\n", e->reason.c_str());
   }
-  std::printf("%zu snapshot(s), %s on disk in %s\n", entries.size(), human_bytes(total).c_str(),
-              store.root().c_str());
+  std::printf("%zu snapshot(s) (%zu layer(s)), %s on disk (%s of it flat files, rebuilt on demand) in %s\n",
+              entries.size(), layers, human_bytes(total).c_str(), human_bytes(flat).c_str(), store.root().c_str());
   return 0;
 }
 
@@ -66,9 +109,36 @@ int remove(const snapshot::Store& store, const std::vector<std::string>& ids) {
   return rc;
 }
 
-int gc(const snapshot::Store& store, double max_unused_days, bool dry_run) {
+// "10G", "512MiB", "1.5g", "2000000" (bytes). Powers of 1024.
+std::optional<uint64_t> parse_size(const std::string& text) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  std::string unit = text.substr(used);
+  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!unit.empty() && unit.back() == 'b') unit.pop_back();
+  if (unit.size() == 2 && unit[1] == 'i') unit.pop_back();
+  static const std::map<std::string, double> scale = {
+      {"", 1}, {"k", 1024.0}, {"m", 1024.0 * 1024}, {"g", 1024.0 * 1024 * 1024}, {"t", 1024.0 * 1024 * 1024 * 1024}};
+  auto it = scale.find(unit);
+  if (it == scale.end() || !(value >= 0) || value * it->second > 1.8e19) return std::nullopt;
+  return static_cast<uint64_t>(value * it->second);
+}
+
+int gc(const snapshot::Store& store, double max_unused_days, const std::string& max_size, bool dry_run) {
   snapshot::GcOptions options;
   options.dry_run = dry_run;
+  if (!max_size.empty()) {
+    options.max_size = parse_size(max_size);
+    if (!options.max_size) {
+      log::error(fmt::format("--max-size {}: not a size; write it like 10G, 512M or 2000000 (bytes)", max_size));
+      return exit_code::usage;
+    }
+  }
   options.max_unused = std::chrono::seconds(static_cast<int64_t>(max_unused_days * 86400));
   auto report = store.gc(options);
   if (!report) {
@@ -90,7 +160,7 @@ void register_snapshots(CLI::App& app, int& exit_code) {
   cmd->require_subcommand(1);
   cmd->footer(fmt::format("Store: {} (set KILN_CACHE_DIR to move it)", (fs::cache_root() / "snapshots").string()));
 
-  cmd->add_subcommand("list", "List snapshots: status, engine, size, last use")->callback([&exit_code] {
+  cmd->add_subcommand("list", "List snapshots and the layers built on them: kind, parent, disk, shared, flat, last use")->callback([&exit_code] {
     exit_code = list(snapshot::Store(fs::cache_root() / "snapshots"));
   });
 
@@ -100,15 +170,19 @@ void register_snapshots(CLI::App& app, int& exit_code) {
   rm->callback([ids, &exit_code] { exit_code = remove(snapshot::Store(fs::cache_root() / "snapshots"), *ids); });
 
   auto days = std::make_shared<double>(30);
+  auto max_size = std::make_shared<std::string>();
   auto dry = std::make_shared<bool>(false);
   auto* g = cmd->add_subcommand(
       "gc", "Remove leftovers of interrupted bakes, unusable snapshots, those of other kiln versions, and unused ones");
   g->add_option("--max-unused-days", *days, "Remove snapshots not restored for this many days")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  g->add_option("--max-size", *max_size,
+                "Then evict until the store is at most SIZE (e.g. 10G): flat files first, then the least recently "
+                "used layers and snapshots no kept layer is built on");
   g->add_flag("--dry-run", *dry, "Only print what would be removed");
-  g->callback([days, dry, &exit_code] {
-    exit_code = gc(snapshot::Store(fs::cache_root() / "snapshots"), *days, *dry);
+  g->callback([days, max_size, dry, &exit_code] {
+    exit_code = gc(snapshot::Store(fs::cache_root() / "snapshots"), *days, *max_size, *dry);
   });
 }
 

@@ -144,7 +144,7 @@ Result<GcReport> Store::gc(const GcOptions& options) const {
     std::vector<Node*> lru;
     for (auto& n : nodes) lru.push_back(&n);
     std::stable_sort(lru.begin(), lru.end(), [](const Node* a, const Node* b) { return a->last_used < b->last_used; });
-    const std::string over = fmt::format("the store is over --max-size ({} bytes)", cap);
+    const std::string over = fmt::format("the store is over its size cap ({:.1f} MiB)", static_cast<double>(cap) / (1 << 20));
 
     // Flat files first: derived data, rebuilt on the next restore that needs one.
     for (Node* n : lru) {
