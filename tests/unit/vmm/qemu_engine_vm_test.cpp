@@ -182,7 +182,11 @@ class VmQemuEngine : public ::testing::Test {
   }
   void SetUp() override {
     ASSERT_NE(spec_, nullptr) << "suite setup failed (see above)";
-    auto e = make_engine(EngineOptions{"qemu", "tcg", false});
+    // TCG unless the suite targets an accelerator (KILN_TEST_ACCEL=kvm in the nested-KVM
+    // lab, where TCG inside TCG would be far too slow): never "auto", which trusts a
+    // /dev/kvm that opens but cannot run Linux (this kind of host).
+    const char* accel = std::getenv("KILN_TEST_ACCEL");
+    auto e = make_engine(EngineOptions{"qemu", accel && *accel ? accel : "tcg", false});
     ASSERT_TRUE(e) << e.error().message;
     engine_ = std::move(*e);
     dirs_before_ = runtime_dirs();
