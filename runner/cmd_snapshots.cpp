@@ -160,7 +160,8 @@ void register_snapshots(CLI::App& app, int& exit_code) {
   cmd->require_subcommand(1);
   cmd->footer(fmt::format("Store: {} (set KILN_CACHE_DIR to move it)", (fs::cache_root() / "snapshots").string()));
 
-  cmd->add_subcommand("list", "List snapshots and the layers built on them: kind, parent, disk, shared, flat, last use")->callback([&exit_code] {
+  auto* ls = cmd->add_subcommand("list", "List snapshots and the layers on them: kind, parent, disk, shared, flat, use");
+  ls->callback([&exit_code] {
     exit_code = list(snapshot::Store(fs::cache_root() / "snapshots"));
   });
 

@@ -62,7 +62,8 @@ std::optional<std::string> check_digest_once(const std::filesystem::path& file, 
   if (!actual) return fmt::format("cannot read {}: {}", file.filename().string(), actual.error().message);
   if (*actual != digest) return fmt::format("{} does not match its digest (corrupted)", file.filename().string());
   // Only stamp what we read: if the file changed while we digested it, check again next time.
-  if (!boot.empty() && identity(file) == before) (void)fs::write_file_atomic(stamp, stamp_line(digest, source, boot, *before));
+  if (!boot.empty() && identity(file) == before)
+    (void)fs::write_file_atomic(stamp, stamp_line(digest, source, boot, *before));
   return std::nullopt;
 }
 

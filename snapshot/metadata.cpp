@@ -90,7 +90,8 @@ Result<LayerInfo> parse_layer(const json& doc) {
   if (depth == 0) return make_error("layer: depth must be from 1 to {}, got 0", kMaxLayerDepth);
   l.depth = static_cast<uint32_t>(depth);
   KILN_ASSIGN_OR_RETURN(l.parent_digest, get_string(doc, "parent_digest", where));
-  if (!is_hex(l.parent_digest)) return make_error("layer: parent_digest '{}' is not a lowercase hex digest", l.parent_digest);
+  if (!is_hex(l.parent_digest))
+    return make_error("layer: parent_digest '{}' is not a lowercase hex digest", l.parent_digest);
   KILN_ASSIGN_OR_RETURN(l.index, parse_file_info(doc, "index", where));
   KILN_ASSIGN_OR_RETURN(l.memory_size, get_uint(doc, "memory_size", std::numeric_limits<int64_t>::max(), where));
   return l;

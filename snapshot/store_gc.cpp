@@ -73,7 +73,8 @@ Result<GcReport> Store::gc(const GcOptions& options) const {
   };
 
   for (auto& name : names)
-    if (starts_with(name, layout::kTmpPrefix) || starts_with(name, layout::kTrashPrefix)) remove_leftover(root_ / name, name);
+    if (starts_with(name, layout::kTmpPrefix) || starts_with(name, layout::kTrashPrefix))
+      remove_leftover(root_ / name, name);
 
   auto nodes = read_nodes(root_);
   std::map<std::string, Node*> by_name;
@@ -144,7 +145,8 @@ Result<GcReport> Store::gc(const GcOptions& options) const {
     std::vector<Node*> lru;
     for (auto& n : nodes) lru.push_back(&n);
     std::stable_sort(lru.begin(), lru.end(), [](const Node* a, const Node* b) { return a->last_used < b->last_used; });
-    const std::string over = fmt::format("the store is over its size cap ({:.1f} MiB)", static_cast<double>(cap) / (1 << 20));
+    const std::string over =
+        fmt::format("the store is over its size cap ({:.1f} MiB)", static_cast<double>(cap) / (1 << 20));
 
     // Flat files first: derived data, rebuilt on the next restore that needs one.
     for (Node* n : lru) {
