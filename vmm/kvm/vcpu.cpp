@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 
 namespace kiln::vmm::kvm {
 namespace {
@@ -66,9 +67,15 @@ bool Vcpu::wait_while_paused() {
 
 void Vcpu::loop() {
   std::string why;
+  // How long the guest runs before it first needs the VMM (--timings): on a restore,
+  // roughly when the restored guest is running on its own.
+  std::optional<log::ScopedTimer> first_exit;
+  if (index_ == 0) first_exit.emplace("kvm: vCPU 0 start -> first exit");
   for (;;) {
     if (!wait_while_paused()) break;
-    if (::ioctl(fd_.get(), KVM_RUN, 0) < 0) {
+    const int rc = ::ioctl(fd_.get(), KVM_RUN, 0);
+    first_exit.reset();
+    if (rc < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;  // kicked: look at the flags again
       why = fmt::format("KVM_RUN failed on vCPU {}: {}", index_, std::strerror(errno));
       break;
