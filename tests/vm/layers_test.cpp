@@ -264,6 +264,48 @@ TEST(Layers, FailingSetupShowsItsOutputAndSavesNothing) {
   EXPECT_EQ(processes_mentioning(cache.path().string()), 0) << "a qemu outlived kiln";
 }
 
+TEST(Layers, DiskFullWhileBuildingALayerLeavesTheStoreConsistentAndTheRunWorks) {
+  if (::geteuid() != 0 || !kiln::fs::is_executable_file("/usr/bin/unshare"))
+    GTEST_SKIP() << "needs root and unshare(1) to mount a small tmpfs in a private mount namespace";
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  ASSERT_EQ(cache.snapshots().size(), 1u);
+  // A second cache whose store is a tmpfs holding the golden and 40 MiB more: the
+  // layer's RAM copy alone needs more than that.
+  const stdfs::path full = cache.path() / "full-cache";
+  stdfs::create_directories(full / "snapshots");
+  for (const char* shared : {"kernels", "initramfs", "host"})
+    stdfs::create_directory_symlink(cache.path() / shared, full / shared);
+  const std::string script = R"(
+    set -e
+    mount -t tmpfs -o size=1g kiln-full "$1/snapshots"
+    cp -a --sparse=always "$2" "$1/snapshots/"
+    used=$(df --output=used -k "$1/snapshots" | tail -n 1)
+    mount -o remount,size=$((used + 40 * 1024))k "$1/snapshots"
+    rc=0; env KILN_CACHE_DIR="$1" "$3" run $5 -- "$4" exit 5 || rc=$?
+    echo "kiln-rc=$rc"
+    rc=0; env KILN_CACHE_DIR="$1" "$3" run $5 -- "$4" exit 6 || rc=$?
+    echo "again-rc=$rc"
+    env KILN_CACHE_DIR="$1" "$3" snapshots list
+    echo "entries:"; ls -A "$1/snapshots"
+  )";
+  std::string engine;
+  for (const auto& a : engine_opts()) engine += (engine.empty() ? "" : " ") + a;
+  auto r = kiln::run_captured({"unshare", "-m", "sh", "-c", script, "sh", full.string(), cache.snapshots()[0].string(),
+                               KILN_BINARY, copy_probe(cache, "full_probe").string(), engine});
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->exit_code, 0) << r->out << r->err;
+  EXPECT_NE(r->out.find("kiln-rc=5"), std::string::npos) << "the run failed with a full disk:\n" << r->out << r->err;
+  EXPECT_NE(r->out.find("again-rc=6"), std::string::npos) << r->out << r->err;
+  EXPECT_EQ(count(r->err, "sending the payload with this run instead"), 2) << r->err;
+  EXPECT_NE(r->err.find("No space left on device"), std::string::npos) << r->err;
+  // Only the golden and the lock directory: no half layer, no leftover temp directory.
+  const std::string entries = r->out.substr(r->out.find("entries:"));
+  EXPECT_EQ(count(entries, "\n"), 3) << entries;
+  EXPECT_EQ(entries.find(".tmp-"), std::string::npos) << entries;
+  EXPECT_EQ(processes_mentioning(full.string()), 0) << "a qemu outlived kiln";
+}
+
 TEST(Layers, KillingKilnWhileItSavesALayerLeavesTheStoreConsistent) {
   PrivateCache cache;
   ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
