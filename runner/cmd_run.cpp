@@ -42,8 +42,21 @@ Result<RestorePoint> choose_restore_point(const snapshot::Store& store, Golden& 
   RestorePoint point{golden.snapshot, false, false};
   if (setup) {
     KILN_ASSIGN_OR_RETURN(auto recipe, fixture_recipe(*setup, setup_payload_files, verbose));
-    KILN_ASSIGN_OR_RETURN(auto fixture, ensure_layer(store, *golden.engine, spec, point.snapshot, recipe, progress));
-    point = {std::move(fixture.snapshot), false, true};
+    bool setup_failed = false;
+    recipe.populate = [&setup_failed, run = recipe.populate](vmm::Vm& vm) -> Result<void> {
+      auto r = run(vm);
+      setup_failed = !r;
+      return r;
+    };
+    auto fixture = ensure_layer(store, *golden.engine, spec, point.snapshot, recipe, progress);
+    if (!fixture && (setup_failed || fixture.error().kind == ErrorKind::interrupted)) return fixture.take_error();
+    if (!fixture) {
+      // Saving failed, not the setup (disk full, an engine without layers): this run
+      // still works the layer-less way, the setup running in its own VM.
+      log::info("{}; running the setup in this run's VM instead", fixture.error().message);
+      return point;
+    }
+    point = {std::move(fixture->snapshot), false, true};
   }
   if (payload.empty()) return point;
   LayerRecipe recipe;

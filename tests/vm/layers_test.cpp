@@ -286,6 +286,7 @@ TEST(Layers, DiskFullWhileBuildingALayerLeavesTheStoreConsistentAndTheRunWorks) 
     echo "kiln-rc=$rc"
     rc=0; env KILN_CACHE_DIR="$1" "$3" run $5 -- "$4" exit 6 || rc=$?
     echo "again-rc=$rc"
+    env KILN_CACHE_DIR="$1" "$3" run $5 --setup 'echo from-setup > /seeded' -- cat /seeded
     env KILN_CACHE_DIR="$1" "$3" snapshots list
     echo "entries:"; ls -A "$1/snapshots"
   )";
@@ -298,6 +299,9 @@ TEST(Layers, DiskFullWhileBuildingALayerLeavesTheStoreConsistentAndTheRunWorks) 
   EXPECT_NE(r->out.find("kiln-rc=5"), std::string::npos) << "the run failed with a full disk:\n" << r->out << r->err;
   EXPECT_NE(r->out.find("again-rc=6"), std::string::npos) << r->out << r->err;
   EXPECT_EQ(count(r->err, "sending the payload with this run instead"), 2) << r->err;
+  // A fixture that cannot be saved: the setup runs in the test's own VM.
+  EXPECT_NE(r->out.find("from-setup\n"), std::string::npos) << r->out << r->err;
+  EXPECT_EQ(count(r->err, "running the setup in this run's VM instead"), 1) << r->err;
   EXPECT_NE(r->err.find("No space left on device"), std::string::npos) << r->err;
   // Only the golden and the lock directory: no half layer, no leftover temp directory.
   const std::string entries = r->out.substr(r->out.find("entries:"));
