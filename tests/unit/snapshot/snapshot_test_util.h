@@ -29,8 +29,12 @@ class TmpRoot {
     path_ = tmpl;
   }
   ~TmpRoot() {
-    std::error_code ec;
-    stdfs::remove_all(path_, ec);
+    // publish_layer deletes a discarded image in a background thread; remove_all stops
+    // at the first entry that thread removed under it, so go again until all is gone.
+    for (int i = 0; i < 50 && stdfs::exists(path_); ++i) {
+      std::error_code ec;
+      stdfs::remove_all(path_, ec);
+    }
   }
   TmpRoot(const TmpRoot&) = delete;
   TmpRoot& operator=(const TmpRoot&) = delete;
