@@ -33,6 +33,12 @@ void debug(fmt::format_string<Args...> f, Args&&... args) {
 /// Always printed: "kiln: error: ..." — the one line a user sees when kiln itself fails.
 void error(const std::string& message);
 
+/// Receives the name and duration of every ScopedTimer that ends, whether timings are
+/// printed or not: how a benchmark collects a breakdown. Runs on the thread that ends
+/// the timer (vCPU and I/O threads too), so it must be thread-safe. nullptr: none.
+using TimingSink = void (*)(const char* name, double ms);
+void set_timing_sink(TimingSink sink);
+
 /// Times one step; prints "kiln: timing: <name> <ms>" on destruction when timings are on.
 /// Costs one clock read when off.
 class ScopedTimer {
