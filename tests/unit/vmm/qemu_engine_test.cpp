@@ -4,6 +4,7 @@
 
 #include "common/fs.h"
 #include "env_guard.h"
+#include "vmm/accel.h"
 #include "vmm/qemu/qemu_binary.h"
 
 #include <gtest/gtest.h>
@@ -37,7 +38,10 @@ TEST_F(QemuEngineTest, IdentityNamesVersionAndAccel) {
   EXPECT_EQ(id, "qemu-" + qemu.version() + "/tcg");
 }
 
-TEST_F(QemuEngineTest, AutoEngineIsQemuAndAutoAccelIsReported) {
+// Once a bake has shown KVM cannot run Linux on this boot (as on hosts whose
+// /dev/kvm runs the probe but not a kernel), auto must pick qemu, accel auto.
+TEST_F(QemuEngineTest, AutoEngineIsQemuOnceKvmWasFoundUnusable) {
+  mark_kvm_unusable("test: the guest did not come up");
   auto engine = make_engine(EngineOptions{"auto", "auto", false});
   ASSERT_TRUE(engine) << engine.error().message;
   EXPECT_EQ((*engine)->name(), "qemu");
@@ -47,8 +51,7 @@ TEST_F(QemuEngineTest, AutoEngineIsQemuAndAutoAccelIsReported) {
 TEST_F(QemuEngineTest, UnknownNamesAreRejected) {
   auto bad = make_engine(EngineOptions{"vbox", "auto", false});
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message.find("use qemu or auto"), std::string::npos);
-  EXPECT_FALSE(make_engine(EngineOptions{"kvm", "auto", false}));
+  EXPECT_NE(bad.error().message.find("use kvm, qemu or auto"), std::string::npos);
   auto accel = make_engine(EngineOptions{"qemu", "whpx", false});
   ASSERT_FALSE(accel);
   EXPECT_NE(accel.error().message.find("kvm, tcg or auto"), std::string::npos);
