@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -43,8 +44,43 @@ Result<void> hash_range(int fd, off_t begin, off_t end, XXH3_state_t* state, std
 
 std::string digest_bytes(std::string_view bytes) { return to_hex(XXH3_128bits(bytes.data(), bytes.size())); }
 
-// One reader for both digests: `sparse` walks only the data extents (SEEK_DATA /
-// SEEK_HOLE) and mixes each extent's position in, so holes cost nothing.
+// True if all `n` bytes at `p` are zero.
+static bool all_zero(const char* p, size_t n) { return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0); }
+
+// The sparse digest is defined by content alone: every non-zero 4 KiB page, with
+// its offset. Holes and all-zero pages hash alike, so the digest does not change
+// when a filesystem allocates hole pages without changing their bytes (tmpfs does
+// when a private mapping of the file reads them). SEEK_DATA/SEEK_HOLE only skip work.
+static Result<void> digest_sparse(int fd, uint64_t size, XXH3_state_t* state, std::vector<char>& buf,
+                                         const std::filesystem::path& path) {
+  constexpr uint64_t kPage = 4096;
+  uint64_t done = 0;  // everything below is hashed (or known to be zero)
+  while (done < size) {
+    off_t data = ::lseek(fd, static_cast<off_t>(done), SEEK_DATA);
+    if (data < 0) break;  // ENXIO: only a hole remains
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    uint64_t end = hole < 0 ? size : std::min<uint64_t>(size, (static_cast<uint64_t>(hole) + kPage - 1) / kPage * kPage);
+    uint64_t pos = std::max(done, static_cast<uint64_t>(data) / kPage * kPage);
+    while (pos < end) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(end - pos, buf.size()));
+      ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(pos));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return make_error("cannot read {}: {}", path.string(), std::strerror(errno));
+      if (n == 0) return make_error("{} shrank while it was being read", path.string());
+      for (size_t off = 0; off < static_cast<size_t>(n); off += kPage) {
+        size_t len = std::min<size_t>(kPage, static_cast<size_t>(n) - off);
+        if (all_zero(buf.data() + off, len)) continue;
+        uint64_t at = pos + off;
+        XXH3_128bits_update(state, &at, sizeof at);
+        XXH3_128bits_update(state, buf.data() + off, len);
+      }
+      pos += static_cast<uint64_t>(n);
+    }
+    done = std::max(done, end);
+  }
+  return {};
+}
+
 static Result<std::string> digest(const std::filesystem::path& path, bool sparse) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return make_error("cannot open {}: {}", path.string(), std::strerror(errno));
@@ -57,18 +93,8 @@ static Result<std::string> digest(const std::filesystem::path& path, bool sparse
     KILN_TRY(hash_range(fd.get(), 0, st.st_size, state.get(), buf, path));
     return to_hex(XXH3_128bits_digest(state.get()));
   }
-  off_t pos = 0;
-  while (pos < st.st_size) {
-    off_t data = ::lseek(fd.get(), pos, SEEK_DATA);
-    if (data < 0) break;  // ENXIO: only a hole remains
-    off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
-    if (hole < 0) hole = st.st_size;
-    uint64_t extent[2] = {static_cast<uint64_t>(data), static_cast<uint64_t>(hole)};
-    XXH3_128bits_update(state.get(), extent, sizeof extent);
-    KILN_TRY(hash_range(fd.get(), data, hole, state.get(), buf, path));
-    pos = hole;
-  }
-  uint64_t size = static_cast<uint64_t>(st.st_size);
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  KILN_TRY(digest_sparse(fd.get(), size, state.get(), buf, path));
   XXH3_128bits_update(state.get(), &size, sizeof size);
   return to_hex(XXH3_128bits_digest(state.get()));
 }

@@ -52,6 +52,28 @@ TEST_F(TempTree, SparseDigestSeesMovedDataAndSize) {
   EXPECT_NE(*digest_sparse_file(path("x")), *digest_sparse_file(path("longer")));
 }
 
+// tmpfs allocates hole pages that a private mapping merely reads: same bytes,
+// other extents. The digest must not change (a base would look "changed").
+TEST_F(TempTree, SparseDigestIgnoresHowZerosAreStored) {
+  sparse(path("holes"), 1 << 20, std::string(4096, 'k'), 8 << 20);
+  sparse(path("zeros"), 1 << 20, std::string(4096, 'k'), 8 << 20);
+  {
+    std::ofstream zeros(path("zeros"), std::ios::in | std::ios::out | std::ios::binary);
+    zeros.seekp(3 << 20);
+    zeros << std::string(1 << 20, '\0');  // allocated, but zero
+    zeros.seekp((1 << 20) + 4096);
+    zeros << std::string(4096, '\0');  // zero page right after the data
+  }
+  EXPECT_EQ(*digest_sparse_file(path("holes")), *digest_sparse_file(path("zeros")));
+  sparse(path("one_bit"), 1 << 20, std::string(4096, 'k'), 8 << 20);
+  {
+    std::ofstream f(path("one_bit"), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(5 << 20);
+    f << '\1';
+  }
+  EXPECT_NE(*digest_sparse_file(path("holes")), *digest_sparse_file(path("one_bit")));
+}
+
 TEST_F(TempTree, MissingFilesAreErrorsNamingThePath) {
   auto d = digest_file(path("nope"));
   ASSERT_FALSE(d.ok());
