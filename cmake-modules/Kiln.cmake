@@ -80,8 +80,9 @@ This module defines two functions:
     ctest labels; ``microvm`` is always added.
 
   ``ENGINE <engine>``
-    VM engine: ``auto`` or ``qemu``. Default: ``KILN_DEFAULT_ENGINE`` (kiln's
-    own default, ``auto``).
+    VM engine: ``auto``, ``kvm`` (kiln's own VMM; needs a usable /dev/kvm) or
+    ``qemu``. Default: ``KILN_DEFAULT_ENGINE`` (kiln's own default, ``auto``:
+    kvm where it works, else qemu).
 
   ``IMAGE <ref>``
     Guest image. Only ``default`` (Debian's cloud kernel with kiln's
@@ -263,8 +264,8 @@ macro(_kiln_vm_options fn)
   if(NOT arg_TIMEOUT MATCHES "^[0-9]+(\\.[0-9]+)?$" OR arg_TIMEOUT EQUAL 0)
     message(FATAL_ERROR "${fn}: TIMEOUT \"${arg_TIMEOUT}\" must be a positive number of seconds")
   endif()
-  if(NOT arg_ENGINE STREQUAL "" AND NOT arg_ENGINE MATCHES "^(auto|qemu)$")
-    message(FATAL_ERROR "${fn}: ENGINE \"${arg_ENGINE}\" is not supported: use auto or qemu")
+  if(NOT arg_ENGINE STREQUAL "" AND NOT arg_ENGINE MATCHES "^(auto|kvm|qemu)$")
+    message(FATAL_ERROR "${fn}: ENGINE \"${arg_ENGINE}\" is not supported: use auto, kvm or qemu")
   endif()
   if(DEFINED arg_IMAGE AND NOT arg_IMAGE STREQUAL "default")
     message(FATAL_ERROR "${fn}: IMAGE \"${arg_IMAGE}\" is not supported: only IMAGE default exists for now")

@@ -5,29 +5,7 @@
 #   cmake -D KILN_BUILD_DIR=... -D EXAMPLE_DIR=... -D WORK_DIR=... -D GENERATOR=... -P example_against_install.cmake
 cmake_minimum_required(VERSION 3.25)
 
-function(run what)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
-  if(NOT result EQUAL 0)
-    message(FATAL_ERROR "${what} failed (${result}):\n  ${ARGN}\n${out}")
-  endif()
-  set(out "${out}" PARENT_SCOPE)
-endfunction()
-
-set(prefix "${WORK_DIR}/prefix")
-set(build "${WORK_DIR}/build")
-file(REMOVE_RECURSE "${WORK_DIR}")
-
-run("installing kiln" "${CMAKE_COMMAND}" --install "${KILN_BUILD_DIR}" --prefix "${prefix}")
-foreach(f bin/kiln libexec/kiln/kiln-agent lib/cmake/Kiln/KilnConfig.cmake
-          lib/cmake/Kiln/KilnConfigVersion.cmake lib/cmake/Kiln/Kiln.cmake lib/cmake/Kiln/KilnDiscoverTests.cmake)
-  if(NOT EXISTS "${prefix}/${f}")
-    message(FATAL_ERROR "cmake --install did not install ${f}")
-  endif()
-endforeach()
-
-run("configuring the example" "${CMAKE_COMMAND}" -S "${EXAMPLE_DIR}" -B "${build}" -G "${GENERATOR}"
-    "-DCMAKE_PREFIX_PATH=${prefix}")
-run("building the example" "${CMAKE_COMMAND}" --build "${build}")
+include("${CMAKE_CURRENT_LIST_DIR}/install_and_build_example.cmake")
 
 # KILN_CACHE_DIR comes from this test's environment: the shared, already baked test cache.
 run("the example's ctest" "${CMAKE_CTEST_COMMAND}" --test-dir "${build}" -j2 --output-on-failure
@@ -38,7 +16,7 @@ set(expected
   wordcount.CountWords.SurroundingSpaceIsIgnored wordcount.CountWords.TabsAndNewlinesSeparateWords
   wordcount.CountWords.ReadsAStream data.DataFile.IsPlacedInTheGuest data.DataFile.HasNineWords
   system.System.WritesToEtc system.System.WritesToRoot system.System.StartsClean
-  system.previous_writes_are_gone hang.times_out kiln.bake.256M.1cpu)
+  system.previous_writes_are_gone hang.times_out ${bake_test})
 list(LENGTH expected n)
 foreach(t IN LISTS expected)
   string(REPLACE "." "\\." re "${t}")

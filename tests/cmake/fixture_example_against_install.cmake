@@ -5,26 +5,12 @@
 #   cmake -D KILN_BUILD_DIR=... -D EXAMPLE_DIR=... -D WORK_DIR=... -D GENERATOR=... -P fixture_example_against_install.cmake
 cmake_minimum_required(VERSION 3.25)
 
-function(run what)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
-  if(NOT result EQUAL 0)
-    message(FATAL_ERROR "${what} failed (${result}):\n  ${ARGN}\n${out}")
-  endif()
-  set(out "${out}" PARENT_SCOPE)
-endfunction()
-
-set(prefix "${WORK_DIR}/prefix")
-set(build "${WORK_DIR}/build")
-file(REMOVE_RECURSE "${WORK_DIR}")
-run("installing kiln" "${CMAKE_COMMAND}" --install "${KILN_BUILD_DIR}" --prefix "${prefix}")
-run("configuring the example" "${CMAKE_COMMAND}" -S "${EXAMPLE_DIR}" -B "${build}" -G "${GENERATOR}"
-    "-DCMAKE_PREFIX_PATH=${prefix}")
-run("building the example" "${CMAKE_COMMAND}" --build "${build}")
+include("${CMAKE_CURRENT_LIST_DIR}/install_and_build_example.cmake")
 
 set(expected
   redis.Seeded.GreetingIsThere redis.Seeded.ListIsThere
   redis.Isolation.FirstIncrementSeesTheSeed redis.Isolation.SecondIncrementSeesTheSeedToo
-  redis.Isolation.WriterA redis.Isolation.WriterB redis.cli_reads_the_seed kiln.bake.256M.1cpu)
+  redis.Isolation.WriterA redis.Isolation.WriterB redis.cli_reads_the_seed ${bake_test})
 list(LENGTH expected n)
 foreach(round 1 2)
   # KILN_CACHE_DIR comes from this test's environment: the shared, already baked test cache.
