@@ -14,12 +14,24 @@
 namespace kiln::vmm {
 
 /// What to boot: identical for bake and restore (restore must match the bake).
+/// A raw disk image the guest sees as a virtio block device (vda, vdb... in order).
+/// A snapshot does not contain the disk: restore it with the same, unchanged image.
+struct DiskSpec {
+  std::filesystem::path image;
+  bool read_only = true;
+  bool operator==(const DiskSpec&) const = default;
+};
+
+/// Most disks a guest may have (each takes a virtio-mmio slot and an interrupt line).
+inline constexpr size_t kMaxDisks = 4;
+
 struct GuestSpec {
   std::filesystem::path kernel;     ///< bzImage
   std::filesystem::path initramfs;  ///< newc cpio with the agent as /init
   std::string cmdline;              ///< kernel command line
   uint32_t memory_mib = 256;
   uint32_t vcpus = 1;
+  std::vector<DiskSpec> disks = {};
 };
 
 /// `length` bytes of guest RAM starting at guest-physical `guest_offset` are stored in

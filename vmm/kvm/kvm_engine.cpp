@@ -12,6 +12,7 @@
 #include "vmm/kvm/vm_state.h"
 
 #include <fcntl.h>
+#include <fmt/ranges.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -29,6 +30,8 @@ Result<void> check_spec(const GuestSpec& spec) {
                       max_mib);
   if (spec.vcpus < 1 || spec.vcpus > kMaxVcpus)
     return make_error("{} vCPUs is out of range for the kvm engine: use 1 to {}", spec.vcpus, kMaxVcpus);
+  if (spec.disks.size() > kMaxDisks)
+    return make_error("{} disks asked for; a guest can have at most {}", spec.disks.size(), kMaxDisks);
   return {};
 }
 
@@ -89,6 +92,9 @@ Result<ParsedState> parse_state(const std::filesystem::path& file, const GuestSp
                           config->memory_bytes >> 20, config->vcpus, spec.memory_mib, spec.vcpus));
   if (config->cmdline != want.cmdline)
     return bad(make_error("its guest booted with another kernel command line ('{}')", config->cmdline));
+  if (config->devices != Machine::device_sections(spec.disks.size()))
+    return bad(make_error("its guest had other devices ({}); {} disks were asked for",
+                          fmt::join(config->devices, ", "), spec.disks.size()));
   for (const auto& d : config->devices)
     if (!reader->has(d)) return bad(make_error("device section '{}' is missing", d));
   auto vm = load_vm_section(*reader);
@@ -135,10 +141,10 @@ Result<std::unique_ptr<Vm>> KvmEngine::boot(const GuestSpec& spec, const Snapsho
     log::ScopedTimer t("kvm: load kernel and initramfs");
     KILN_ASSIGN_OR_RETURN(entry, load_linux(kernel, spec.initramfs, cmdline, memory));
     KILN_TRY(write_boot_tables(memory));
-    KILN_ASSIGN_OR_RETURN(auto rsdp, write_acpi_tables(memory, spec.vcpus, Machine::acpi_devices()));
+    KILN_ASSIGN_OR_RETURN(auto rsdp, write_acpi_tables(memory, spec.vcpus, Machine::acpi_devices(spec.disks.size())));
     KILN_TRY(set_acpi_rsdp(memory, rsdp));
   }
-  KILN_ASSIGN_OR_RETURN(auto machine, Machine::create(sys_, std::move(memory), spec.vcpus));
+  KILN_ASSIGN_OR_RETURN(auto machine, Machine::create(sys_, std::move(memory), spec.vcpus, spec.disks));
   std::vector<uint32_t> msrs;
   {
     log::ScopedTimer t("kvm: set up vCPUs for boot");
@@ -169,7 +175,7 @@ Result<std::unique_ptr<Vm>> KvmEngine::restore(const GuestSpec& spec, const Snap
     if (!mapped) return make_error("cannot map the snapshot's memory: {}; {}", mapped.error().message, kRebake);
     memory.emplace(std::move(*mapped));
   }
-  KILN_ASSIGN_OR_RETURN(auto machine, Machine::create(sys_, std::move(*memory), spec.vcpus));
+  KILN_ASSIGN_OR_RETURN(auto machine, Machine::create(sys_, std::move(*memory), spec.vcpus, spec.disks));
   {
     log::ScopedTimer t("kvm: restore: set VM and vCPU state");
     KILN_TRY(restore_vm(machine->vm().fd(), parsed.vm));

@@ -1,6 +1,7 @@
 #include "vmm/kvm/machine.h"
 
 #include "common/log.h"
+#include "vmm/kvm/virtio/virtio_blk.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -19,6 +20,7 @@ constexpr const char* kMachineCmdline = "pci=off reboot=k i8042.noaux i8042.nomu
 
 // Devices on the virtio-mmio window, in order: index i sits at base + i * size, IRQ first + i.
 constexpr uint32_t kVirtioConsoleSlot = 0;
+constexpr uint32_t kFirstDiskSlot = 1;
 
 uint64_t virtio_base(uint32_t slot) { return layout::kVirtioMmioBase + slot * layout::kVirtioMmioSize; }
 uint32_t virtio_irq(uint32_t slot) { return layout::kVirtioFirstIrq + slot; }
@@ -27,11 +29,23 @@ uint32_t virtio_irq(uint32_t slot) { return layout::kVirtioFirstIrq + slot; }
 
 std::string Machine::device_cmdline() { return kMachineCmdline; }
 
-std::vector<AcpiMmioDevice> Machine::acpi_devices() {
-  return {AcpiMmioDevice{virtio_base(kVirtioConsoleSlot), layout::kVirtioMmioSize, virtio_irq(kVirtioConsoleSlot)}};
+std::vector<AcpiMmioDevice> Machine::acpi_devices(size_t disks) {
+  std::vector<AcpiMmioDevice> out;
+  for (uint32_t slot = kVirtioConsoleSlot; slot <= kFirstDiskSlot - 1 + disks; ++slot)
+    out.push_back(AcpiMmioDevice{virtio_base(slot), layout::kVirtioMmioSize, virtio_irq(slot)});
+  return out;
 }
 
-Result<std::unique_ptr<Machine>> Machine::create(const KvmSystem& sys, GuestMemory memory, uint32_t vcpus) {
+std::vector<std::string> Machine::device_sections(size_t disks) {
+  std::vector<std::string> out = {"dev.serial", "dev.i8042"};
+  for (uint32_t slot = kVirtioConsoleSlot; slot <= kFirstDiskSlot - 1 + disks; ++slot)
+    out.push_back(fmt::format("dev.virtio{}", slot));
+  return out;
+}
+
+Result<std::unique_ptr<Machine>> Machine::create(const KvmSystem& sys, GuestMemory memory, uint32_t vcpus,
+                                                 const std::vector<DiskSpec>& disks) {
+  if (disks.size() > kMaxDisks) return make_error("{} disks asked for; the kvm engine takes at most {}", disks.size(), kMaxDisks);
   std::unique_ptr<Machine> m(new Machine());
   {
     log::ScopedTimer t("kvm: create VM (irqchip, PIT)");
@@ -51,12 +65,26 @@ Result<std::unique_ptr<Machine>> Machine::create(const KvmSystem& sys, GuestMemo
   }
   {
     log::ScopedTimer t("kvm: create devices");
-    KILN_TRY(m->add_devices());
+    KILN_TRY(m->add_devices(disks));
   }
   return m;
 }
 
-Result<void> Machine::add_devices() {
+Result<void> Machine::add_disk(uint32_t slot, const DiskSpec& disk) {
+  UniqueFd image(::open(disk.image.c_str(), (disk.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC));
+  if (!image)
+    return make_error("cannot open disk image {}{}: {}", disk.image.string(), disk.read_only ? "" : " for writing",
+                      std::strerror(errno));
+  auto blk = VirtioBlk::create(std::move(image), disk.read_only, fmt::format("kiln-disk{}", slot - kFirstDiskSlot));
+  if (!blk) return with_context(fmt::format("disk image {}", disk.image.string()), blk.error());
+  irqs_.push_back(vm_->irq_line(virtio_irq(slot)));
+  auto mmio = std::make_shared<VirtioMmio>(*memory_, *irqs_.back(), std::move(*blk));
+  KILN_TRY(mmio_.add(virtio_base(slot), layout::kVirtioMmioSize, mmio));
+  devices_.push_back({fmt::format("dev.virtio{}", slot), mmio});
+  return {};
+}
+
+Result<void> Machine::add_devices(const std::vector<DiskSpec>& disks) {
   serial_ = std::make_shared<Serial8250>(vm_->irq_line(Serial8250::kIrq));
   KILN_TRY(pio_.add(Serial8250::kPort, Serial8250::kPorts, serial_));
   devices_.push_back({"dev.serial", serial_});
@@ -95,6 +123,7 @@ Result<void> Machine::add_devices() {
         if (revents & (POLLIN | POLLHUP | POLLERR)) c->on_host_readable();
         if (revents & POLLOUT) c->on_host_writable();
       }});
+  for (uint32_t i = 0; i < disks.size(); ++i) KILN_TRY(add_disk(kFirstDiskSlot + i, disks[i]));
   return {};
 }
 

@@ -1,12 +1,14 @@
 // Everything one KVM guest is made of, wired together: the VM and its RAM, the
 // vCPUs and their threads, the buses and devices (8250, i8042, virtio-console
-// for the agent channel), the I/O thread. Boot and restore build the same
-// machine (same devices, same addresses, same IRQs, same command-line additions)
-// and differ only in how RAM and CPU state are filled in (kvm_engine.cpp).
+// for the agent channel, one virtio-blk per disk), the I/O thread. Boot and
+// restore build the same machine (same devices, same addresses, same IRQs, same
+// command-line additions) and differ only in how RAM and CPU state are filled in
+// (kvm_engine.cpp).
 #pragma once
 
 #include "common/result.h"
 #include "common/unique_fd.h"
+#include "vmm/engine.h"
 #include "vmm/kvm/acpi_tables.h"
 #include "vmm/kvm/event_loop.h"
 #include "vmm/kvm/guest_memory.h"
@@ -35,9 +37,11 @@ class Machine {
     std::shared_ptr<BusDevice> device;
   };
 
-  /// Create the VM, map `memory` into it, create `vcpus` vCPUs and every device.
-  /// Nothing runs yet. Timed in parts (create VM, vCPUs, memory, devices).
-  static Result<std::unique_ptr<Machine>> create(const KvmSystem& sys, GuestMemory memory, uint32_t vcpus);
+  /// Create the VM, map `memory` into it, create `vcpus` vCPUs and every device,
+  /// with one virtio-blk per disk (at most kMaxDisks). Nothing runs yet. Timed in
+  /// parts (create VM, vCPUs, memory, devices).
+  static Result<std::unique_ptr<Machine>> create(const KvmSystem& sys, GuestMemory memory, uint32_t vcpus,
+                                                 const std::vector<DiskSpec>& disks = {});
   ~Machine();
   Machine(const Machine&) = delete;
   Machine& operator=(const Machine&) = delete;
@@ -45,8 +49,11 @@ class Machine {
   /// What the kernel command line must add for this machine. The same for every
   /// Machine: bake and restore must agree.
   static std::string device_cmdline();
-  /// The virtio-mmio devices, for the ACPI DSDT (how the guest finds them).
-  static std::vector<AcpiMmioDevice> acpi_devices();
+  /// The virtio-mmio devices of a machine with `disks` disks, for the ACPI DSDT
+  /// (how the guest finds them).
+  static std::vector<AcpiMmioDevice> acpi_devices(size_t disks = 0);
+  /// The state-file sections of a machine with `disks` disks, in device order.
+  static std::vector<std::string> device_sections(size_t disks = 0);
 
   KvmVm& vm() { return *vm_; }
   GuestMemory& memory() { return *memory_; }
@@ -69,7 +76,8 @@ class Machine {
 
  private:
   Machine() = default;
-  Result<void> add_devices();
+  Result<void> add_devices(const std::vector<DiskSpec>& disks);
+  Result<void> add_disk(uint32_t slot, const DiskSpec& disk);
   /// A vCPU or device reports the guest can no longer run: stop the others, hang up the channel.
   void guest_stopped(const std::string& why);
 

@@ -55,6 +55,15 @@ std::vector<std::string> build_qemu_argv(const QemuCommand& c) {
       "-device", "virtserialport,chardev=agent,name=" + std::string(proto::kAgentPortName),
       "-qmp", "unix:" + escape_option_value(c.qmp_socket.string()) + ",server=on,wait=off",
   };
+  // Disks after the agent's port: every virtio device sits on its own virtio-mmio
+  // transport, and the guest finds them through microvm's ACPI table.
+  for (size_t i = 0; i < c.guest.disks.size(); ++i) {
+    const DiskSpec& d = c.guest.disks[i];
+    argv.insert(argv.end(), {"-drive",
+                             fmt::format("file={},format=raw,if=none,id=disk{},readonly={}",
+                                         escape_option_value(d.image.string()), i, d.read_only ? "on" : "off"),
+                             "-device", fmt::format("virtio-blk-device,drive=disk{},serial=kiln-disk{}", i, i)});
+  }
   if (incoming) {
     argv.push_back("-incoming");
     argv.push_back("defer");

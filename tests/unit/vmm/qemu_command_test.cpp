@@ -74,6 +74,19 @@ TEST(QemuCommand, AgentChannelConsoleAndQmp) {
   EXPECT_EQ(value_of(argv, "-qmp"), "unix:/tmp/kiln-vm-abc/qmp.sock,server=on,wait=off");
 }
 
+TEST(QemuCommand, DisksAreRawVirtioBlkDrivesInOrder) {
+  QemuCommand c = sample(LaunchMode::restore);
+  c.guest.disks = {DiskSpec{"/d/a,b.img", true}, DiskSpec{"/d/rw.img", false}};
+  auto argv = build_qemu_argv(c);
+  EXPECT_EQ(values_of(argv, "-drive"),
+            (std::vector<std::string>{"file=/d/a,,b.img,format=raw,if=none,id=disk0,readonly=on",
+                                      "file=/d/rw.img,format=raw,if=none,id=disk1,readonly=off"}));
+  auto devices = values_of(argv, "-device");
+  ASSERT_EQ(devices.size(), 4u);
+  EXPECT_EQ(devices[2], "virtio-blk-device,drive=disk0,serial=kiln-disk0");
+  EXPECT_EQ(devices[3], "virtio-blk-device,drive=disk1,serial=kiln-disk1");
+}
+
 TEST(QemuCommand, TscHintIsAppendedOnce) {
   auto c = sample(LaunchMode::boot);
   c.tsc_khz = 2596143;

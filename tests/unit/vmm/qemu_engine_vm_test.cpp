@@ -46,10 +46,10 @@ stdfs::path cached_kernel_root(std::string* version) {
 }
 const char* kBusybox = "/usr/bin/busybox";
 
-const char* kInit = R"(#!/bin/busybox sh
+const char* kInit = R"init(#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_mmio virtio_console; do /bin/busybox insmod /lib/modules/$m.ko; done
+for m in virtio_ring virtio virtio_mmio virtio_console virtio_blk; do /bin/busybox insmod /lib/modules/$m.ko; done
 /bin/busybox mount -t sysfs sys /sys
 # The node can appear a moment before the port accepts opens (ENXIO): retry in a subshell.
 n=0; until (exec 3<>/dev/vport0p1) 2>/dev/null || /bin/busybox test $n -gt 1000; do /bin/busybox usleep 10000; n=$((n+1)); done
@@ -58,12 +58,16 @@ exec 3<>/dev/vport0p1
 while true; do
   # "set:V" remembers V in this shell, "get" answers it: guest state a layer must keep.
   while IFS= read -r line <&3; do
-    case "$line" in set:*) v="${line#set:}";; get) line="get=$v";; esac
+    case "$line" in
+      set:*) v="${line#set:}";;
+      get) line="get=$v";;
+      disk) line="disk=$(/bin/busybox head -c 16 /dev/vda)";;
+    esac
     echo "echo:$line" >&3
   done
   /bin/busybox usleep 10000
 done
-)";
+)init";
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
@@ -159,7 +163,8 @@ class VmQemuEngine : public ::testing::Test {
     for (const char* d : {"bin", "dev", "proc", "sys", "lib/modules"}) ASSERT_TRUE(fs::make_dirs(root / d));
     stdfs::copy_file(kBusybox, root / "bin" / "busybox");
     const stdfs::path mods = kernel_root / "lib/modules" / version / "kernel/drivers";
-    for (const char* m : {"virtio/virtio_ring.ko", "virtio/virtio.ko", "virtio/virtio_mmio.ko", "char/virtio_console.ko"})
+    for (const char* m : {"virtio/virtio_ring.ko", "virtio/virtio.ko", "virtio/virtio_mmio.ko", "char/virtio_console.ko",
+                          "block/virtio_blk.ko"})
       stdfs::copy_file(mods / m, root / "lib/modules" / stdfs::path(m).filename());
     ASSERT_TRUE(fs::write_file_atomic(root / "init", kInit));
     ::chmod((root / "init").c_str(), 0755);
@@ -265,6 +270,27 @@ TEST_F(VmQemuEngine, VmBootSaveRestoreTwiceKeepsGoldenIntact) {
   auto after = digest_sparse_file(files_->memory);
   ASSERT_TRUE(after);
   EXPECT_EQ(*before, *after) << "restore modified the golden memory file";
+}
+
+TEST_F(VmQemuEngine, VmGuestReadsItsDisk) {
+  const stdfs::path image = work_->path() / "disk.img";
+  std::string content(64 << 10, '\0');
+  content.replace(0, 16, "kiln-disk-bytes!");
+  ASSERT_TRUE(fs::write_file_atomic(image, content));
+  GuestSpec spec = *spec_;
+  spec.disks = {DiskSpec{image, true}};
+  SnapshotFiles files{work_->path() / "disk-state", work_->path() / "disk-memory", {}};
+  auto vm = engine_->boot(spec, files);
+  ASSERT_TRUE(vm) << vm.error().message;
+  auto ready = wait_guest_ready(**vm, 120s);
+  ASSERT_TRUE(ready) << ready.error().message << "\nconsole:\n" << (*vm)->console_output();
+  const std::string ask = "disk\n";
+  ASSERT_EQ(::write((*vm)->agent_fd(), ask.data(), ask.size()), static_cast<ssize_t>(ask.size()));
+  auto got = read_until((*vm)->agent_fd(), "echo:disk=kiln-disk-bytes!\n", 30s);
+  EXPECT_TRUE(got) << got.error().message << "\nconsole:\n" << (*vm)->console_output();
+  vm->reset();
+  std::error_code ec;
+  stdfs::remove(files.memory, ec);
 }
 
 TEST_F(VmQemuEngine, VmRestoreFromGarbageStateFailsFast) {
