@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cerrno>
 #include <cstring>
 
@@ -86,7 +88,12 @@ Result<void> AgentClient::pump(Deadline deadline, bool want_frame) {
     if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t n = ::read(fd_, buf, sizeof buf);
       if (n == 0) {
-        if (auto dead = vm_dead_()) return make_error("the VM stopped: {}", *dead);
+        // The channel closes first when the guest goes down (power-off, a panic's
+        // reboot): give the VMM a moment to end, so the error can say why.
+        for (int waited_ms = 0; waited_ms < 2000; waited_ms += 20) {
+          if (auto dead = vm_dead_()) return make_error("the VM stopped: {}", *dead);
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
         return make_error("the guest agent closed its channel");
       }
       if (n < 0 && errno != EAGAIN && errno != EINTR)

@@ -108,6 +108,13 @@ TEST(Robustness, GuestProcessesCannotOpenTheAgentChannel) {
   EXPECT_NE(r.out.find("is busy"), std::string::npos) << r.out;
 }
 
+TEST(Robustness, AGuestThatPowersOffEndsTheRunAtOnce) {
+  auto r = run_kiln(probe_run({"--timeout", "300"}, {"poweroff"}));
+  EXPECT_EQ(r.exit_code, 125) << r.err;
+  EXPECT_LT(r.seconds, 120) << "the run waited for its timeout: the VM did not end on power-off";
+  EXPECT_NE(r.err.find("powered off"), std::string::npos) << r.err;
+}
+
 TEST(Robustness, MissingQemuOrKernelIsOneClearLine) {
   // The missing qemu is about the qemu engine whichever engine the suite tests.
   std::vector<std::string> argv = {"env",  "KILN_QEMU=/nonexistent/qemu", "KILN_CACHE_DIR=" + shared_cache().string(),

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/reboot.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,7 +20,7 @@ namespace {
 
 int usage() {
   std::cerr << "usage: vm_probe exit N | signal N | interleave N | write PATH | absent PATH... | sleep SEC |\n"
-               "                random | time | env NAME | cwd | cat PATH | garbage-channel\n";
+               "                random | time | env NAME | cwd | cat PATH | garbage-channel | poweroff\n";
   return 64;
 }
 
@@ -89,6 +90,12 @@ int main(int argc, char** argv) {
     if (!in) return 1;
     std::cout << in.rdbuf();
     return 0;
+  }
+  if (mode == "poweroff") {
+    // What `poweroff -f` does: the VM must end now, not at the run's --timeout.
+    sync();
+    reboot(RB_POWER_OFF);
+    return 1;  // only without CAP_SYS_BOOT
   }
   if (mode == "garbage-channel") {
     // A hostile guest: write junk straight onto the agent's channel.

@@ -1,5 +1,7 @@
 #include "vmm/kvm/acpi_tables.h"
 
+#include "vmm/kvm/acpi_sleep_control.h"
+
 #include <cstring>
 
 namespace kiln::vmm::kvm {
@@ -97,6 +99,23 @@ std::string device_aml(size_t index, const AcpiMmioDevice& d) {
   return std::string("\x5b\x82") + pkg_length(body.size()) + body;
 }
 
+/// Name(\_S5, Package() {5, 0}): the sleep type Linux writes to power off.
+std::string s5_aml() {
+  std::string body = "\x02\x0a";  // two elements; BytePrefix
+  body.push_back(static_cast<char>(AcpiSleepControl::kS5SleepType));
+  body.push_back(0);  // ZeroOp (SLP_TYPb, unused on hardware-reduced platforms)
+  return aml_name("\\_S5_", "\x12" + pkg_length(body.size()) + body);
+}
+
+/// A Generic Address Structure for one byte-wide I/O port.
+void put_io_port_gas(std::string& table, size_t at, uint64_t port) {
+  table[at] = 1;      // system I/O space
+  table[at + 1] = 8;  // register bit width
+  table[at + 2] = 0;  // bit offset
+  table[at + 3] = 1;  // byte access
+  put_at(table, at + 4, port, 8);
+}
+
 }  // namespace
 
 std::string dsdt_aml(std::span<const AcpiMmioDevice> devices) {
@@ -106,7 +125,7 @@ std::string dsdt_aml(std::span<const AcpiMmioDevice> devices) {
 }
 
 Result<uint64_t> write_acpi_tables(GuestMemory& memory, uint32_t vcpus, std::span<const AcpiMmioDevice> devices) {
-  std::string dsdt = finish(sdt_header("DSDT", 2) + dsdt_aml(devices));
+  std::string dsdt = finish(sdt_header("DSDT", 2) + s5_aml() + dsdt_aml(devices));
 
   std::string madt = sdt_header("APIC", 4);
   put(madt, kLocalApicAddress, 4);
@@ -143,6 +162,9 @@ Result<uint64_t> write_acpi_tables(GuestMemory& memory, uint32_t vcpus, std::spa
   put_at(fadt, 112, kFadtHwReduced, 4);
   fadt[131] = 1;                  // FADT minor version (6.1)
   put_at(fadt, 140, dsdt_at, 8);  // X_DSDT
+  // Hardware-reduced power-off (with _S5 in the DSDT): acpi_sleep_control.h.
+  put_io_port_gas(fadt, 244, AcpiSleepControl::kPort);      // SLEEP_CONTROL_REG
+  put_io_port_gas(fadt, 256, AcpiSleepControl::kPort + 1);  // SLEEP_STATUS_REG
   fadt = finish(fadt);
 
   std::string xsdt = sdt_header("XSDT", 1);

@@ -1,6 +1,7 @@
 #include "vmm/kvm/machine.h"
 
 #include "common/log.h"
+#include "vmm/kvm/acpi_sleep_control.h"
 #include "vmm/kvm/virtio/virtio_blk.h"
 
 #include <fcntl.h>
@@ -93,6 +94,10 @@ Result<void> Machine::add_devices(const std::vector<DiskSpec>& disks) {
       [this] { guest_stopped("the guest reset the machine (i8042 reset: a reboot, or a kernel panic with panic=-1)"); });
   KILN_TRY(pio_.add(I8042::kDataPort, I8042::kPorts, i8042));
   devices_.push_back({"dev.i8042", i8042});
+
+  // Stateless, so not in devices_ (no state-file section).
+  KILN_TRY(pio_.add(AcpiSleepControl::kPort, AcpiSleepControl::kPorts,
+                    std::make_shared<AcpiSleepControl>([this] { guest_stopped("the guest powered off"); })));
 
   // The agent channel: the device owns one end of a socketpair, agent_fd() is the other.
   int pair[2];

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <cerrno>
@@ -128,6 +129,9 @@ bool QemuVm::exited() {
 std::optional<std::string> QemuVm::vmm_exited() {
   if (destroyed_) return std::string("qemu was stopped by kiln");
   if (!exited()) return std::nullopt;
+  // With -no-reboot, qemu ends cleanly exactly when the guest shuts itself down.
+  if (exit_status_ && WIFEXITED(*exit_status_) && WEXITSTATUS(*exit_status_) == 0)
+    return std::string("the guest powered off or rebooted (qemu exited with code 0)");
   std::string tail = stderr_tail();
   return fmt::format("qemu {}{}", exit_status_ ? describe_wait_status(*exit_status_) : "exited",
                      tail.empty() ? "" : ": " + tail);

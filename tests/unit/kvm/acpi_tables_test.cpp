@@ -1,4 +1,5 @@
 #include "vmm/kvm/acpi_tables.h"
+#include "vmm/kvm/acpi_sleep_control.h"
 #include "vmm/kvm/boot_cpu.h"
 
 #include <gtest/gtest.h>
@@ -59,6 +60,11 @@ TEST(AcpiTables, EveryTableIsReachableFromTheRsdpAndChecksummed) {
   EXPECT_EQ(dsdt.substr(0, 4), "DSDT");
   EXPECT_EQ(sum(dsdt), 0);
   EXPECT_NE(dsdt.find("LNRO0005"), std::string::npos);
+  // Power-off: _S5 = {5, 0} and the sleep control/status registers in the FADT.
+  EXPECT_NE(dsdt.find(std::string("\x08\\_S5_\x12\x05\x02\x0a\x05\x00", 12)), std::string::npos);
+  EXPECT_EQ(fadt[244], 1);  // system I/O
+  EXPECT_EQ(field<uint64_t>(fadt, 248), AcpiSleepControl::kPort);
+  EXPECT_EQ(field<uint64_t>(fadt, 260), AcpiSleepControl::kPort + 1);
 }
 
 TEST(AcpiTables, DsdtDeclaresEachDeviceWithItsWindowAndInterrupt) {
