@@ -3,7 +3,9 @@
 #include "common/unique_fd.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -115,6 +117,39 @@ Result<GuestMemory> GuestMemory::create_shared(const std::filesystem::path& file
   return mem;
 }
 
+namespace {
+
+// Holes at least this long get anonymous memory (fewer, larger mappings; the small
+// ones left are rarely touched by anything but the guest itself).
+constexpr uint64_t kMinAnonymousHole = 64 * 1024;
+
+// A private mapping of a tmpfs file still allocates a tmpfs page when the guest first
+// touches a hole, so a full tmpfs turns those touches into SIGBUS (in the VMM) or
+// EFAULT (in KVM_RUN). Map the file's large holes as anonymous zero memory instead:
+// same contents, no allocation in the store's filesystem. Other filesystems read
+// holes as shared zero pages without allocating: nothing to do there.
+Result<void> map_holes_anonymous(int fd, uint8_t* base, uint64_t size) {
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC) return {};
+  off_t at = 0;
+  while (static_cast<uint64_t>(at) < size) {
+    const off_t hole = ::lseek(fd, at, SEEK_HOLE);
+    if (hole < 0 || static_cast<uint64_t>(hole) >= size) break;
+    off_t data = ::lseek(fd, hole, SEEK_DATA);
+    if (data < 0 || static_cast<uint64_t>(data) > size) data = static_cast<off_t>(size);  // ENXIO: a hole to the end
+    const uint64_t from = (static_cast<uint64_t>(hole) + kPageSize - 1) & ~(kPageSize - 1);
+    const uint64_t to = static_cast<uint64_t>(data) & ~(kPageSize - 1);
+    if (to > from && to - from >= kMinAnonymousHole &&
+        ::mmap(base + from, to - from, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+               -1, 0) == MAP_FAILED)
+      return make_error("cannot map a hole of the guest memory file as anonymous memory: {}", errno_text());
+    at = data;
+  }
+  return {};
+}
+
+}  // namespace
+
 Result<GuestMemory> GuestMemory::map_private(const std::filesystem::path& base, uint64_t size,
                                              std::span<const MemoryOverlay> overlays) {
   KILN_TRY(check_size(size));
@@ -130,6 +165,7 @@ Result<GuestMemory> GuestMemory::map_private(const std::filesystem::path& base, 
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd.get(), 0);
   if (p == MAP_FAILED) return make_error("cannot map guest memory file {}: {}", base.string(), errno_text());
   MappingGuard guard(static_cast<uint8_t*>(p), size);
+  KILN_TRY(map_holes_anonymous(fd.get(), static_cast<uint8_t*>(p), size));
   std::vector<FileId> backing{{st.st_dev, st.st_ino}};
 
   for (const MemoryOverlay& overlay : overlays) {

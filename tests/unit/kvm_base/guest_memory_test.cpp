@@ -287,3 +287,25 @@ TEST_F(GuestMemoryTest, SaveRefusesTheFileItIsMappedFrom) {
   std::string flat = read_whole(path("flat"));
   EXPECT_EQ(flat.substr(0, 4), "LLLL");
 }
+
+TEST_F(GuestMemoryTest, TouchingHolesOfATmpfsGoldenAllocatesNothingThere) {
+  // A golden on tmpfs (/dev/shm is one on Linux): touching its holes through a private
+  // mapping must not allocate tmpfs pages, or a full tmpfs makes those touches SIGBUS.
+  struct stat shm {};
+  if (::stat("/dev/shm", &shm) != 0 || !S_ISDIR(shm.st_mode)) GTEST_SKIP() << "no /dev/shm";
+  auto d = fs::TempDir::create("/dev/shm", "kiln-kvm-base-test-");
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  const auto golden = d->path() / "golden";
+  make_file(golden, 8 * kMiB, 2, 'a');  // data in pages 0-1, then a 8 MiB - 8 KiB hole
+  struct stat before {};
+  ASSERT_EQ(::stat(golden.c_str(), &before), 0);
+  auto m = GuestMemory::map_private(golden, 8 * kMiB);
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ(byte_at(*m, 1), 'a');
+  EXPECT_EQ(byte_at(*m, kPageSize + 1), 'b');
+  for (uint64_t at = 2 * kPageSize; at < 8 * kMiB; at += kPageSize) ASSERT_EQ(byte_at(*m, at), 0) << at;
+  ASSERT_TRUE(m->write(4 * kMiB, "guest", 5));
+  struct stat after {};
+  ASSERT_EQ(::stat(golden.c_str(), &after), 0);
+  EXPECT_EQ(after.st_blocks, before.st_blocks) << "reading or writing a hole allocated pages in the tmpfs file";
+}
