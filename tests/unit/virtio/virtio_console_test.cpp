@@ -133,6 +133,21 @@ TEST_F(ConsoleTest, HostDataWaitsForReceiveBuffers) {
   EXPECT_TRUE(console->io_interest().readable);
 }
 
+TEST_F(ConsoleTest, BuffersPostedWhileTheHostIsQuietWakeTheIoThread) {
+  // The I/O thread last polled with no receive buffers (no POLLIN). The guest then
+  // posts buffers while the host has nothing to send: the device must tell the I/O
+  // thread, or the host's next message is never read (a lost wake-up).
+  connect();
+  EXPECT_FALSE(console->io_interest().readable);  // what the I/O thread polls for
+  const int wakes_before = wakes;
+  guest->post_rx(2);
+  EXPECT_GT(wakes, wakes_before);
+  EXPECT_TRUE(console->io_interest().readable);
+  ASSERT_EQ(::write(peer.get(), "sync", 4), 4);
+  console->on_host_readable();
+  EXPECT_EQ(guest->received(), "sync");
+}
+
 TEST_F(ConsoleTest, GuestTransmitStopsWhileTheHostIsFull) {
   connect();
   int small = 4096;

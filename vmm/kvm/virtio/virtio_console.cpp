@@ -53,14 +53,13 @@ void VirtioConsole::read_config(uint64_t offset, std::span<uint8_t> data) const 
 }
 
 void VirtioConsole::activate(VirtioTransport& transport, uint64_t driver_features) {
-  const IoInterest before = interest_locked();
   transport_ = &transport;
   state_.multiport = (driver_features & (1ull << VIRTIO_CONSOLE_F_MULTIPORT)) != 0;
   // Without multiport, port 0 is a plain console that is always open.
   if (!state_.multiport) state_.guest_connected = true;
   // After a restore, control messages may be waiting for buffers the guest already posted.
   if (!state_.control_out.empty()) flush_control();
-  wake_if_changed(before);
+  wake_if_changed();
 }
 
 void VirtioConsole::reset() {
@@ -70,7 +69,8 @@ void VirtioConsole::reset() {
 
 VirtioConsole::IoInterest VirtioConsole::io_interest() const {
   std::lock_guard lock(mutex());
-  return interest_locked();
+  polled_ = interest_locked();
+  return polled_;
 }
 
 VirtioConsole::IoInterest VirtioConsole::interest_locked() const {
@@ -81,9 +81,12 @@ VirtioConsole::IoInterest VirtioConsole::interest_locked() const {
   return i;
 }
 
-void VirtioConsole::wake_if_changed(IoInterest before) {
-  const IoInterest after = interest_locked();
-  if (wake_io_ && (after.readable != before.readable || after.writable != before.writable)) wake_io_();
+void VirtioConsole::wake_if_changed() {
+  // Compared with what the I/O thread polls for, not with the interest before this
+  // call: the guest fills the rings without our lock, so by the time its notify
+  // arrives "before" may already include the buffers the poll set lacks.
+  const IoInterest now = interest_locked();
+  if (wake_io_ && (now.readable != polled_.readable || now.writable != polled_.writable)) wake_io_();
 }
 
 void VirtioConsole::on_host_readable() {
@@ -98,7 +101,6 @@ void VirtioConsole::on_host_writable() {
 
 void VirtioConsole::queue_notify(size_t index) {
   if (transport_ == nullptr) return;
-  const IoInterest before = interest_locked();
   switch (index) {
     case kRxQueue: pump_rx(); break;
     case kTxQueue: pump_tx(); break;
@@ -106,7 +108,7 @@ void VirtioConsole::queue_notify(size_t index) {
     case kControlTxQueue: handle_control_tx(); break;
     default: break;
   }
-  wake_if_changed(before);
+  wake_if_changed();
 }
 
 void VirtioConsole::send_control(uint16_t event, uint16_t value, std::string_view payload) {

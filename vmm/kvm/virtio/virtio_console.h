@@ -94,13 +94,15 @@ class VirtioConsole final : public VirtioDevice {
   void pump_tx();
   bool flush_tx_pending();
   void host_hung_up();
-  void wake_if_changed(IoInterest before);
+  /// Wake the I/O thread when what it should poll for differs from what it polls for.
+  void wake_if_changed();
 
   UniqueFd fd_;
   std::function<void()> wake_io_;
   std::string port_name_;
   VirtioTransport* transport_ = nullptr;
   VirtioConsoleState state_;
+  mutable IoInterest polled_;  ///< the I/O thread's last io_interest() answer
   GuestErrorLog log_{"virtio-console"};
 };
 
