@@ -1,6 +1,7 @@
 #include "vmm/kvm/event_loop.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 
 #include <cerrno>
@@ -36,6 +37,7 @@ void EventLoop::stop() {
 }
 
 void EventLoop::loop() {
+  ::pthread_setname_np(::pthread_self(), "kiln-io");
   std::vector<pollfd> fds(sources_.size() + 1);
   while (!stopping_) {
     fds[0] = pollfd{wake_fd_.get(), POLLIN, 0};

@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "vmm/kvm/vcpu_kick.h"
 
+#include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
@@ -66,6 +67,8 @@ bool Vcpu::wait_while_paused() {
 }
 
 void Vcpu::loop() {
+  // Named so that ps, gdb and a host kernel's oops say which thread a vCPU is.
+  ::pthread_setname_np(::pthread_self(), fmt::format("kiln-vcpu{}", index_).c_str());
   std::string why;
   // How long the guest runs before it first needs the VMM (--timings): on a restore,
   // roughly when the restored guest is running on its own.
