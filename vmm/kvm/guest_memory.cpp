@@ -126,11 +126,13 @@ constexpr uint64_t kMinAnonymousHole = 64 * 1024;
 // A private mapping of a tmpfs file still allocates a tmpfs page when the guest first
 // touches a hole, so a full tmpfs turns those touches into SIGBUS (in the VMM) or
 // EFAULT (in KVM_RUN). Map the file's large holes as anonymous zero memory instead:
-// same contents, no allocation in the store's filesystem. Other filesystems read
-// holes as shared zero pages without allocating: nothing to do there.
+// same contents, no allocation in the store's filesystem. An overlayfs maps its upper
+// layer's file, and that is tmpfs in the nested-KVM lab (and in containers whose
+// writable layer lives in RAM), so overlays get the same treatment. Disk filesystems
+// allocate no blocks for a hole a private mapping touches: nothing to do there.
 Result<void> map_holes_anonymous(int fd, uint8_t* base, uint64_t size) {
   struct statfs fs {};
-  if (::fstatfs(fd, &fs) != 0 || fs.f_type != TMPFS_MAGIC) return {};
+  if (::fstatfs(fd, &fs) != 0 || (fs.f_type != TMPFS_MAGIC && fs.f_type != OVERLAYFS_SUPER_MAGIC)) return {};
   off_t at = 0;
   while (static_cast<uint64_t>(at) < size) {
     const off_t hole = ::lseek(fd, at, SEEK_HOLE);
