@@ -1,4 +1,5 @@
-// Part 1 of layers_bench: host memory (RSS and PSS of every VMM process) and disk bytes
+// Part 1 of layers_bench: host memory (RSS and PSS of every VMM process, or what this
+// process grew by when the kvm engine hosts the VMs in it) and disk bytes
 // for N idle VMs restored at once, from the golden (payload shipped into each) vs from
 // one payload layer; and N different payload layers stored as diffs vs as full images.
 #include "bench/host_usage.h"
@@ -45,6 +46,13 @@ Result<double> measure_fleet(const std::string& tag, const snapshot::Snapshot& s
   auto& bench = layers_bench();
   KILN_ASSIGN_OR_RETURN(auto* guest, bench.guest());
   const int n = bench.config().vms;
+  // The kvm engine runs every VM inside this process (no VMM child per VM): what the
+  // fleet costs is what this process grew by.
+  const bool in_process = bench.config().engine.name == "kvm";
+  ProcessMemory before;
+  if (in_process) {
+    KILN_ASSIGN_OR_RETURN(before, process_memory(::getpid()));
+  }
   std::vector<std::unique_ptr<vmm::Vm>> vms;
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < n; ++i) {
@@ -53,16 +61,25 @@ Result<double> measure_fleet(const std::string& tag, const snapshot::Snapshot& s
   }
   const double all_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   std::this_thread::sleep_for(std::chrono::seconds(1));  // let the last ones settle into idle
-  auto pids = child_processes(kVmmComm);
-  if (pids.size() != vms.size())
-    return make_error("expected {} {} processes (one per VM), found {}", vms.size(), kVmmComm, pids.size());
   ProcessMemory sum;
-  for (pid_t pid : pids) {
-    KILN_ASSIGN_OR_RETURN(auto m, process_memory(pid));
-    sum.rss += m.rss;
-    sum.pss += m.pss;
-    sum.uss += m.uss;
-    sum.pss_file += m.pss_file;
+  if (in_process) {
+    KILN_ASSIGN_OR_RETURN(auto after, process_memory(::getpid()));
+    auto grew = [](uint64_t a, uint64_t b) { return a > b ? a - b : 0; };
+    sum = {.rss = grew(after.rss, before.rss),
+           .pss = grew(after.pss, before.pss),
+           .uss = grew(after.uss, before.uss),
+           .pss_file = grew(after.pss_file, before.pss_file)};
+  } else {
+    auto pids = child_processes(kVmmComm);
+    if (pids.size() != vms.size())
+      return make_error("expected {} {} processes (one per VM), found {}", vms.size(), kVmmComm, pids.size());
+    for (pid_t pid : pids) {
+      KILN_ASSIGN_OR_RETURN(auto m, process_memory(pid));
+      sum.rss += m.rss;
+      sum.pss += m.pss;
+      sum.uss += m.uss;
+      sum.pss_file += m.pss_file;
+    }
   }
   for (auto& vm : vms) vm->destroy();
   auto& s = bench.samples();
@@ -199,10 +216,17 @@ void print_memory_summary() {
                  ratio(s.value("memory/golden/pss"), s.value("memory/layer/pss")),
                  ratio(s.value("memory/golden/uss"), s.value("memory/layer/uss")),
                  ratio(s.value("memory/golden/disk"), s.value("memory/layer/disk")));
+    if (b.config().engine.name == "kvm")
+      fmt::print("(kvm engine: every VM lives in this process, so the figures are what the process grew by with\n"
+                 " the {} VMs; KVM's kernel-side memory per VM (vCPU, nested page tables) is not in them)\n",
+                 n);
     fmt::print("(USS = private pages: what one more idle VM adds. Of the PSS, file-backed (snapshot RAM in the page\n"
                " cache, binaries): golden {:.0f} MiB, layer {:.0f} MiB)\n",
                mib("memory/golden/pss file"), mib("memory/layer/pss file"));
-    if (s.has("memory/layer/disk diff"))
+    if (s.has("memory/layer/disk diff") && s.value("memory/layer/disk flat") == 0)
+      fmt::print("(the layer: {:.1f} MiB of diff over the golden, mapped over it at restore: no flat image)\n",
+                 mib("memory/layer/disk diff"));
+    else if (s.has("memory/layer/disk diff"))
       fmt::print("(the layer: {:.1f} MiB of diff over the golden, plus a {:.0f} MiB flat image the qemu engine "
                  "restores from; gc evicts flat images first)\n",
                  mib("memory/layer/disk diff"), mib("memory/layer/disk flat"));
