@@ -53,16 +53,6 @@ StoreView view(const PrivateCache& cache) {
   return v;
 }
 
-/// `--engine`/`--accel` for kiln processes this file spawns itself (run_kiln adds them
-/// on its own): the engine under test, KILN_TEST_ENGINE (default qemu) and KILN_TEST_ACCEL.
-std::vector<std::string> engine_opts() {
-  const char* engine = std::getenv("KILN_TEST_ENGINE");
-  const char* accel = std::getenv("KILN_TEST_ACCEL");
-  std::vector<std::string> out = {"--engine", engine && *engine ? engine : "qemu"};
-  if (accel && *accel) out.insert(out.end(), {"--accel", accel});
-  return out;
-}
-
 /// A private copy of the probe: tests change it to play "rebuilt executable".
 stdfs::path copy_probe(const PrivateCache& cache, const std::string& name) {
   stdfs::path exe = cache.path() / name;
@@ -115,7 +105,7 @@ TEST(Layers, NoLayersEnvironmentVariableShipsThePayload) {
   // KILN_NO_LAYERS is read from kiln's own environment, not passed to the guest.
   std::vector<std::string> argv = {"env", "KILN_NO_LAYERS=1", "KILN_CACHE_DIR=" + cache.path().string(), KILN_BINARY,
                                    "run", "-v"};
-  for (auto& a : engine_opts()) argv.push_back(a);
+  for (auto& a : engine_args()) argv.push_back(a);
   for (auto a : {std::string("--"), exe, std::string("exit"), std::string("5")}) argv.push_back(a);
   auto off = kiln::run_captured(argv);
   ASSERT_TRUE(off);
@@ -291,7 +281,7 @@ TEST(Layers, DiskFullWhileBuildingALayerLeavesTheStoreConsistentAndTheRunWorks) 
     echo "entries:"; ls -A "$1/snapshots"
   )";
   std::string engine;
-  for (const auto& a : engine_opts()) engine += (engine.empty() ? "" : " ") + a;
+  for (const auto& a : engine_args()) engine += (engine.empty() ? "" : " ") + a;
   auto r = kiln::run_captured({"unshare", "-m", "sh", "-c", script, "sh", full.string(), cache.snapshots()[0].string(),
                                KILN_BINARY, copy_probe(cache, "full_probe").string(), engine});
   ASSERT_TRUE(r) << r.error().message;
@@ -318,7 +308,7 @@ TEST(Layers, KillingKilnWhileItSavesALayerLeavesTheStoreConsistent) {
     std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + cache.path().string(),
                                      std::string("KILN_TEST_PAUSE_BEFORE_PUBLISH=") + (pause ? "1" : "0"),
                                      KILN_BINARY, "run"};
-    for (auto& a : engine_opts()) argv.push_back(a);
+    for (auto& a : engine_args()) argv.push_back(a);
     for (auto a : {std::string("--"), exe.string(), std::string("exit"), std::string("0")}) argv.push_back(a);
     kiln::UniqueFd err(::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     kiln::SpawnOptions o;
