@@ -16,6 +16,7 @@ namespace {
 
 // Per boot: a kernel update or a fixed nested setup may heal KVM, so never forever.
 constexpr const char* kVerdictPrefix = "kvm-unusable-";
+constexpr const char* kRanAGuestPrefix = "kvm-ran-a-guest-";
 constexpr size_t kMaxReasonBytes = 4096;
 
 }  // namespace
@@ -52,6 +53,7 @@ Result<AccelChoice> choose_accel(std::string_view requested) {
   // The verdict is checked first: it is one stat(), and it is what a broken host needs.
   if (auto reason = kvm_unusable_reason())
     return AccelChoice{Accel::tcg, true, "KVM was found unusable earlier on this boot (" + *reason + ")"};
+  if (kvm_ran_a_guest_this_boot()) return AccelChoice{Accel::kvm, true, "/dev/kvm ran a guest earlier on this boot"};
   auto probe = probe_kvm();
   if (!probe) return AccelChoice{Accel::tcg, true, probe.error().message};
   return AccelChoice{Accel::kvm, true, "/dev/kvm works"};
@@ -75,5 +77,12 @@ std::optional<std::string> kvm_unusable_reason() {
   while (!reason.empty() && (reason.back() == '\n' || reason.back() == '\r')) reason.pop_back();
   return reason.empty() ? std::string("no reason recorded") : reason;
 }
+
+void mark_kvm_ran_a_guest() {
+  if (auto stored = write_per_boot(kRanAGuestPrefix, "yes\n"); !stored)
+    log::debug("cannot remember that KVM ran a guest ({}); the next run probes again", stored.error().message);
+}
+
+bool kvm_ran_a_guest_this_boot() { return read_per_boot(kRanAGuestPrefix, 16).has_value(); }
 
 }  // namespace kiln::vmm

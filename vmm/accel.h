@@ -43,4 +43,12 @@ bool kvm_marked_unusable();
 /// The recorded reason, if a verdict for this boot exists.
 std::optional<std::string> kvm_unusable_reason();
 
+/// Remember, until this host reboots, that a probe guest ran on /dev/kvm (the kvm
+/// engine's probe: more than probe_kvm() checks). "auto" then trusts KVM without
+/// creating a probe VM on every run — KVM_CREATE_VM alone costs 30-120 ms on some
+/// hosts. A failed bake still records mark_kvm_unusable(), which wins. Best effort.
+void mark_kvm_ran_a_guest();
+/// Has mark_kvm_ran_a_guest() been called since this host booted?
+bool kvm_ran_a_guest_this_boot();
+
 }  // namespace kiln::vmm

@@ -20,10 +20,13 @@ Result<std::unique_ptr<Engine>> make_kvm(const EngineOptions& options) {
 
 /// Why "auto" should not pick the kvm engine here, or nullopt when it should.
 std::optional<std::string> kvm_engine_unusable() {
-  // The per-boot verdict first: one stat(), and what a host whose KVM runs the probe
-  // but not Linux needs (the runner records it after a failed auto bake).
+  // The per-boot verdicts first, one stat() each. The negative one wins: it is what a
+  // host whose KVM runs the probe but not Linux needs (the runner records it after a
+  // failed auto bake). The positive one spares every later run the probe VM.
   if (auto reason = kvm_unusable_reason()) return "KVM was found unusable earlier on this boot (" + *reason + ")";
+  if (kvm_ran_a_guest_this_boot()) return std::nullopt;
   if (auto probe = kvm::probe_usable(); !probe) return probe.error().message;
+  mark_kvm_ran_a_guest();
   return std::nullopt;
 }
 

@@ -60,6 +60,24 @@ TEST_F(AccelTest, VerdictIsPerBootAndStaleOnesAreDropped) {
   EXPECT_FALSE(std::filesystem::exists(host / "kvm-unusable-some-old-boot"));
 }
 
+// A probe VM costs a KVM_CREATE_VM per run; once a guest ran this boot, auto trusts
+// KVM — until a failed bake says otherwise.
+TEST_F(AccelTest, AKvmThatRanAGuestThisBootIsTrustedUntilABakeFails) {
+  EXPECT_FALSE(kvm_ran_a_guest_this_boot());
+  mark_kvm_ran_a_guest();
+  EXPECT_TRUE(kvm_ran_a_guest_this_boot());
+  auto trusted = choose_accel("auto");
+  ASSERT_TRUE(trusted);
+  EXPECT_EQ(trusted->accel, Accel::kvm);
+  EXPECT_NE(trusted->reason.find("earlier on this boot"), std::string::npos) << trusted->reason;
+
+  mark_kvm_unusable("the guest never reached the agent");
+  auto after = choose_accel("auto");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->accel, Accel::tcg);
+  EXPECT_NE(after->reason.find("never reached"), std::string::npos) << after->reason;
+}
+
 TEST_F(AccelTest, ExplicitKvmReportsWhyItIsUnusable) {
   auto probe = probe_kvm();
   auto c = choose_accel("kvm");

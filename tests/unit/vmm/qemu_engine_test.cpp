@@ -3,11 +3,15 @@
 #include "vmm/qemu/qemu_engine.h"
 
 #include "common/fs.h"
+#include "common/log.h"
 #include "env_guard.h"
 #include "vmm/accel.h"
 #include "vmm/qemu/qemu_binary.h"
 
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <string_view>
 
 namespace kiln::vmm {
 namespace {
@@ -46,6 +50,27 @@ TEST_F(QemuEngineTest, AutoEngineIsQemuOnceKvmWasFoundUnusable) {
   ASSERT_TRUE(engine) << engine.error().message;
   EXPECT_EQ((*engine)->name(), "qemu");
   EXPECT_TRUE(dynamic_cast<qemu::QemuEngine&>(**engine).accel().auto_selected);
+}
+
+std::atomic<int> g_kvm_probes{0};
+void count_kvm_probes(const char* name, double) {
+  if (std::string_view(name) == "kvm: usability probe") ++g_kvm_probes;
+}
+
+// The kvm engine's probe (a VM with a 7-instruction guest) runs once per boot: once it
+// passed, later "auto" runs skip it. Where it fails, nothing is remembered (only a
+// failed bake records a negative verdict), so every run probes again.
+TEST_F(QemuEngineTest, AutoEngineProbesKvmOnlyUntilAGuestRanThisBoot) {
+  g_kvm_probes = 0;
+  log::set_timing_sink(count_kvm_probes);
+  auto first = make_engine(EngineOptions{"auto", "auto", false});
+  const bool passed = kvm_ran_a_guest_this_boot();
+  auto second = make_engine(EngineOptions{"auto", "auto", false});
+  log::set_timing_sink(nullptr);
+  ASSERT_TRUE(first) << first.error().message;
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_EQ((*second)->name(), (*first)->name());
+  EXPECT_EQ(g_kvm_probes.load(), passed ? 1 : 2);
 }
 
 TEST_F(QemuEngineTest, UnknownNamesAreRejected) {
