@@ -4,6 +4,7 @@
 
 #include "common/digest.h"
 #include "common/log.h"
+#include "snapshot/digest_stamp.h"
 #include "snapshot/fsops.h"
 #include "snapshot/layout.h"
 #include "snapshot/publish_steps.h"
@@ -138,7 +139,20 @@ Result<Snapshot> Store::publish(BakeDir&& bake_ref, const SnapshotKey& key) cons
   meta.created_ns = now_unix_ns();
   meta.created = rfc3339_utc(meta.created_ns);
   KILN_ASSIGN_OR_RETURN(meta.state, describe(files.state, /*sparse=*/false));
+  struct stat memory_before {};
+  const bool have_before = ::stat(files.memory.c_str(), &memory_before) == 0;
   KILN_ASSIGN_OR_RETURN(meta.memory, describe(files.memory, /*sparse=*/true));
+  // kiln has just read the whole memory file: the first layer built or restored on it
+  // this boot need not read it again (digest_stamp.h). Only if nothing touched the file
+  // while it was digested; best effort, as without the stamp that restore digests it.
+  struct stat memory_after {};
+  if (have_before && ::stat(files.memory.c_str(), &memory_after) == 0 &&
+      memory_after.st_ino == memory_before.st_ino && memory_after.st_size == memory_before.st_size &&
+      memory_after.st_ctim.tv_sec == memory_before.st_ctim.tv_sec &&
+      memory_after.st_ctim.tv_nsec == memory_before.st_ctim.tv_nsec)
+    if (auto stamped = write_digest_stamp(files.memory, meta.memory.digest, tmp / layout::kMemoryStampFile, "");
+        !stamped)
+      log::verbose("snapshot {}: no digest stamp for its memory file: {}", id, stamped.error().message);
 
   // The key must survive the trip through JSON exactly, or every later lookup would
   // reject this snapshot and rebake forever.

@@ -1,5 +1,7 @@
 #include "snapshot/store.h"
 
+#include "snapshot/digest_stamp.h"
+
 #include "snapshot_test_util.h"
 
 #include <gtest/gtest.h>
@@ -71,7 +73,10 @@ TEST(Store, PublishThenLookupFinds) {
   // Only the snapshot and the lock directory remain: no temp or metadata.json.tmp files.
   auto names = names_in(store.root());
   EXPECT_EQ(names, (std::vector<std::string>{key.id()}));
-  EXPECT_EQ(names_in(snap.dir), (std::vector<std::string>{"memory.ram", "metadata.json", "state.bin"}));
+  EXPECT_EQ(names_in(snap.dir),
+            (std::vector<std::string>{"memory.ram", "memory.ram.stamp", "metadata.json", "state.bin"}));
+  // Publishing digested memory.ram: the stamp spares the first layer restore this boot a re-read.
+  EXPECT_EQ(read_digest_stamp(snap.dir / "memory.ram.stamp").digest, snap.meta.memory.digest);
 
   // A different key is still missing.
   SnapshotKey other = key;
