@@ -77,9 +77,8 @@ std::map<std::string, std::string> seeds() {
 }
 
 std::filesystem::path corpus_dir() {
-  // __FILE__ is absolute (CMake compiles by full path): tests/unit/kvm_base/ -> repo root.
-  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path().parent_path() / "fuzz" /
-         "corpus" / "kvm_state";
+  // Not from __FILE__: a compiler cache (ccache's base_dir) may make it relative.
+  return std::filesystem::path(KILN_SOURCE_DIR) / "fuzz" / "corpus" / "kvm_state";
 }
 
 }  // namespace
