@@ -10,7 +10,7 @@
 namespace kiln {
 
 /// Why an operation stopped, where a caller must react differently (exit codes).
-enum class ErrorKind { general, timeout, interrupted, not_executable };
+enum class ErrorKind { general, timeout, interrupted, not_executable, not_found };
 
 /// A failure a user can act on: what failed, on what, and what to do.
 struct Error {

@@ -1,0 +1,44 @@
+// `kiln run`'s first phase: what to run, resolved on the host before any VM
+// exists — the command (a host executable with its library closure, or a guest
+// command), the files it needs, the setup, and the request the agent will get.
+#pragma once
+
+#include "common/result.h"
+#include "runner/fixture.h"
+#include "runner/payload.h"
+#include "runner/run_in_vm.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kiln::runner {
+
+/// The command-line arguments of `kiln run` besides the VM options.
+struct RunArgs {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::vector<std::string> files;
+  std::string cwd;
+  double timeout = 0;
+  std::string setup;
+  bool setup_given = false;  ///< --setup '' is an error, not "no setup"
+  std::vector<std::string> setup_files;
+  bool no_layers = false;
+  bool verbose = false;
+};
+
+struct RunPlan {
+  RunRequest request;              ///< argv (host paths made absolute), env, cwd, timeout
+  Payload payload;                 ///< the executable, its libraries, every --file
+  std::optional<SetupSpec> setup;  ///< --setup, with the files it needs in setup_files
+  Payload setup_files;
+  bool use_layers = true;          ///< payload and fixture layers (off: --no-layers, KILN_NO_LAYERS=1)
+  std::string label;               ///< the executable's file name, for layer labels
+};
+
+/// Resolve `args` into a plan. A host command that does not exist fails with
+/// ErrorKind::not_found, one that cannot be executed with ErrorKind::not_executable.
+Result<RunPlan> plan_run(const RunArgs& args);
+
+}  // namespace kiln::runner
