@@ -9,8 +9,10 @@
 
 namespace kiln {
 
-/// Why an operation stopped, where a caller must react differently (exit codes).
-enum class ErrorKind { general, timeout, interrupted, not_executable, not_found };
+/// Why an operation stopped, where a caller must react differently (exit codes,
+/// healing): `corrupt` is a snapshot found damaged or not loadable (rebaking heals it);
+/// a resource limit or a dead process is `general`, and rebaking would not help.
+enum class ErrorKind { general, timeout, interrupted, not_executable, not_found, corrupt };
 
 /// A failure a user can act on: what failed, on what, and what to do.
 struct Error {

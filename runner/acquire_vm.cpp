@@ -11,8 +11,8 @@ Result<std::unique_ptr<vmm::Vm>> restore(const GoldenSource& source, const Golde
   return golden.engine->restore(source.guest.spec, files);
 }
 
-// A snapshot that passed its checksums but does not restore (e.g. QEMU was upgraded
-// under it): rebake a golden once; run this test without a layer.
+// The engine found the snapshot corrupt or not loadable although it passed the store's
+// checksums: rebake a golden once; run this test without a layer.
 Result<AcquiredVm> heal_and_restore(const GoldenSource& source, Golden& golden, const RestorePoint& point,
                                     const Error& why, Progress& progress) {
   if (point.snapshot.is_layer()) {
@@ -36,7 +36,7 @@ Result<AcquiredVm> acquire_vm(const GoldenSource& source, Golden& golden, Restor
   AcquiredVm acquired;
   if (restored) {
     acquired = {std::move(restored).value(), std::move(point)};
-  } else if (restored.error().kind == ErrorKind::general) {
+  } else if (restored.error().kind == ErrorKind::corrupt) {
     KILN_ASSIGN_OR_RETURN(acquired, heal_and_restore(source, golden, point, restored.error(), progress));
   } else {
     return restored.take_error();

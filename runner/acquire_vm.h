@@ -1,6 +1,7 @@
 // `kiln run`'s "get a VM" phase: a running VM restored from the chosen restore
-// point. A snapshot that does not restore is healed (the golden rebaked, a layer
-// bypassed for this run).
+// point. A snapshot the engine finds corrupt is healed (the golden rebaked, a layer
+// bypassed for this run); any other failure — a resource limit (EMFILE, ENOMEM,
+// EAGAIN), a dead VMM — is reported as it is, and nothing is rebaked for it.
 #pragma once
 
 #include "common/result.h"

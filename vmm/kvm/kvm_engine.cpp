@@ -23,6 +23,15 @@ namespace {
 
 constexpr const char* kRebake = "rebake the snapshot";
 
+/// A state file this engine cannot load: rebaking heals it (ErrorKind::corrupt).
+Error corrupt(Error e) {
+  e.kind = ErrorKind::corrupt;
+  return e;
+}
+
+/// errno values that say "this host is short of something right now", not "this file is bad".
+bool is_resource_errno(int e) { return e == EMFILE || e == ENFILE || e == ENOMEM || e == EAGAIN; }
+
 Result<void> check_spec(const GuestSpec& spec) {
   const uint64_t max_mib = layout::kMmioStart >> 20;
   if (spec.memory_mib < 64 || spec.memory_mib > max_mib)
@@ -37,17 +46,25 @@ Result<void> check_spec(const GuestSpec& spec) {
 
 Result<std::string> read_state_file(const std::filesystem::path& file) {
   UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return make_error("snapshot state file {} cannot be opened: {}; {}", file.string(), std::strerror(errno), kRebake);
+  if (!fd) {
+    const int e = errno;
+    if (is_resource_errno(e))
+      return make_error("snapshot state file {} cannot be opened: {} (a limit of this host, not a bad snapshot)",
+                        file.string(), std::strerror(e));
+    return corrupt(make_error("snapshot state file {} cannot be opened: {}; {}", file.string(), std::strerror(e),
+                              kRebake));
+  }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
       static_cast<uint64_t>(st.st_size) > kMaxStateFileBytes)
-    return make_error("snapshot state file {} is empty, too large or not a regular file; {}", file.string(), kRebake);
+    return corrupt(
+        make_error("snapshot state file {} is empty, too large or not a regular file; {}", file.string(), kRebake));
   std::string data(static_cast<size_t>(st.st_size), '\0');
   size_t got = 0;
   while (got < data.size()) {
     ssize_t n = ::pread(fd.get(), data.data() + got, data.size() - got, static_cast<off_t>(got));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return make_error("cannot read snapshot state file {}; {}", file.string(), kRebake);
+    if (n <= 0) return corrupt(make_error("cannot read snapshot state file {}; {}", file.string(), kRebake));
     got += static_cast<size_t>(n);
   }
   return data;
@@ -77,7 +94,7 @@ Result<ParsedState> parse_state(const std::filesystem::path& file, const GuestSp
   ParsedState p;
   KILN_ASSIGN_OR_RETURN(p.data, read_state_file(file));
   auto bad = [&file](const Error& e) {
-    return make_error("snapshot state file {} cannot be restored: {}; {}", file.string(), e.message, kRebake);
+    return corrupt(make_error("snapshot state file {} cannot be restored: {}; {}", file.string(), e.message, kRebake));
   };
   auto reader = StateReader::parse(p.data);
   if (!reader) return bad(reader.error());
@@ -172,7 +189,9 @@ Result<std::unique_ptr<Vm>> KvmEngine::restore(const GuestSpec& spec, const Snap
   {
     log::ScopedTimer t("kvm: restore: map memory");
     auto mapped = GuestMemory::map_private(files.memory, uint64_t{spec.memory_mib} << 20, files.overlays);
-    if (!mapped) return make_error("cannot map the snapshot's memory: {}; {}", mapped.error().message, kRebake);
+    // The store checked the file's size and digest before: a failure here is this host's
+    // memory or address space (ENOMEM), not the snapshot.
+    if (!mapped) return make_error("cannot map the snapshot's memory: {}", mapped.error().message);
     memory.emplace(std::move(*mapped));
   }
   KILN_ASSIGN_OR_RETURN(auto machine, Machine::create(sys_, std::move(*memory), spec.vcpus, spec.disks));
@@ -181,18 +200,18 @@ Result<std::unique_ptr<Vm>> KvmEngine::restore(const GuestSpec& spec, const Snap
     KILN_TRY(restore_vm(machine->vm().fd(), parsed.vm));
     for (auto& vcpu : machine->vcpus()) {
       if (auto r = restore_vcpu(vcpu->fd(), caps_, parsed.vcpus[vcpu->index()]); !r)
-        return make_error("restoring vCPU {}: {}; {}", vcpu->index(), r.error().message, kRebake);
+        return corrupt(make_error("restoring vCPU {}: {}; {}", vcpu->index(), r.error().message, kRebake));
     }
   }
   {
     log::ScopedTimer t("kvm: restore: device state");
     auto reader = StateReader::parse(parsed.data);
-    if (!reader) return reader.take_error();
+    if (!reader) return corrupt(reader.take_error());
     for (const auto& d : machine->devices()) {
       auto section = reader->section(d.section);
-      if (!section) return make_error("{}; {}", section.error().message, kRebake);
+      if (!section) return corrupt(make_error("{}; {}", section.error().message, kRebake));
       d.device->load(*section);
-      if (auto r = section->finish(); !r) return make_error("{}; {}", r.error().message, kRebake);
+      if (auto r = section->finish(); !r) return corrupt(make_error("{}; {}", r.error().message, kRebake));
     }
   }
   std::vector<uint32_t> msrs;

@@ -245,6 +245,14 @@ Result<void> QemuVm::save_snapshot(const SnapshotFiles& files) {
   return {};
 }
 
+bool QemuVm::rejected_state(const Error& cause) {
+  if (cause.kind == ErrorKind::timeout) return false;
+  // qemu alive and saying the incoming migration failed, or qemu gone after saying it
+  // could not load the stream: the state itself is what qemu refused.
+  if (!exited()) return cause.message.starts_with("migration failed");
+  return stderr_tail().find("load of migration failed") != std::string::npos;
+}
+
 Result<void> QemuVm::load_state_and_run(int state_fd) {
   log::ScopedTimer total("qemu: restore: load state and run");
   json caps = {{"capabilities", json::array({{{"capability", "x-ignore-shared"}, {"state", true}}})}};
@@ -258,9 +266,12 @@ Result<void> QemuVm::load_state_and_run(int state_fd) {
     if (auto r = command("migrate-incoming", {{"uri", std::string("fd:") + kStateFdName}}); !r)
       return failure("cannot start loading the VM state", r.error());
     // A corrupt stream makes qemu 7.2 exit (QMP sees EOF); a stream that never ends hits the deadline.
-    if (auto r = wait_for_migration(deadline_after(timeouts_.migration)); !r)
-      return failure("cannot load the snapshot state (the snapshot is corrupt or from another qemu/kiln; rebake it)",
-                     r.error());
+    if (auto r = wait_for_migration(deadline_after(timeouts_.migration)); !r) {
+      Error e = failure("cannot load the snapshot state (the snapshot is corrupt or from another qemu/kiln; rebake it)",
+                        r.error());
+      if (rejected_state(r.error())) e.kind = ErrorKind::corrupt;
+      return e;
+    }
   }
   {
     log::ScopedTimer t("qemu: restore: cont");

@@ -59,6 +59,9 @@ class QemuVm final : public Vm {
   std::string stderr_tail() const;
   /// `cause`, plus how qemu ended and what it printed: most qemu failures explain themselves there.
   Error failure(const std::string& context, const Error& cause);
+  /// Did qemu refuse the snapshot state itself (a corrupt or foreign stream), as opposed
+  /// to failing for another reason while loading it (killed, out of memory, too slow)?
+  bool rejected_state(const Error& cause);
   /// Poll query-migrate until the migration completes, fails or `deadline` passes.
   Result<void> wait_for_migration(Deadline deadline);
   Result<nlohmann::json> command(const std::string& name, const nlohmann::json& arguments = nlohmann::json::object());
