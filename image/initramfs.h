@@ -15,15 +15,12 @@ namespace kiln::image {
 /// Bumped whenever the initramfs layout changes, so old cached archives are not reused.
 inline constexpr int kInitramfsFormatVersion = 1;
 
-/// The modules the agent needs for its channel; resolve with module_load_order().
-inline const std::vector<std::string> kAgentModules = {"virtio_mmio", "virtio_console"};
-
 /// Everything an initramfs is built from.
 struct InitramfsInputs {
   std::filesystem::path agent;                   ///< static kiln-agent, becomes /init
   std::optional<std::filesystem::path> busybox;  ///< static busybox; skipped (with a warning) if dynamic
   GuestKernel kernel;
-  /// Paths relative to kernel.modules_dir, in load order (module_load_order()).
+  /// Paths relative to kernel.modules_dir, in load order (guest_module_load_order()).
   std::vector<std::string> modules;
   std::filesystem::path cache_dir;  ///< kiln's cache root; archives go to <cache_dir>/initramfs/
 };

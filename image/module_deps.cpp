@@ -52,6 +52,39 @@ void for_each_line(std::string_view text, F&& f) {
   }
 }
 
+// One kernel's modules.dep and modules.builtin, parsed.
+struct KernelModules {
+  ModuleDepTable table;
+  std::unordered_set<std::string> builtin;
+
+  bool provides(const std::string& name) const { return builtin.count(name) || table.path_by_name.count(name); }
+};
+
+Result<KernelModules> read_kernel_modules(const std::filesystem::path& modules_dir) {
+  auto dep_file = modules_dir / "modules.dep";
+  auto dep_text = fs::read_file(dep_file, kMaxModulesDep);
+  if (!dep_text) {
+    std::error_code ec;
+    if (!std::filesystem::exists(dep_file, ec))
+      return make_error("{} has no modules.dep; generate it with `depmod -b <root> <version>` for that kernel",
+                        modules_dir.string());
+    return dep_text.take_error();
+  }
+  KernelModules k;
+  k.table = parse_modules_dep(*dep_text);
+  if (k.table.skipped_lines > 0)
+    log::verbose("{}: skipped {} malformed line(s)", dep_file.string(), k.table.skipped_lines);
+
+  auto builtin_file = modules_dir / "modules.builtin";
+  std::error_code ec;
+  // Optional: a kernel built without modules.builtin simply has nothing we can skip.
+  if (std::filesystem::exists(builtin_file, ec)) {
+    KILN_ASSIGN_OR_RETURN(std::string builtin_text, fs::read_file(builtin_file, kMaxModulesBuiltin));
+    k.builtin = parse_modules_builtin(builtin_text);
+  }
+  return k;
+}
+
 }  // namespace
 
 std::string normalize_module_name(std::string_view name_or_path) {
@@ -184,28 +217,23 @@ Result<std::vector<std::string>> resolve_load_order(const ModuleDepTable& table,
 
 Result<std::vector<std::string>> module_load_order(const std::filesystem::path& modules_dir,
                                                    const std::vector<std::string>& wanted) {
-  auto dep_file = modules_dir / "modules.dep";
-  auto dep_text = fs::read_file(dep_file, kMaxModulesDep);
-  if (!dep_text) {
-    std::error_code ec;
-    if (!std::filesystem::exists(dep_file, ec))
-      return make_error("{} has no modules.dep; generate it with `depmod -b <root> <version>` for that kernel",
-                        modules_dir.string());
-    return dep_text.take_error();
-  }
-  ModuleDepTable table = parse_modules_dep(*dep_text);
-  if (table.skipped_lines > 0)
-    log::verbose("{}: skipped {} malformed line(s)", dep_file.string(), table.skipped_lines);
+  KILN_ASSIGN_OR_RETURN(KernelModules k, read_kernel_modules(modules_dir));
+  return resolve_load_order(k.table, k.builtin, wanted, modules_dir.string());
+}
 
-  std::unordered_set<std::string> builtin;
-  auto builtin_file = modules_dir / "modules.builtin";
-  std::error_code ec;
-  // Optional: a kernel built without modules.builtin simply has nothing we can skip.
-  if (std::filesystem::exists(builtin_file, ec)) {
-    KILN_ASSIGN_OR_RETURN(std::string builtin_text, fs::read_file(builtin_file, kMaxModulesBuiltin));
-    builtin = parse_modules_builtin(builtin_text);
+Result<std::vector<std::string>> guest_module_load_order(const std::filesystem::path& modules_dir) {
+  KILN_ASSIGN_OR_RETURN(KernelModules k, read_kernel_modules(modules_dir));
+  std::vector<std::string> wanted;
+  for (const GuestModule& m : kGuestModules) {
+    std::string name(m.name);
+    if (!m.required && !k.provides(name)) {
+      log::info("warning: the guest kernel ({}) has no {} module: the guest goes without {}", modules_dir.string(),
+                name, m.purpose);
+      continue;
+    }
+    wanted.push_back(std::move(name));
   }
-  return resolve_load_order(table, builtin, wanted, modules_dir.string());
+  return resolve_load_order(k.table, k.builtin, wanted, modules_dir.string());
 }
 
 }  // namespace kiln::image

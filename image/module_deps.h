@@ -1,5 +1,5 @@
-// A kernel's module dependency graph (modules.dep, modules.builtin) and the
-// order in which the guest agent must load a set of modules.
+// A kernel's module dependency graph (modules.dep, modules.builtin), the order in
+// which the guest agent must load a set of modules, and the guest's module list.
 #pragma once
 
 #include "common/result.h"
@@ -51,5 +51,25 @@ Result<std::vector<std::string>> resolve_load_order(const ModuleDepTable& table,
 /// resolve the load order of `wanted`. `modules_dir` is a lib/modules/<version> directory.
 Result<std::vector<std::string>> module_load_order(const std::filesystem::path& modules_dir,
                                                    const std::vector<std::string>& wanted);
+
+/// A kernel module every kiln guest loads at boot.
+struct GuestModule {
+  std::string_view name;     ///< normalised module name
+  std::string_view purpose;  ///< what the guest gets from it (named when an optional one is missing)
+  bool required;             ///< without it no guest runs; an optional one is left out with a warning
+};
+
+/// The guest's modules: the one list. The initramfs ships them (in load order,
+/// guest_module_load_order()) and the agent loads what /kiln/modules lists.
+inline constexpr GuestModule kGuestModules[] = {
+    {"virtio_mmio", "the transport of every virtio device", true},
+    {"virtio_console", "the agent's channel to the host", true},
+    {"virtio_blk", "the engines' disks (vmm::DiskSpec)", true},
+    {"dummy", "a non-loopback address, without which getaddrinfo(AI_ADDRCONFIG) finds no localhost", false},
+};
+
+/// The load order of kGuestModules for the kernel whose lib/modules/<version> is
+/// `modules_dir`: an error if it lacks a required one, a warning for an optional one.
+Result<std::vector<std::string>> guest_module_load_order(const std::filesystem::path& modules_dir);
 
 }  // namespace kiln::image

@@ -36,9 +36,7 @@ Result<PreparedGuest> prepare_guest(const GuestOptions& options) {
   kernel_options.modules = options.modules;
   kernel_options.progress = options.progress;
   KILN_ASSIGN_OR_RETURN(auto kernel, image::resolve_guest_kernel(kernel_options));
-  // virtio_console carries the agent channel; virtio_blk serves the engines' disks (vmm::DiskSpec).
-  KILN_ASSIGN_OR_RETURN(auto modules,
-                        image::module_load_order(kernel.modules_dir, {"virtio_mmio", "virtio_console", "virtio_blk"}));
+  KILN_ASSIGN_OR_RETURN(auto modules, image::guest_module_load_order(kernel.modules_dir));
   KILN_ASSIGN_OR_RETURN(auto agent, find_agent_binary());
 
   image::InitramfsInputs inputs;

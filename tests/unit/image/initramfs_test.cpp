@@ -84,10 +84,14 @@ class InitramfsTest : public ::testing::Test {
                    "kernel/drivers/virtio/virtio_mmio.ko: kernel/drivers/virtio/virtio.ko "
                    "kernel/drivers/virtio/virtio_ring.ko\n"
                    "kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko "
-                   "kernel/drivers/virtio/virtio_ring.ko\n");
-    for (const char* m : {"virtio/virtio.ko", "virtio/virtio_ring.ko", "virtio/virtio_mmio.ko", "char/virtio_console.ko"})
+                   "kernel/drivers/virtio/virtio_ring.ko\n"
+                   "kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko "
+                   "kernel/drivers/virtio/virtio_ring.ko\n"
+                   "kernel/drivers/net/dummy.ko:\n");
+    for (const char* m : {"virtio/virtio.ko", "virtio/virtio_ring.ko", "virtio/virtio_mmio.ko",
+                          "char/virtio_console.ko", "block/virtio_blk.ko", "net/dummy.ko"})
       testing::write(modules_ / "kernel/drivers" / m, std::string("module ") + m);
-    auto order = module_load_order(modules_, kAgentModules);
+    auto order = guest_module_load_order(modules_);
     ASSERT_TRUE(order) << order.error().message;
     inputs_.agent = root_ / "kiln-agent";
     inputs_.kernel = GuestKernel{root_ / "vmlinuz", modules_, "6.1.0-test"};
@@ -137,7 +141,9 @@ TEST_F(InitramfsTest, Contents) {
             "/usr/lib/modules/6.1.0-test/kernel/drivers/virtio/virtio_ring.ko\n"
             "/usr/lib/modules/6.1.0-test/kernel/drivers/virtio/virtio.ko\n"
             "/usr/lib/modules/6.1.0-test/kernel/drivers/virtio/virtio_mmio.ko\n"
-            "/usr/lib/modules/6.1.0-test/kernel/drivers/char/virtio_console.ko\n");
+            "/usr/lib/modules/6.1.0-test/kernel/drivers/char/virtio_console.ko\n"
+            "/usr/lib/modules/6.1.0-test/kernel/drivers/block/virtio_blk.ko\n"
+            "/usr/lib/modules/6.1.0-test/kernel/drivers/net/dummy.ko\n");
   EXPECT_EQ(m["usr/lib/modules/6.1.0-test/kernel/drivers/char/virtio_console.ko"].data,
             "module char/virtio_console.ko");
   EXPECT_EQ(m["usr/lib/modules/6.1.0-test/kernel/drivers"].type, AE_IFDIR);

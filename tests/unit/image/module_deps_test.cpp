@@ -155,5 +155,38 @@ TEST(ModuleDeps, FromDirectory) {
   EXPECT_NE(missing.error().message.find("depmod"), std::string::npos) << missing.error().message;
 }
 
+TEST(ModuleDeps, GuestModulesNeedTheRequiredOnesAndSkipAMissingOptionalOne) {
+  auto tmp = testing::temp_dir();
+  auto dir = tmp.path() / "lib/modules/6.1.0-test";
+  const std::string blk =
+      "kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n";
+  const Paths virtio = {"kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",
+                        "kernel/drivers/virtio/virtio_mmio.ko", "kernel/drivers/char/virtio_console.ko",
+                        "kernel/drivers/block/virtio_blk.ko"};
+
+  testing::write(dir / "modules.dep", std::string(kDep) + blk + "kernel/drivers/net/dummy.ko:\n");
+  auto all = guest_module_load_order(dir);
+  ASSERT_TRUE(all) << all.error().message;
+  Paths with_dummy = virtio;
+  with_dummy.push_back("kernel/drivers/net/dummy.ko");
+  EXPECT_EQ(*all, with_dummy);
+
+  // A kernel without dummy still runs guests, only without the private addresses.
+  testing::write(dir / "modules.dep", std::string(kDep) + blk);
+  auto no_dummy = guest_module_load_order(dir);
+  ASSERT_TRUE(no_dummy) << no_dummy.error().message;
+  EXPECT_EQ(*no_dummy, virtio);
+  testing::write(dir / "modules.builtin", "kernel/drivers/net/dummy.ko\n");
+  auto builtin = guest_module_load_order(dir);
+  ASSERT_TRUE(builtin) << builtin.error().message;
+  EXPECT_EQ(*builtin, virtio);
+
+  // Without virtio_blk no engine can attach a disk: not a guest kiln can use.
+  testing::write(dir / "modules.dep", std::string(kDep) + "kernel/drivers/net/dummy.ko:\n");
+  auto no_blk = guest_module_load_order(dir);
+  ASSERT_FALSE(no_blk);
+  EXPECT_NE(no_blk.error().message.find("virtio_blk"), std::string::npos) << no_blk.error().message;
+}
+
 }  // namespace
 }  // namespace kiln::image
