@@ -10,6 +10,7 @@
 #include <string>
 
 #include "agent/channel.h"
+#include "agent/guest_network.h"
 #include "agent/guest_setup.h"
 #include "agent/log.h"
 #include "agent/reaper.h"
@@ -19,6 +20,7 @@ namespace {
 
 constexpr int kChannelWaitMs = 10'000;
 constexpr const char* kModuleList = "/kiln/modules";
+constexpr const char* kHostnameFile = "/etc/hostname";
 
 [[noreturn]] void give_up(const std::string& why) {
   using namespace kiln::agent;
@@ -36,7 +38,9 @@ constexpr const char* kModuleList = "/kiln/modules";
   mount_basics();
   ensure_stdio();
   load_modules(kModuleList);
+  set_hostname(kHostnameFile);
   bring_up_loopback();
+  bring_up_private_interface();  // after load_modules: the dummy module creates its interface
 
   std::string error;
   std::optional<Reaper> reaper = Reaper::create(&error);

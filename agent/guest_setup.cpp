@@ -1,16 +1,13 @@
 #include "agent/guest_setup.h"
 
 #include <fcntl.h>
-#include <net/if.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
+#include <climits>
 #include <fstream>
 #include <string>
 
@@ -137,21 +134,19 @@ void load_modules(const char* list_path) {
   if (failed > 0) log(loaded, " modules loaded, ", failed, " failed (see above)");
 }
 
-void bring_up_loopback() {
-  UniqueFd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!sock.valid()) {
-    log("loopback not configured: ", sys_error("socket"));
+void set_hostname(const char* path) {
+  std::ifstream in(path);
+  std::string line;
+  if (!in || !std::getline(in, line)) {
+    log("hostname not set: cannot read ", path);
     return;
   }
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-  // The kernel assigns 127.0.0.1/8 and ::1 itself once lo is up.
-  if (::ioctl(sock.get(), SIOCGIFFLAGS, &ifr) != 0) {
-    log("loopback not configured: ", sys_error("SIOCGIFFLAGS"));
+  std::string name = trim(line);
+  if (name.empty() || name.size() > HOST_NAME_MAX) {
+    log("hostname not set: ", path, " does not hold a name of 1 to ", HOST_NAME_MAX, " characters");
     return;
   }
-  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
-  if (::ioctl(sock.get(), SIOCSIFFLAGS, &ifr) != 0) log("loopback not configured: ", sys_error("SIOCSIFFLAGS"));
+  if (::sethostname(name.data(), name.size()) != 0) log("hostname not set: ", sys_error("sethostname"));
 }
 
 }  // namespace kiln::agent

@@ -16,7 +16,8 @@ void ensure_stdio();
 /// dependency order, '#' comments) with finit_module.
 void load_modules(const char* list_path);
 
-/// Brings up the loopback interface: tests often talk to themselves over 127.0.0.1.
-void bring_up_loopback();
+/// Sets the kernel's hostname from the first line of `path` (the initramfs's
+/// /etc/hostname), so gethostname() names what /etc/hosts resolves.
+void set_hostname(const char* path);
 
 }  // namespace kiln::agent
