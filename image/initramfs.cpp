@@ -57,6 +57,56 @@ CpioEntry make_symlink(std::string path, std::string target) {
   return e;
 }
 
+// The guest's name: the agent sets it at boot from /etc/hostname, and /etc/hosts resolves it.
+constexpr std::string_view kHostname = "kiln";
+
+// A TZif file (RFC 8536, version 2) for UTC: one local time type (offset 0, not DST,
+// abbreviated "UTC"), no transitions and no leap seconds, so the 32-bit block and the
+// 64-bit block are the same bytes; then the POSIX TZ footer for times past the data.
+std::string utc_tzif() {
+  auto be32 = [](std::string& out, uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+  };
+  std::string block = "TZif2";
+  block.append(15, '\0');
+  // isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt
+  for (uint32_t count : {0u, 0u, 0u, 0u, 1u, 4u}) be32(block, count);
+  be32(block, 0);            // the type's UT offset
+  block.append(2, '\0');     // not DST; its abbreviation starts at index 0
+  block.append("UTC\0", 4);  // the abbreviations
+  return block + block + "\nUTC0\n";
+}
+
+// What programs expect of any Linux system (a container image has them): who root and
+// nobody are, that names resolve from local files (the guest has no name server),
+// localhost and the guest's own name, and UTC as local time.
+std::vector<CpioEntry> system_files() {
+  const std::string host(kHostname);
+  return {
+      make_text("etc/hostname", host + "\n"),
+      make_text("etc/hosts", "127.0.0.1\tlocalhost\n"
+                             "::1\tlocalhost ip6-localhost ip6-loopback\n"
+                             "127.0.1.1\t" + host + "\n"),
+      // Without "multi on" glibc's files lookup stops at the first line naming a host, so
+      // getaddrinfo("localhost", AF_UNSPEC) would miss ::1.
+      make_text("etc/host.conf", "multi on\n"),
+      make_text("etc/nsswitch.conf",
+                "# The guest has no name server and no directory service: every database is a local file.\n"
+                "passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\nprotocols: files\n"
+                "services: files\nethers: files\nrpc: files\nnetgroup: files\n"),
+      // Empty: no name server. Resolvers that read it themselves (c-ares, Go) then find none configured.
+      make_text("etc/resolv.conf", ""),
+      make_text("etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\n"
+                "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+      make_text("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+      make_text("usr/share/zoneinfo/Etc/UTC", utc_tzif()),
+      make_symlink("usr/share/zoneinfo/UTC", "Etc/UTC"),
+      // A link, as on Debian: tools that name the zone read it from the link's target.
+      make_symlink("etc/localtime", "/usr/share/zoneinfo/Etc/UTC"),
+  };
+}
+
 // PID 1 runs before anything could provide a dynamic loader or libraries.
 Result<void> check_agent(const stdfs::path& agent) {
   auto interp = elf_interpreter(agent);
@@ -133,9 +183,7 @@ Result<std::vector<CpioEntry>> layout(const InitramfsInputs& in, bool with_busyb
   entries.push_back(std::move(console));
   entries.push_back(make_file("init", in.agent, 0755));
   if (with_busybox) entries.push_back(make_file("usr/bin/busybox", *in.busybox, 0755));
-  entries.push_back(make_text("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"));
-  entries.push_back(make_text("etc/group", "root:x:0:\n"));
-  entries.push_back(make_text("etc/hostname", "kiln\n"));
+  for (CpioEntry& e : system_files()) entries.push_back(std::move(e));
 
   std::string load_list;
   std::set<std::string> seen;

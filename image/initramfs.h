@@ -1,5 +1,6 @@
-// The guest's initramfs: the agent as /init, a minimal merged-/usr tree, the kernel
-// modules the agent loads, and optionally a static busybox. Cached by content digest.
+// The guest's initramfs: the agent as /init, a minimal merged-/usr tree with the
+// system files programs expect (/etc/hosts, passwd, nsswitch.conf, UTC localtime...),
+// the kernel modules the agent loads, and optionally a static busybox. Cached by content digest.
 #pragma once
 
 #include "common/result.h"
@@ -13,7 +14,7 @@
 namespace kiln::image {
 
 /// Bumped whenever the initramfs layout changes, so old cached archives are not reused.
-inline constexpr int kInitramfsFormatVersion = 1;
+inline constexpr int kInitramfsFormatVersion = 2;
 
 /// Everything an initramfs is built from.
 struct InitramfsInputs {

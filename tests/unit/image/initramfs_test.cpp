@@ -8,12 +8,17 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <ctime>
 #include <map>
 #include <set>
+#include <sstream>
 
 namespace kiln::image {
 namespace {
@@ -65,6 +70,35 @@ Archive read_back(const stdfs::path& file) {
 std::string slurp(const stdfs::path& p) {
   auto r = fs::read_file(p, 1ull << 30);
   return r ? *r : std::string();
+}
+
+// A hosts file's "ADDRESS NAME..." lines: each address with its names.
+std::map<std::string, std::set<std::string>> hosts_table(const std::string& text) {
+  std::map<std::string, std::set<std::string>> table;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream words(line.substr(0, line.find('#')));
+    std::string address, name;
+    if (!(words >> address)) continue;
+    while (words >> name) table[address].insert(name);
+  }
+  return table;
+}
+
+// An nsswitch.conf's "DATABASE: SOURCES" lines.
+std::map<std::string, std::string> nsswitch_table(const std::string& text) {
+  std::map<std::string, std::string> table;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::istringstream sources(line.substr(colon + 1));
+    std::string all, word;
+    while (sources >> word) all += (all.empty() ? "" : " ") + word;
+    table[line.substr(0, colon)] = all;
+  }
+  return table;
 }
 
 bool static_busybox_available() {
@@ -134,8 +168,6 @@ TEST_F(InitramfsTest, Contents) {
   EXPECT_EQ(m["init"].type, AE_IFREG);
   EXPECT_EQ(m["init"].perm, 0755u);
   EXPECT_EQ(m["init"].data, slurp(inputs_.agent));
-  EXPECT_EQ(m["etc/passwd"].data, "root:x:0:0:root:/root:/bin/sh\n");
-  EXPECT_EQ(m["etc/group"].data, "root:x:0:\n");
   EXPECT_EQ(m["etc/hostname"].data, "kiln\n");
   EXPECT_EQ(m["kiln/modules"].data,
             "/usr/lib/modules/6.1.0-test/kernel/drivers/virtio/virtio_ring.ko\n"
@@ -161,6 +193,76 @@ TEST_F(InitramfsTest, Contents) {
     seen.insert(name);
   }
   EXPECT_TRUE(std::is_sorted(ar.order.begin(), ar.order.end()));
+}
+
+TEST_F(InitramfsTest, SystemFilesGiveLocalhostUsersAndUtc) {
+  auto m = read_back(build(inputs_).file).members;
+  for (const char* f : {"etc/hostname", "etc/hosts", "etc/host.conf", "etc/nsswitch.conf", "etc/resolv.conf",
+                        "etc/passwd", "etc/group", "usr/share/zoneinfo/Etc/UTC"}) {
+    ASSERT_EQ(m.count(f), 1u) << f;
+    EXPECT_EQ(m[f].type, AE_IFREG) << f;
+    EXPECT_EQ(m[f].perm, 0644u) << f;
+  }
+
+  // localhost on both loopback addresses, and the guest's own name on a loopback one.
+  auto hosts = hosts_table(m["etc/hosts"].data);
+  EXPECT_EQ(hosts["127.0.0.1"].count("localhost"), 1u) << m["etc/hosts"].data;
+  EXPECT_EQ(hosts["::1"].count("localhost"), 1u) << m["etc/hosts"].data;
+  ASSERT_EQ(m["etc/hostname"].data, "kiln\n");
+  std::vector<std::string> kiln_addresses;
+  for (const auto& [address, names] : hosts)
+    if (names.count("kiln")) kiln_addresses.push_back(address);
+  EXPECT_EQ(kiln_addresses, std::vector<std::string>{"127.0.1.1"}) << m["etc/hosts"].data;
+  // glibc returns every line naming a host (both localhost lines) only with "multi on".
+  EXPECT_EQ(m["etc/host.conf"].data, "multi on\n");
+
+  // Local files only: the guest has no name server (and an empty resolv.conf says so).
+  auto nss = nsswitch_table(m["etc/nsswitch.conf"].data);
+  for (const char* db : {"passwd", "group", "shadow", "hosts"}) EXPECT_EQ(nss[db], "files") << db;
+  EXPECT_EQ(m["etc/resolv.conf"].data, "");
+
+  // root and nobody as glibc's own parsers read them.
+  auto dir = testing::temp_dir();
+  testing::write(dir.path() / "passwd", m["etc/passwd"].data);
+  testing::write(dir.path() / "group", m["etc/group"].data);
+  std::map<std::string, std::pair<uid_t, gid_t>> users;
+  std::map<std::string, std::string> homes;
+  if (FILE* f = std::fopen((dir.path() / "passwd").c_str(), "r")) {
+    while (passwd* pw = ::fgetpwent(f)) {
+      users[pw->pw_name] = {pw->pw_uid, pw->pw_gid};
+      homes[pw->pw_name] = pw->pw_dir;
+    }
+    std::fclose(f);
+  }
+  EXPECT_EQ(users["root"], std::make_pair(uid_t{0}, gid_t{0}));
+  EXPECT_EQ(homes["root"], "/root");
+  EXPECT_EQ(users["nobody"], std::make_pair(uid_t{65534}, gid_t{65534}));
+  std::map<std::string, gid_t> groups;
+  if (FILE* f = std::fopen((dir.path() / "group").c_str(), "r")) {
+    while (group* gr = ::fgetgrent(f)) groups[gr->gr_name] = gr->gr_gid;
+    std::fclose(f);
+  }
+  EXPECT_EQ(groups, (std::map<std::string, gid_t>{{"root", 0}, {"nogroup", 65534}}));
+
+  // /etc/localtime names the zone by its link, and glibc reads the zone file as UTC (a file
+  // it cannot parse gives an empty zone name instead).
+  EXPECT_EQ(m["etc/localtime"].type, AE_IFLNK);
+  EXPECT_EQ(m["etc/localtime"].link, "/usr/share/zoneinfo/Etc/UTC");
+  EXPECT_EQ(m["usr/share/zoneinfo/UTC"].link, "Etc/UTC");
+  testing::write(dir.path() / "UTC", m["usr/share/zoneinfo/Etc/UTC"].data);
+  tm local{};
+  std::string zone;
+  {
+    testing::ScopedEnv tz("TZ", ":" + (dir.path() / "UTC").string());
+    ::tzset();
+    time_t t = 1'700'000'000;  // 2023-11-14 22:13:20 UTC
+    ASSERT_NE(::localtime_r(&t, &local), nullptr);
+    zone = local.tm_zone ? local.tm_zone : "";  // glibc's storage: copied before the next tzset
+  }
+  ::tzset();
+  EXPECT_EQ(zone, "UTC");
+  EXPECT_EQ(local.tm_gmtoff, 0);
+  EXPECT_EQ(local.tm_hour, 22);
 }
 
 TEST_F(InitramfsTest, DeterministicAndCached) {
