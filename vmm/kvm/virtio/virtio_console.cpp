@@ -239,27 +239,33 @@ bool VirtioConsole::flush_tx_pending() {
   return true;
 }
 
+bool VirtioConsole::transmit(const DescriptorChain& chain) {
+  if (state_.host_eof) return true;  // nobody listens: drop, like a disconnected serial line
+  std::vector<iovec> iov = chain_iovecs(transport_->memory(), chain.readable, 0, chain.readable_bytes);
+  const ssize_t n = iov.empty() ? 0 : send_iov(fd_.get(), iov);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    host_hung_up();
+    return true;
+  }
+  const uint64_t sent = n > 0 ? static_cast<uint64_t>(n) : 0;
+  if (sent == chain.readable_bytes) return true;
+  // Keep the rest (bounded by the chain cap) until the fd drains.
+  state_.tx_pending.resize(chain.readable_bytes - sent);
+  read_from_chain(transport_->memory(), chain, sent,
+                  {reinterpret_cast<uint8_t*>(state_.tx_pending.data()), state_.tx_pending.size()});
+  return false;
+}
+
 void VirtioConsole::pump_tx() {
   if (transport_ == nullptr) return;
   if (!flush_tx_pending()) return;
   Virtqueue& q = transport_->queue(kTxQueue);
   while (std::optional<DescriptorChain> chain = q.pop()) {
+    const bool all_sent = transmit(*chain);
+    // Only now, with every byte sent or copied: the guest may reuse a buffer the
+    // moment it sees it used (Linux frees it and the next write gets the memory).
     q.push_used(chain->head, 0);  // the device writes nothing into a transmit buffer
-    if (state_.host_eof) continue;  // nobody listens: drop, like a disconnected serial line
-    std::vector<iovec> iov = chain_iovecs(transport_->memory(), chain->readable, 0, chain->readable_bytes);
-    ssize_t n = iov.empty() ? 0 : send_iov(fd_.get(), iov);
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      host_hung_up();
-      continue;
-    }
-    const uint64_t sent = n > 0 ? static_cast<uint64_t>(n) : 0;
-    if (sent < chain->readable_bytes) {
-      // Keep the rest (bounded by the chain cap) and stop consuming until the fd drains.
-      state_.tx_pending.resize(chain->readable_bytes - sent);
-      read_from_chain(transport_->memory(), *chain, sent,
-                      {reinterpret_cast<uint8_t*>(state_.tx_pending.data()), state_.tx_pending.size()});
-      break;
-    }
+    if (!all_sent) break;         // no further chain until on_host_writable() drains the rest
   }
   transport_->notify_used(kTxQueue);
 }

@@ -10,9 +10,10 @@
 //   guest PORT_OPEN(0,1/0) -> the guest opened/closed the port; host data flows only
 //                             while it is open (Linux discards data for a closed port).
 // Flow control, both directions bounded:
-//   guest->host: a chain is written to the fd; what the fd does not take is kept (at
-//   most one chain, <= kMaxDataChainBytes) and no further chain is consumed until
-//   on_host_writable() drains it.
+//   guest->host: a chain's bytes are sent to the fd, and what the fd does not take is
+//   copied out (at most one chain, <= kMaxDataChainBytes), before the chain is returned
+//   to the guest: a guest may reuse a buffer the moment it sees it used. No further
+//   chain is consumed until on_host_writable() drains the copy.
 //   host->guest: bytes are read from the fd only into rx buffers the guest posted;
 //   with none posted the fd is not read (io_interest().readable is false).
 //
@@ -93,6 +94,8 @@ class VirtioConsole final : public VirtioDevice {
   void pump_rx();
   void pump_tx();
   bool flush_tx_pending();
+  /// Send one chain's bytes, copying what the fd does not take into tx_pending (false).
+  bool transmit(const DescriptorChain& chain);
   void host_hung_up();
   /// Wake the I/O thread when what it should poll for differs from what it polls for.
   void wake_if_changed();
