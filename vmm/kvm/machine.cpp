@@ -111,6 +111,8 @@ Result<void> Machine::add_devices(const std::vector<DiskSpec>& disks) {
   KILN_ASSIGN_OR_RETURN(io_, EventLoop::create());
   EventLoop* io = io_.get();
   auto console = std::make_unique<VirtioConsole>(std::move(device_end), [io] { io->wake(); });
+  // Guest output the channel could not deliver ends the run, saying so (never a silent loss).
+  console->set_on_failure([this](const std::string& why) { guest_stopped(why); });
   console_ = console.get();
   irqs_.push_back(vm_->irq_line(virtio_irq(kVirtioConsoleSlot)));
   auto mmio = std::make_shared<VirtioMmio>(*memory_, *irqs_.back(), std::move(console));
@@ -126,7 +128,8 @@ Result<void> Machine::add_devices(const std::vector<DiskSpec>& disks) {
       },
       [c](short revents) {
         if (revents & (POLLIN | POLLHUP | POLLERR)) c->on_host_readable();
-        if (revents & POLLOUT) c->on_host_writable();
+        // On HUP/ERR too: the send then fails and reports the output it could not deliver.
+        if (revents & (POLLOUT | POLLHUP | POLLERR)) c->on_host_writable();
       }});
   for (uint32_t i = 0; i < disks.size(); ++i) KILN_TRY(add_disk(kFirstDiskSlot + i, disks[i]));
   return {};

@@ -34,6 +34,7 @@ class ConsoleTest : public ::testing::Test {
     auto [device_end, host_end] = socket_pair();
     peer = std::move(host_end);
     auto dev = std::make_unique<VirtioConsole>(std::move(device_end), [this] { ++wakes; });
+    dev->set_on_failure([this](const std::string& why) { failures.push_back(why); });
     console = dev.get();
     mmio = std::make_unique<VirtioMmio>(mem, irq, std::move(dev));
     guest = std::make_unique<ConsoleGuest>(mem, *mmio);
@@ -53,6 +54,7 @@ class ConsoleTest : public ::testing::Test {
   std::unique_ptr<VirtioMmio> mmio;
   std::unique_ptr<ConsoleGuest> guest;
   int wakes = 0;
+  std::vector<std::string> failures;  ///< what the device told the engine, in order
 };
 
 TEST_F(ConsoleTest, ConfigAndFeatures) {
@@ -231,8 +233,45 @@ TEST_F(ConsoleTest, HostHangUpTellsTheGuest) {
   console->on_host_readable();
   EXPECT_EQ(guest->completed(2), std::vector<std::string>{control(0, VIRTIO_CONSOLE_PORT_OPEN, 0)});
   EXPECT_FALSE(console->io_interest().readable);
-  guest->write("into the void");  // dropped, but the buffer comes back
+  EXPECT_TRUE(failures.empty()) << "nothing was lost yet";
+  guest->write("into the void");  // cannot be delivered, but the buffer comes back
   EXPECT_EQ(guest->completed(1).size(), 1u);
+  ASSERT_EQ(failures.size(), 1u) << "output that cannot be delivered must end the run with a reason";
+  EXPECT_NE(failures[0].find("sending 13 bytes of guest output to kiln"), std::string::npos) << failures[0];
+  EXPECT_NE(failures[0].find("output is incomplete"), std::string::npos) << failures[0];
+  guest->write("more");
+  EXPECT_EQ(guest->completed(1).size(), 1u);
+  EXPECT_EQ(failures.size(), 1u) << "reported once";
+  EXPECT_EQ(console->lost_bytes(), 17u);
+}
+
+TEST_F(ConsoleTest, GuestOutputStillGoesOutAfterTheHostStopsSending) {
+  // The host end shutting down its sending side ends host->guest data only: kiln may
+  // still be reading the command's output.
+  connect();
+  guest->post_rx(2);
+  ASSERT_EQ(::shutdown(peer.get(), SHUT_WR), 0);
+  console->on_host_readable();
+  EXPECT_EQ(guest->completed(2), std::vector<std::string>{control(0, VIRTIO_CONSOLE_PORT_OPEN, 0)});
+  guest->write("still heard");
+  EXPECT_EQ(guest->completed(1).size(), 1u);
+  EXPECT_EQ(drain(peer.get()), "still heard");
+  EXPECT_TRUE(failures.empty());
+}
+
+TEST_F(ConsoleTest, BufferedOutputTheHostCanNoLongerTakeIsReported) {
+  connect();
+  int small = 4096;
+  ASSERT_EQ(::setsockopt(console->host_fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  guest->write(std::string(0x8000, 'x'));
+  ASSERT_TRUE(console->io_interest().writable) << "the test needs bytes the socket did not take";
+  EXPECT_TRUE(failures.empty());
+  peer.reset();  // kiln's end is gone with bytes still buffered in the device
+  console->on_host_writable();
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_NE(failures[0].find("guest output to kiln"), std::string::npos) << failures[0];
+  EXPECT_GT(console->lost_bytes(), 0u);
+  EXPECT_FALSE(console->io_interest().writable) << "nothing left to poll for";
 }
 
 TEST_F(ConsoleTest, BrokenRingSeenOnTheIoThreadNeedsReset) {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 namespace kiln::vmm::kvm {
@@ -17,6 +18,9 @@ namespace {
 
 constexpr size_t kRxQueue = 0, kTxQueue = 1, kControlRxQueue = 2, kControlTxQueue = 3;
 constexpr uint32_t kPortId = 0;
+
+// One chain is one sendmsg: it has at most kMaxIndirectDescriptors (or queue-size) segments.
+static_assert(Virtqueue::kMaxIndirectDescriptors <= IOV_MAX, "a chain's iovecs must fit one sendmsg");
 
 // Write without blocking and without SIGPIPE (a plain writev on a socket whose peer is
 // gone would kill the VMM). Falls back to writev for fds that are not sockets.
@@ -27,6 +31,12 @@ ssize_t send_iov(int fd, std::vector<iovec>& iov) {
   ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   if (n < 0 && errno == ENOTSOCK) n = ::writev(fd, iov.data(), static_cast<int>(iov.size()));
   return n;
+}
+
+// Why a send to the host end failed for good (n < 0: errno says; n == 0: no progress).
+std::string send_failure(ssize_t n, uint64_t bytes) {
+  return fmt::format("sending {} bytes of guest output to kiln: {}", bytes,
+                     n < 0 ? std::strerror(errno) : "the socket took nothing");
 }
 
 }  // namespace
@@ -73,10 +83,15 @@ VirtioConsole::IoInterest VirtioConsole::io_interest() const {
   return polled_;
 }
 
+uint64_t VirtioConsole::lost_bytes() const {
+  std::lock_guard lock(mutex());
+  return lost_bytes_;
+}
+
 VirtioConsole::IoInterest VirtioConsole::interest_locked() const {
   IoInterest i;
   if (transport_ == nullptr) return i;
-  i.writable = !state_.tx_pending.empty() && !state_.host_eof;
+  i.writable = !state_.tx_pending.empty() && !output_failed_;
   i.readable = state_.guest_connected && !state_.host_eof && transport_->queue(kRxQueue).has_available();
   return i;
 }
@@ -195,8 +210,8 @@ void VirtioConsole::flush_control() {
 void VirtioConsole::host_hung_up() {
   if (state_.host_eof) return;
   state_.host_eof = true;
-  state_.tx_pending.clear();
   // Tell the guest: its reads then return 0 (end of file) instead of blocking forever.
+  // Output already in the transmit queue still goes out while the host end takes it.
   if (state_.port_ready && state_.host_connected) send_control(VIRTIO_CONSOLE_PORT_OPEN, 0);
   state_.host_connected = false;
   if (transport_ != nullptr) flush_control();
@@ -224,8 +239,18 @@ void VirtioConsole::pump_rx() {
   transport_->notify_used(kRxQueue);
 }
 
+void VirtioConsole::output_lost(uint64_t bytes, const std::string& why) {
+  lost_bytes_ += bytes;
+  if (output_failed_) return;
+  output_failed_ = true;
+  failure_ = fmt::format("the agent channel failed: {}; guest output was lost, so the run's output is incomplete "
+                         "(run it again; -v shows the VMM's log)",
+                         why);
+  if (on_failure_) on_failure_(failure_);
+}
+
 bool VirtioConsole::flush_tx_pending() {
-  while (!state_.tx_pending.empty()) {
+  while (!state_.tx_pending.empty() && !output_failed_) {
     std::vector<iovec> iov{{state_.tx_pending.data(), state_.tx_pending.size()}};
     const ssize_t n = send_iov(fd_.get(), iov);
     if (n > 0) {
@@ -234,17 +259,21 @@ bool VirtioConsole::flush_tx_pending() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
-    host_hung_up();
+    output_lost(state_.tx_pending.size(), send_failure(n, state_.tx_pending.size()));
+    state_.tx_pending.clear();
   }
   return true;
 }
 
 bool VirtioConsole::transmit(const DescriptorChain& chain) {
-  if (state_.host_eof) return true;  // nobody listens: drop, like a disconnected serial line
+  if (output_failed_) {
+    lost_bytes_ += chain.readable_bytes;  // already reported: the run is ending
+    return true;
+  }
   std::vector<iovec> iov = chain_iovecs(transport_->memory(), chain.readable, 0, chain.readable_bytes);
   const ssize_t n = iov.empty() ? 0 : send_iov(fd_.get(), iov);
   if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-    host_hung_up();
+    output_lost(chain.readable_bytes, send_failure(n, chain.readable_bytes));
     return true;
   }
   const uint64_t sent = n > 0 ? static_cast<uint64_t>(n) : 0;

@@ -16,6 +16,10 @@
 //   chain is consumed until on_host_writable() drains the copy.
 //   host->guest: bytes are read from the fd only into rx buffers the guest posted;
 //   with none posted the fd is not read (io_interest().readable is false).
+// Guest output is never dropped silently: if the fd fails for good (EPIPE, ENOBUFS...)
+// the bytes it cannot take are counted and `on_failure` is told once why, so the
+// engine ends the run with that error. The host end hanging up (read EOF) only ends
+// host->guest data; guest output still goes out while the fd takes it.
 //
 // Threads: vCPU threads (MMIO through VirtioMmio) and the I/O thread (on_host_*) both
 // call in; everything runs under the device mutex.
@@ -38,7 +42,7 @@ struct VirtioConsoleState {
   bool port_ready = false;       ///< guest sent PORT_READY(0,1); name and open sent
   bool guest_connected = false;  ///< a guest process has the port open
   bool host_connected = true;    ///< what the guest was told about the host end
-  bool host_eof = false;         ///< the host end hung up (read 0 / EPIPE)
+  bool host_eof = false;         ///< the host end sends nothing more (read 0 or a read error)
   std::deque<std::string> control_out;  ///< control messages waiting for guest buffers
   std::string tx_pending;               ///< guest bytes the host fd has not taken yet
 };
@@ -57,6 +61,13 @@ class VirtioConsole final : public VirtioDevice {
   /// on a timer.
   explicit VirtioConsole(UniqueFd host_fd, std::function<void()> wake_io = {},
                          std::string port_name = kAgentPortName);
+
+  /// Called once, device mutex held (it must not call back into the device), when
+  /// guest output could not be delivered to host_fd() and is lost; the argument says
+  /// why, for the user. The engine ends the run with it.
+  void set_on_failure(std::function<void(const std::string&)> on_failure) { on_failure_ = std::move(on_failure); }
+  /// Guest output bytes that could not be delivered (0 unless on_failure was called).
+  uint64_t lost_bytes() const;
 
   /// The fd the I/O thread polls.
   int host_fd() const { return fd_.get(); }
@@ -93,19 +104,28 @@ class VirtioConsole final : public VirtioDevice {
   void flush_control();
   void pump_rx();
   void pump_tx();
+  /// Send tx_pending; false while the fd still holds some back (EAGAIN).
   bool flush_tx_pending();
   /// Send one chain's bytes, copying what the fd does not take into tx_pending (false).
   bool transmit(const DescriptorChain& chain);
+  /// `bytes` of guest output cannot be delivered: count them, report the first failure.
+  void output_lost(uint64_t bytes, const std::string& why);
   void host_hung_up();
   /// Wake the I/O thread when what it should poll for differs from what it polls for.
   void wake_if_changed();
 
   UniqueFd fd_;
   std::function<void()> wake_io_;
+  std::function<void(const std::string&)> on_failure_;
   std::string port_name_;
   VirtioTransport* transport_ = nullptr;
   VirtioConsoleState state_;
   mutable IoInterest polled_;  ///< the I/O thread's last io_interest() answer
+  // The host fd failed for good: not device state (a restore gets a fresh fd), and a
+  // guest reset does not mend the fd.
+  bool output_failed_ = false;
+  std::string failure_;
+  uint64_t lost_bytes_ = 0;
   GuestErrorLog log_{"virtio-console"};
 };
 
