@@ -1,11 +1,14 @@
 // A test payload run inside kiln VMs: each mode exercises one guest behaviour.
 // Dynamically linked on purpose, so every run also ships its library closure.
+#include "output_pattern.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/random.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,7 +23,8 @@ namespace {
 
 int usage() {
   std::cerr << "usage: vm_probe exit N | signal N | interleave N | write PATH | absent PATH... | sleep SEC |\n"
-               "                random | time | env NAME | cwd | cat PATH | garbage-channel | poweroff\n";
+               "                random | time | env NAME | cwd | cat PATH | garbage-channel | poweroff |\n"
+               "                streams SEED OUT_BYTES ERR_BYTES MAX_WRITE\n";
   return 64;
 }
 
@@ -90,6 +94,20 @@ int main(int argc, char** argv) {
     if (!in) return 1;
     std::cout << in.rdbuf();
     return 0;
+  }
+  if (mode == "streams" && argc == 6) {
+    // stdout and stderr at once (a child writes stderr): output_pattern.h's bytes.
+    const uint64_t seed = std::strtoull(argv[2], nullptr, 10);
+    const size_t max_write = std::strtoull(argv[5], nullptr, 10);
+    const pid_t child = fork();
+    if (child < 0) return 2;
+    const int fd = child == 0 ? 2 : 1;
+    const size_t total = std::strtoull(fd == 1 ? argv[3] : argv[4], nullptr, 10);
+    const bool ok = kiln::vmtest::write_stream(seed, fd, total, max_write);
+    if (child == 0) _exit(ok ? 0 : 1);
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
+    return ok && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
   }
   if (mode == "poweroff") {
     // What `poweroff -f` does: the VM must end now, not at the run's --timeout.
