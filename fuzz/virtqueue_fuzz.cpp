@@ -6,7 +6,8 @@
 //            blk (transport mode); bit 2 indirect descriptors allowed (queue mode)
 //   queue mode:     byte 1 queue size 1 << (b % 9); bytes 2..7 desc/avail/used (u16 each)
 //   transport mode: byte 1 op count n; n x 7-byte ops { u16 offset, u8 kind, u32 value }
-//                   kind bits 0-1 access size 1/2/4/8, bit 2 read, bit 3 host-side event
+//                   kind bits 0-1 access size 1/2/4/8, bit 2 read, bit 3 host-side event,
+//                   bit 4 (with bit 3) the host end hangs up first
 //   rest     copied to guest RAM at address 0 (the RAM is 64 KiB, zero elsewhere)
 #include "vmm/kvm/guest_memory.h"
 #include "vmm/kvm/virtio/virtio_blk.h"
@@ -112,6 +113,10 @@ void fuzz_transport(const uint8_t* data, size_t size) {
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) std::abort();
     peer = fds[1];
     auto c = std::make_unique<VirtioConsole>(kiln::UniqueFd(fds[0]));
+    // Lost output is reported once, whatever the guest does afterwards.
+    c->set_on_failure([reported = 0](const std::string&) mutable {
+      if (++reported > 1) std::abort();
+    });
     con = c.get();
     device = std::move(c);
   } else {
@@ -128,11 +133,12 @@ void fuzz_transport(const uint8_t* data, size_t size) {
     const size_t len = size_t{1} << (kind & 3);
     if ((kind & 8) != 0 && con != nullptr) {
       char buf[4096];
+      if ((kind & 16) != 0) ::shutdown(peer, SHUT_RDWR);
       if ((kind & 4) != 0) {
         while (::read(peer, buf, sizeof buf) > 0) {}
         con->on_host_writable();
       } else {
-        (void)::write(peer, op + 3, 4);
+        (void)::send(peer, op + 3, 4, MSG_NOSIGNAL);  // no SIGPIPE once the peer hung up
         con->on_host_readable();
       }
       (void)con->io_interest();
