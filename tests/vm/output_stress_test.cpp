@@ -63,13 +63,15 @@ class Capture {
            std::to_string(std::min(first_difference, length));
   }
 
-  /// The last bytes (kiln's own error message ends stderr).
+  /// kiln's own message at the end of stderr: from the first "kiln: " in the last
+  /// 4 KiB, else the last 200 bytes (the guest's noise).
   std::string tail() const {
     const off_t size = ::lseek(fd_.get(), 0, SEEK_END);
-    std::string s(static_cast<size_t>(std::min<off_t>(size, 2000)), '\0');
+    std::string s(static_cast<size_t>(std::clamp<off_t>(size, 0, 4096)), '\0');
     const ssize_t n = ::pread(fd_.get(), s.data(), s.size(), size - static_cast<off_t>(s.size()));
     s.resize(n > 0 ? static_cast<size_t>(n) : 0);
-    return s;
+    const size_t kiln = s.find("kiln: ");
+    return kiln != std::string::npos ? s.substr(kiln) : s.substr(s.size() - std::min<size_t>(s.size(), 200));
   }
 
  private:
