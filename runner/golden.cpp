@@ -68,7 +68,8 @@ Result<Golden> ensure_golden(snapshot::Store& store, const PreparedGuest& guest,
                              const vmm::EngineOptions& engine_options, Progress& progress, bool force, bool verbose) {
   log::ScopedTimer timer("find golden snapshot");
   for (int attempt = 0; attempt < 3; ++attempt) {
-    KILN_ASSIGN_OR_RETURN(auto engine, vmm::make_engine(engine_options));
+    // Limits first (make_engine): a request the engine cannot serve fails here, before any lock or VM.
+    KILN_ASSIGN_OR_RETURN(auto engine, vmm::make_engine(engine_options, guest.spec));
     snapshot::SnapshotKey key = guest.key;
     key.engine = engine->identity();
     auto look = [&]() -> std::optional<snapshot::Snapshot> {

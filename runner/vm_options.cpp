@@ -21,6 +21,14 @@ void add_vm_options(CLI::App& cmd, VmOptions& o) {
       ->check(CLI::ExistingDirectory);
   cmd.add_flag("-v,--verbose", o.verbosity, "Show progress steps and the guest console log on stderr");
   cmd.add_flag("--timings", o.timings, "Print how long each step of bake and restore took");
+  // A size the engine cannot boot is a bad command line (exit 2), refused before any
+  // kernel fetch, lock or VM: never a failed bake that could be taken for a broken KVM.
+  cmd.parse_complete_callback([&o] {
+    vmm::GuestSpec size;
+    size.memory_mib = o.guest.memory_mib;
+    size.vcpus = o.guest.vcpus;
+    if (auto fits = vmm::check_engine_limits(o.engine, size); !fits) throw CLI::ValidationError(fits.error().message);
+  });
 }
 
 void apply_log_options(const VmOptions& o) {

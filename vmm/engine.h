@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kiln::vmm {
@@ -101,7 +102,28 @@ struct EngineOptions {
   bool verbose = false;
 };
 
-/// Pick and construct an engine. `auto` resolves to the best engine usable on this host.
-Result<std::unique_ptr<Engine>> make_engine(const EngineOptions& options);
+/// The guest sizes an engine can boot (docs/engines.md, "Limits"). A request outside
+/// them is the user's error, found before anything starts — never a failed bake, which
+/// could be taken for a broken KVM.
+struct EngineLimits {
+  uint32_t min_memory_mib = 0;
+  uint32_t max_memory_mib = 0;
+  uint32_t max_vcpus = 0;
+};
+
+/// The limits of engine `name` ("kvm" or "qemu"); nullopt for any other name.
+std::optional<EngineLimits> engine_limits(std::string_view name);
+
+/// Can the engine `options.name` boot a guest of `spec.memory_mib` and `spec.vcpus`
+/// ("auto": can any engine)? The error names the option, the limit, the engine and
+/// what to do: "--memory 4096: the kvm engine supports at most 3328 MiB; use --engine
+/// qemu or --memory 3328 or less". Pure: touches neither /dev/kvm nor qemu.
+Result<void> check_engine_limits(const EngineOptions& options, const GuestSpec& spec);
+
+/// Pick and construct an engine for guests of `spec`'s size. The limits are checked
+/// first: a named engine that cannot serve `spec` fails before it is opened, and `auto`
+/// only considers engines that can (4096 MiB: qemu, without a look at /dev/kvm).
+/// Otherwise `auto` resolves to the best engine usable on this host.
+Result<std::unique_ptr<Engine>> make_engine(const EngineOptions& options, const GuestSpec& spec = {});
 
 }  // namespace kiln::vmm

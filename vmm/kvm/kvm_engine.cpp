@@ -33,12 +33,12 @@ Error corrupt(Error e) {
 bool is_resource_errno(int e) { return e == EMFILE || e == ENFILE || e == ENOMEM || e == EAGAIN; }
 
 Result<void> check_spec(const GuestSpec& spec) {
-  const uint64_t max_mib = layout::kMmioStart >> 20;
-  if (spec.memory_mib < 64 || spec.memory_mib > max_mib)
-    return make_error("guest memory of {} MiB is out of range for the kvm engine: use 64 to {} MiB", spec.memory_mib,
-                      max_mib);
-  if (spec.vcpus < 1 || spec.vcpus > kMaxVcpus)
-    return make_error("{} vCPUs is out of range for the kvm engine: use 1 to {}", spec.vcpus, kMaxVcpus);
+  const EngineLimits limits = KvmEngine::limits();
+  if (spec.memory_mib < limits.min_memory_mib || spec.memory_mib > limits.max_memory_mib)
+    return make_error("guest memory of {} MiB is out of range for the kvm engine: use {} to {} MiB", spec.memory_mib,
+                      limits.min_memory_mib, limits.max_memory_mib);
+  if (spec.vcpus < 1 || spec.vcpus > limits.max_vcpus)
+    return make_error("{} vCPUs is out of range for the kvm engine: use 1 to {}", spec.vcpus, limits.max_vcpus);
   if (spec.disks.size() > kMaxDisks)
     return make_error("{} disks asked for; a guest can have at most {}", spec.disks.size(), kMaxDisks);
   return {};
@@ -139,6 +139,12 @@ Result<std::unique_ptr<KvmEngine>> KvmEngine::create(const EngineOptions&) {
   log::verbose("kvm engine: /dev/kvm, CPU {}", identity.to_string());
   return std::unique_ptr<KvmEngine>(
       new KvmEngine(std::move(sys), *caps, std::move(identity), std::move(supported), std::move(candidates)));
+}
+
+EngineLimits KvmEngine::limits() {
+  // 64 MiB: kiln's floor for a kernel plus the agent's initramfs (load_linux says more
+  // precisely when a kernel needs more).
+  return EngineLimits{64, static_cast<uint32_t>(layout::kMmioStart >> 20), kMaxVcpus};
 }
 
 std::string KvmEngine::identity() const { return std::string("kvm-") + KILN_VERSION + "/" + identity_.to_string(); }

@@ -29,6 +29,11 @@ class KvmEngine final : public Engine {
                                                 const SnapshotFiles& to) override;
   bool maps_overlays() const override { return true; }
 
+  /// The guests this engine boots: RAM is one slot from guest-physical 0 that must end
+  /// below the device window at layout::kMmioStart (3328 MiB: no RAM above 4 GiB yet),
+  /// and the guest CPUID topology is built for at most kMaxVcpus (64) vCPUs.
+  static EngineLimits limits();
+
   /// The kernel command line a guest of `spec` gets (spec's plus the device parameters).
   static std::string full_cmdline(const GuestSpec& spec);
 

@@ -25,9 +25,12 @@ Result<void> check_spec(const GuestSpec& spec) {
     if (!S_ISREG(st.st_mode)) return make_error("{} {} is not a regular file", what, path->string());
     if (::access(path->c_str(), R_OK) != 0) return make_error("{} {} is not readable", what, path->string());
   }
-  if (spec.memory_mib < 32 || spec.memory_mib > 1024 * 1024)
-    return make_error("guest memory of {} MiB is out of range: use 32 MiB to 1 TiB", spec.memory_mib);
-  if (spec.vcpus < 1 || spec.vcpus > 255) return make_error("{} vCPUs is out of range: use 1 to 255", spec.vcpus);
+  const EngineLimits limits = QemuEngine::limits();
+  if (spec.memory_mib < limits.min_memory_mib || spec.memory_mib > limits.max_memory_mib)
+    return make_error("guest memory of {} MiB is out of range: use {} to {} MiB", spec.memory_mib, limits.min_memory_mib,
+                      limits.max_memory_mib);
+  if (spec.vcpus < 1 || spec.vcpus > limits.max_vcpus)
+    return make_error("{} vCPUs is out of range: use 1 to {}", spec.vcpus, limits.max_vcpus);
   return {};
 }
 
@@ -70,6 +73,8 @@ Result<std::unique_ptr<QemuEngine>> QemuEngine::create(const EngineOptions& opti
   return std::unique_ptr<QemuEngine>(
       new QemuEngine(std::move(binary), std::move(version), std::move(accel), tsc_khz));
 }
+
+EngineLimits QemuEngine::limits() { return EngineLimits{32, 1024 * 1024, 255}; }
 
 std::string QemuEngine::identity() const { return "qemu-" + version_ + "/" + accel_name(accel_.accel); }
 

@@ -27,6 +27,11 @@ class QemuEngine final : public Engine {
   /// QEMU maps one memory file: layers are flattened for it (docs/snapshot-format.md).
   bool maps_overlays() const override { return false; }
 
+  /// The guests this engine boots: microvm maps RAM that does not fit below its 4 GiB
+  /// device window above 4 GiB, so memory is bounded by kiln's sanity cap (1 TiB);
+  /// vCPUs by kiln's cap of 255 (8-bit xAPIC IDs: no interrupt remapping on microvm).
+  static EngineLimits limits();
+
   /// The accelerator in use and whether "auto" picked it (the runner marks KVM unusable
   /// and retries with TCG when an auto-picked KVM cannot boot the guest).
   const AccelChoice& accel() const { return accel_; }
