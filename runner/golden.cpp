@@ -23,11 +23,17 @@ std::string console_tail(vmm::Vm& vm) {
   return console.empty() ? "(the guest printed nothing)" : console;
 }
 
+/// Where a bake failed: while the guest ran (starting the VMM, booting, saving: the
+/// accelerator may be at fault) or in the store (never the accelerator's doing).
+enum class BakeStage { store, guest };
+
 Result<snapshot::Snapshot> bake(snapshot::Store& store, const snapshot::SnapshotKey& key, vmm::Engine& engine,
                                 const vmm::GuestSpec& spec, Progress& progress, std::chrono::seconds timeout,
-                                bool verbose) {
+                                bool verbose, BakeStage& stage) {
   log::ScopedTimer total("bake total");
+  stage = BakeStage::store;
   KILN_ASSIGN_OR_RETURN(auto dir, store.begin_bake(key));
+  stage = BakeStage::guest;
   progress.step("baking the golden snapshot: cold-booting the guest");
   log::verbose("cold-booting {} ({} MiB, {} vCPU) on {}", spec.kernel.filename().string(), spec.memory_mib,
                spec.vcpus, engine.identity());
@@ -58,8 +64,45 @@ Result<snapshot::Snapshot> bake(snapshot::Store& store, const snapshot::Snapshot
     KILN_TRY(vm->save_snapshot(dir.files()));
   }
   vm->destroy();
+  stage = BakeStage::store;
   log::ScopedTimer t("bake: publish");
   return store.publish(std::move(dir), key);
+}
+
+/// Does `engine` run its guests on KVM (the kvm engine, or QEMU with -accel kvm)?
+bool runs_on_kvm(const vmm::Engine& engine) {
+  return engine.name() == "kvm" || engine.identity().ends_with("/kvm");
+}
+
+/// Did "auto" pick KVM for `engine`? Only such a KVM is ever judged: one the user named
+/// (--engine kvm, --accel kvm) is used as asked, and its failures reported.
+bool kvm_picked_by_auto(const vmm::EngineOptions& options, const vmm::Engine& engine) {
+  return runs_on_kvm(engine) && (engine.name() == "kvm" ? options.name == "auto" : options.accel == "auto");
+}
+
+/// `options` with every "auto" that could pick KVM resolved away from it: what "auto"
+/// picks once KVM is marked unusable. An explicit --accel kvm stays (QEMU on KVM).
+vmm::EngineOptions without_kvm(vmm::EngineOptions options) {
+  if (options.name == "auto") options.name = "qemu";
+  if (options.accel == "auto") options.accel = "tcg";
+  return options;
+}
+
+/// `golden` was found or baked after an auto-picked KVM failed to bake the same guest.
+/// If it runs without KVM, that proves KVM (not the guest, not the request) failed:
+/// remember it for this boot. Without such a failure, nothing is remembered.
+Golden settle(Golden golden, const std::optional<std::string>& kvm_failure) {
+  if (!kvm_failure) return golden;
+  if (runs_on_kvm(*golden.engine)) {
+    // Only with --engine auto --accel kvm: kiln's VMM failed where QEMU on KVM works.
+    log::info("the kvm engine could not boot the guest but QEMU on KVM could; nothing remembered: pass --engine qemu "
+              "to skip the kvm engine");
+    return golden;
+  }
+  vmm::mark_kvm_unusable(*kvm_failure);
+  log::info("KVM is present but could not boot the guest on this host; using {} instead (remembered until reboot)",
+            golden.engine->identity());
+  return golden;
 }
 
 }  // namespace
@@ -67,9 +110,13 @@ Result<snapshot::Snapshot> bake(snapshot::Store& store, const snapshot::Snapshot
 Result<Golden> ensure_golden(snapshot::Store& store, const PreparedGuest& guest,
                              const vmm::EngineOptions& engine_options, Progress& progress, bool force, bool verbose) {
   log::ScopedTimer timer("find golden snapshot");
+  vmm::EngineOptions options = engine_options;
+  // The first line of an auto-picked KVM's failed bake, until the guest comes up without
+  // KVM (settle() then records it) or fails there too (then it was never KVM's fault).
+  std::optional<std::string> kvm_failure;
   for (int attempt = 0; attempt < 3; ++attempt) {
     // Limits first (make_engine): a request the engine cannot serve fails here, before any lock or VM.
-    KILN_ASSIGN_OR_RETURN(auto engine, vmm::make_engine(engine_options, guest.spec));
+    KILN_ASSIGN_OR_RETURN(auto engine, vmm::make_engine(options, guest.spec));
     snapshot::SnapshotKey key = guest.key;
     key.engine = engine->identity();
     auto look = [&]() -> std::optional<snapshot::Snapshot> {
@@ -80,7 +127,7 @@ Result<Golden> ensure_golden(snapshot::Store& store, const PreparedGuest& guest,
         log::info("snapshot {} is unusable ({}); rebaking it", key.id().substr(0, 12), found.reason);
       return std::nullopt;
     };
-    if (auto snap = look()) return Golden{std::move(engine), std::move(*snap), false};
+    if (auto snap = look()) return settle(Golden{std::move(engine), std::move(*snap), false}, kvm_failure);
 
     KILN_ASSIGN_OR_RETURN(auto lock, store.lock_for_bake(key, [&progress] {
                             progress.step("waiting for another kiln to finish baking the golden snapshot");
@@ -88,22 +135,28 @@ Result<Golden> ensure_golden(snapshot::Store& store, const PreparedGuest& guest,
     // Whoever held the lock may have baked it meanwhile.
     if (!force) {
       auto again = store.lookup(key);
-      if (again.found()) return Golden{std::move(engine), std::move(*again.snapshot), false};
+      if (again.found()) return settle(Golden{std::move(engine), std::move(*again.snapshot), false}, kvm_failure);
     }
     // KVM picked by "auto" (the kvm engine, or qemu's accelerator) must prove itself with this bake.
-    bool auto_kvm = (engine_options.name == "auto" && engine->name() == "kvm") ||
-                    (engine_options.accel == "auto" && engine->identity().ends_with("/kvm"));
+    const bool auto_kvm = kvm_picked_by_auto(options, *engine);
     // Another kiln may have found KVM unusable while we waited for its lock.
     if (auto_kvm && vmm::kvm_marked_unusable() && attempt == 0) continue;
+    BakeStage stage = BakeStage::store;
     auto snap = bake(store, key, *engine, guest.spec, progress, auto_kvm ? kAutoKvmBootTimeout : kBootTimeout,
-                     verbose);
-    if (snap) return Golden{std::move(engine), std::move(*snap), true};
-    if (auto_kvm && attempt == 0 && snap.error().kind != ErrorKind::interrupted) {
-      vmm::mark_kvm_unusable(snap.error().message.substr(0, snap.error().message.find('\n')));
-      log::info("KVM is present but could not boot the guest on this host; using TCG instead (remembered until reboot)");
+                     verbose, stage);
+    if (snap) return settle(Golden{std::move(engine), std::move(*snap), true}, kvm_failure);
+    const Error& error = snap.error();
+    if (auto_kvm && stage == BakeStage::guest && error.kind != ErrorKind::interrupted) {
+      // Not remembered yet: a guest that cannot boot at all fails this way on KVM too.
+      kvm_failure = error.message.substr(0, error.message.find('\n'));
+      options = without_kvm(engine_options);
+      log::info("the guest did not come up with KVM ({}); trying {}", *kvm_failure,
+                options.accel == "kvm" ? "QEMU on KVM" : "without KVM");
       continue;
     }
-    return with_context("baking the golden snapshot", snap.error());
+    if (kvm_failure && error.kind != ErrorKind::interrupted)
+      return with_context(fmt::format("baking the golden snapshot (it failed with KVM too: {})", *kvm_failure), error);
+    return with_context("baking the golden snapshot", error);
   }
   return make_error("could not settle on an accelerator for the golden snapshot; pass --accel tcg");
 }

@@ -3,8 +3,9 @@
 // /dev/kvm being openable is not enough: on hosts with broken nested
 // virtualisation KVM runs a minimal guest but Linux hangs early in boot. Only a
 // real boot can tell, so the runner records a per-boot verdict
-// (mark_kvm_unusable) after an auto-selected KVM bake never reached the agent,
-// and "auto" honours it until the host reboots.
+// (mark_kvm_unusable) when an auto-selected KVM failed to bake a guest that then
+// came up without KVM (docs/engines.md, "When KVM is marked unusable"), and
+// "auto" honours it until the host reboots.
 #pragma once
 
 #include "common/result.h"
@@ -35,8 +36,9 @@ Result<void> probe_kvm();
 /// when KVM is unusable; "auto" never fails on a valid name: it falls back to TCG.
 Result<AccelChoice> choose_accel(std::string_view requested);
 
-/// Remember, until this host reboots, that KVM cannot run kiln's guests here.
-/// Best effort: failing to store the verdict only costs a slower fallback next time.
+/// Remember, until this host reboots, that KVM cannot run kiln's guests here. Only for a
+/// failure that proves it (the runner's rule: runner/golden.cpp). Best effort: failing to
+/// store the verdict only costs a slower fallback next time.
 void mark_kvm_unusable(const std::string& reason);
 /// Has mark_kvm_unusable() been called since this host booted?
 bool kvm_marked_unusable();

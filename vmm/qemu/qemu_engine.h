@@ -32,8 +32,8 @@ class QemuEngine final : public Engine {
   /// vCPUs by kiln's cap of 255 (8-bit xAPIC IDs: no interrupt remapping on microvm).
   static EngineLimits limits();
 
-  /// The accelerator in use and whether "auto" picked it (the runner marks KVM unusable
-  /// and retries with TCG when an auto-picked KVM cannot boot the guest).
+  /// The accelerator in use and whether "auto" picked it (the runner retries with TCG
+  /// when an auto-picked KVM cannot boot the guest, and marks KVM unusable once TCG could).
   const AccelChoice& accel() const { return accel_; }
   const std::filesystem::path& binary() const { return binary_; }
   const std::string& version() const { return version_; }
