@@ -34,9 +34,10 @@ class TimerRecorder {
   TimerRecorder(const TimerRecorder&) = delete;
   TimerRecorder& operator=(const TimerRecorder&) = delete;
 
-  bool ran(const std::string& name) const {
+  bool ran(const std::string& name) const { return times(name) > 0; }
+  size_t times(const std::string& name) const {
     std::lock_guard lock(mutex());
-    return names().count(name) > 0;
+    return names().count(name);
   }
 
  private:
@@ -44,8 +45,8 @@ class TimerRecorder {
     static std::mutex m;
     return m;
   }
-  static std::set<std::string>& names() {
-    static std::set<std::string> n;
+  static std::multiset<std::string>& names() {
+    static std::multiset<std::string> n;
     return n;
   }
   static void record(const char* name, double) {

@@ -7,6 +7,7 @@
 #include "env_guard.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 namespace kiln::vmm {
 namespace {
@@ -105,6 +106,18 @@ TEST_F(EngineChoiceTest, AutoPicksTheOnlyEngineThatServesTheRequest) {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(dir_->path() / "host", ec))
     EXPECT_FALSE(e.path().filename().string().starts_with("kvm-")) << "recorded: " << e.path().filename();
+}
+
+// Where /dev/kvm is missing, a failed probe is not remembered: every auto run probes.
+TEST_F(EngineChoiceTest, AutoWithoutDevKvmPicksQemuAndRecordsNothing) {
+  if (::access("/dev/kvm", F_OK) == 0) GTEST_SKIP() << "this host has a /dev/kvm (engine_choice_kvm_test.cpp covers it)";
+  for (int run = 0; run < 2; ++run) {
+    auto engine = make_engine(EngineOptions{"auto", "tcg", false});
+    ASSERT_TRUE(engine) << engine.error().message;
+    EXPECT_EQ((*engine)->name(), "qemu");
+  }
+  EXPECT_EQ(timers_.times("kvm: usability probe"), 2u);
+  EXPECT_FALSE(std::filesystem::exists(dir_->path() / "host" / ("kvm-ran-a-guest-" + testing::this_boot_id())));
 }
 
 }  // namespace
