@@ -1,6 +1,7 @@
 #include "runner/agent_client.h"
 
 #include "common/log.h"
+#include "runner/guest_text.h"
 #include "runner/interrupt.h"
 
 #include <poll.h>
@@ -109,7 +110,8 @@ Result<void> AgentClient::expect_ok(Deadline deadline, const std::string& what) 
   if (f.type == MsgType::ok) return {};
   if (f.type == MsgType::error) {
     auto e = proto::decode_error(f.payload);
-    return make_error("{}: the guest agent says: {}", what, e ? e->message : "(malformed error frame)");
+    return make_error("{}: the guest agent says: {}", what,
+                      e ? escape_guest_text(e->message) : "(malformed error frame)");
   }
   return make_error("{}: unexpected {} frame from the guest agent", what, proto::type_name(f.type));
 }

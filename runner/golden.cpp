@@ -2,6 +2,7 @@
 
 #include "common/log.h"
 #include "runner/agent_client.h"
+#include "runner/guest_text.h"
 #include "vmm/accel.h"
 
 #include <unistd.h>
@@ -16,12 +17,6 @@ constexpr auto kBootTimeout = 120s;
 // KVM picked automatically gets less: a host whose /dev/kvm opens but cannot run
 // Linux (broken nested virtualisation) must fall back to TCG quickly.
 constexpr auto kAutoKvmBootTimeout = 25s;
-
-std::string console_tail(vmm::Vm& vm) {
-  std::string console = vm.console_output();
-  if (console.size() > 3000) console = "..." + console.substr(console.size() - 3000);
-  return console.empty() ? "(the guest printed nothing)" : console;
-}
 
 /// Where a bake failed: while the guest ran (starting the VMM, booting, saving: the
 /// accelerator may be at fault) or in the store (never the accelerator's doing).
@@ -50,7 +45,7 @@ Result<snapshot::Snapshot> bake(snapshot::Store& store, const snapshot::Snapshot
       if (hello.error().kind == ErrorKind::interrupted) return hello.take_error();
       // Never report a boot failure as the test's timeout: it is a VM-level failure.
       return make_error("the guest did not come up: {}\n--- guest console (tail) ---\n{}", hello.error().message,
-                        console_tail(*vm));
+                        guest_console_tail(*vm));
     }
     log::verbose("guest agent {} is ready", hello->agent_version);
   }

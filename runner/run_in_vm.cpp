@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "runner/agent_client.h"
 #include "runner/exit_codes.h"
+#include "runner/guest_text.h"
 
 #include <fcntl.h>
 #include <sys/random.h>
@@ -105,13 +106,15 @@ Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, cons
         auto e = proto::decode_exec_failed(f.payload);
         if (!e) return make_error("malformed exec_failed frame from the guest agent");
         int code = e->err == ENOENT ? exit_code::not_found : exit_code::not_executable;
+        std::string message = escape_guest_text(e->message);
         log::error(e->err == ENOENT ? fmt::format("{}: command not found in the guest", argv0)
-                                    : fmt::format("{}: cannot execute in the guest: {}", argv0, e->message));
-        return RunOutcome{code, e->message};
+                                    : fmt::format("{}: cannot execute in the guest: {}", argv0, message));
+        return RunOutcome{code, message};
       }
       case MsgType::error: {
         auto e = proto::decode_error(f.payload);
-        return make_error("the guest agent could not run the command: {}", e ? e->message : "(malformed)");
+        return make_error("the guest agent could not run the command: {}",
+                          e ? escape_guest_text(e->message) : "(malformed)");
       }
       default:
         return make_error("unexpected {} frame while the command runs", proto::type_name(f.type));
@@ -133,11 +136,6 @@ Result<void> sync_and_place(AgentClient& agent, const Payload& payload, const pr
   return {};
 }
 
-std::string console_tail(vmm::Vm& vm) {
-  std::string console = vm.console_output();
-  return console.size() > 2000 ? console.substr(console.size() - 2000) : console;
-}
-
 }  // namespace
 
 std::vector<std::string> default_guest_env() {
@@ -157,9 +155,9 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
                       : Clock::time_point::max();
   log::ScopedTimer exec_timer("command");
   auto outcome = stream_until_exit(agent, deadline, request.argv.front(), to_host_streams);
-  if (request.verbose) write_all(STDERR_FILENO, vm.console_output());
+  if (request.verbose) write_all(STDERR_FILENO, escape_guest_text(vm.console_output(), true));
   if (!outcome && outcome.error().kind == ErrorKind::general)
-    return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message, console_tail(vm));
+    return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message, guest_console_tail(vm));
   return outcome;
 }
 
@@ -189,7 +187,7 @@ Result<SetupOutcome> run_setup(vmm::Vm& vm, const Payload& payload, const std::s
       return make_error("the setup command did not finish within {} s (nothing was saved); its output so far:\n{}",
                         std::chrono::duration_cast<std::chrono::seconds>(kSetupTimeout).count(), result.output);
     if (outcome.error().kind != ErrorKind::general) return outcome.take_error();
-    return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message, console_tail(vm));
+    return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message, guest_console_tail(vm));
   }
   result.exit_code = outcome->exit_code;
   result.summary = outcome->summary;

@@ -104,3 +104,11 @@ TEST_F(AgentClientTest, ErrorReplyNamesTheRequest) {
   EXPECT_NE(r.error().message.find("placing /x"), std::string::npos);
   EXPECT_NE(r.error().message.find("disk full"), std::string::npos);
 }
+
+TEST_F(AgentClientTest, ErrorReplyIsEscaped) {
+  auto agent = client();
+  guest_sends(proto::encode_frame(MsgType::error, proto::encode(proto::ErrorReply{"no\x1b[2J\rspace"})));
+  auto r = agent.expect_ok(soon(), "placing /x");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("no\\x1b[2J\\rspace"), std::string::npos) << r.error().message;
+}
