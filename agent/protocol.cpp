@@ -50,7 +50,7 @@ std::string encode_frame(MsgType type, std::string_view payload) {
   std::string out;
   out.reserve(kHeaderSize + payload.size());
   put_le(out, kMagic, 2);
-  put_le(out, kVersion, 1);
+  put_le(out, kFrameVersion, 1);
   put_le(out, static_cast<uint8_t>(type), 1);
   put_le(out, payload.size(), 4);
   out.append(payload);
@@ -76,8 +76,8 @@ bool FrameDecoder::check_header() {
   auto length = static_cast<uint32_t>(get_le(h + 4, 4));
   if (magic != kMagic) {
     error_ = "bad frame magic (the channel carried bytes that are not kiln protocol)";
-  } else if (version != kVersion) {
-    error_ = "protocol version " + std::to_string(version) + ", expected " + std::to_string(kVersion) +
+  } else if (version != kFrameVersion) {
+    error_ = "frame format " + std::to_string(version) + ", expected " + std::to_string(kFrameVersion) +
              " (agent and host come from different kiln builds)";
   } else if (length > kMaxPayload) {
     error_ = "frame of " + std::to_string(length) + " bytes exceeds the " + std::to_string(kMaxPayload) +
@@ -175,7 +175,10 @@ std::vector<std::string> Reader::strs(uint32_t max_count) {
   return v;
 }
 
-std::string encode(const Hello& m) { return Writer().u32(m.protocol_version).str(m.agent_version).take(); }
+std::string encode(const Hello& m) {
+  return Writer().u32(m.protocol_version).str(m.agent_version).u32(m.min_protocol_version).u64(m.features).take();
+}
+std::string encode(const HelloAck& m) { return Writer().u32(m.protocol_version).u64(m.features).take(); }
 std::string encode(const Sync& m) { return Writer().u64(m.realtime_ns).str(m.entropy).take(); }
 std::string encode(const PutFile& m) { return Writer().str(m.path).u32(m.mode).u64(m.size).take(); }
 std::string encode(const Symlink& m) { return Writer().str(m.path).str(m.target).take(); }
@@ -195,8 +198,23 @@ std::optional<Hello> decode_hello(std::string_view p) {
   Reader r(p);
   Hello m;
   m.protocol_version = r.u32();
-  m.agent_version = r.str(256);
+  m.agent_version = r.str(kMaxAgentVersion);
+  if (r.done()) {  // protocol 1 ended here
+    m.min_protocol_version = m.protocol_version;
+    m.features = 0;
+    return m;
+  }
+  m.min_protocol_version = r.u32();
+  m.features = r.u64();
+  if (m.min_protocol_version > m.protocol_version) return std::nullopt;
   return finish(r, std::move(m));
+}
+std::optional<HelloAck> decode_hello_ack(std::string_view p) {
+  Reader r(p);
+  HelloAck m;
+  m.protocol_version = r.u32();
+  m.features = r.u64();
+  return finish(r, m);
 }
 std::optional<Sync> decode_sync(std::string_view p) {
   Reader r(p);
@@ -259,14 +277,24 @@ std::optional<ExecFailed> decode_exec_failed(std::string_view p) {
   Reader r(p);
   ExecFailed m;
   m.err = r.i32();
-  m.message = r.str(4096);
+  m.message = r.str(kMaxMessage);
   return finish(r, std::move(m));
 }
 std::optional<ErrorReply> decode_error(std::string_view p) {
   Reader r(p);
   ErrorReply m;
-  m.message = r.str(4096);
+  m.message = r.str(kMaxMessage);
   return finish(r, std::move(m));
+}
+std::optional<uint32_t> common_version(uint32_t peer_min, uint32_t peer_max) {
+  uint32_t newest = peer_max < kProtocolVersion ? peer_max : kProtocolVersion;
+  uint32_t oldest = peer_min > kMinProtocolVersion ? peer_min : kMinProtocolVersion;
+  if (newest < oldest) return std::nullopt;
+  return newest;
+}
+
+std::string version_range(uint32_t min, uint32_t max) {
+  return min == max ? std::to_string(max) : std::to_string(min) + "-" + std::to_string(max);
 }
 
 bool is_safe_guest_path(std::string_view path) {

@@ -14,26 +14,39 @@
 
 namespace kiln::proto {
 
-inline constexpr uint16_t kMagic = 0x4C4B;          // "KL" little-endian on the wire
-inline constexpr uint8_t kVersion = 1;
+inline constexpr uint16_t kMagic = 0x4C4B;  // "KL" little-endian on the wire
+/// Layout of the 8-byte frame header. It changes only if the header does, so
+/// builds of different protocol versions can still read each other's hello.
+inline constexpr uint8_t kFrameVersion = 1;
+/// The newest and the oldest message-set version this build speaks. hello and
+/// hello_ack agree on one; every other message follows that version's layout.
+inline constexpr uint32_t kProtocolVersion = 2;
+inline constexpr uint32_t kMinProtocolVersion = 2;
 inline constexpr size_t kHeaderSize = 8;
 inline constexpr uint32_t kMaxPayload = 1u << 20;  // 1 MiB: larger frames are garbage
 inline constexpr uint32_t kMaxArgs = 4096;          // argv / env entries per exec
 inline constexpr uint32_t kMaxEntropy = 4096;
+inline constexpr uint32_t kMaxMessage = 4096;       // error / exec_failed text
+inline constexpr uint32_t kMaxAgentVersion = 256;
 /// Name of the virtio-serial port carrying the protocol (/sys/class/virtio-ports/*/name).
 inline constexpr const char* kAgentPortName = "org.kiln.agent.0";
 
+/// Optional features, offered by the agent in hello and chosen by the host in hello_ack.
+/// Bits not listed are reserved: an agent never offers them, a host never picks them.
+/// Every feature this build implements (none yet).
+inline constexpr uint64_t kFeatures = 0;
+
 enum class MsgType : uint8_t {
   // guest -> host
-  hello = 1,        ///< agent is up: u32 protocol version, str agent version
-  ok = 2,           ///< the oldest outstanding request succeeded
-  error = 3,        ///< the oldest outstanding request failed: str message
-  stdout_data = 4,  ///< bytes the command wrote to stdout
-  stderr_data = 5,  ///< bytes the command wrote to stderr
-  exit = 6,         ///< the command ended: u8 how (0 exited, 1 signal), i32 code
-  exec_failed = 7,  ///< exec did not start: i32 errno, str message
+  hello = 1,         ///< agent is up: its protocol versions, agent version, features
+  ok = 2,            ///< the oldest outstanding request succeeded
+  error = 3,         ///< the oldest outstanding request failed: str message
+  stdout_data = 4,   ///< bytes the command wrote to stdout
+  stderr_data = 5,   ///< bytes the command wrote to stderr
+  exit = 6,          ///< the command ended: u8 how (0 exited, 1 signal), i32 code
+  exec_failed = 7,   ///< exec did not start: i32 errno, str message
   // host -> guest
-  hello_ack = 16,   ///< host saw hello; agent stops announcing and replies ok
+  hello_ack = 16,   ///< the protocol version and features the host uses -> ok | error
   sync = 17,        ///< u64 realtime ns, bytes entropy -> ok
   put_file = 18,    ///< str path, u32 mode, u64 size; then `size` bytes in file_data -> ok
   file_data = 19,   ///< bytes of the file being put
@@ -118,8 +131,14 @@ class Reader {
 // ---- messages ----
 
 struct Hello {
-  uint32_t protocol_version = kVersion;
+  uint32_t protocol_version = kProtocolVersion;  ///< the newest the agent speaks
   std::string agent_version;
+  uint32_t min_protocol_version = kMinProtocolVersion;  ///< the oldest it speaks
+  uint64_t features = kFeatures;                        ///< what it offers
+};
+struct HelloAck {
+  uint32_t protocol_version = kProtocolVersion;  ///< the one both ends use from now on
+  uint64_t features = 0;                         ///< what the host uses (a subset of the offer)
 };
 struct Sync {
   uint64_t realtime_ns = 0;
@@ -156,6 +175,7 @@ struct ErrorReply {
 };
 
 std::string encode(const Hello& m);
+std::string encode(const HelloAck& m);
 std::string encode(const Sync& m);
 std::string encode(const PutFile& m);
 std::string encode(const Symlink& m);
@@ -165,7 +185,10 @@ std::string encode(const Exit& m);
 std::string encode(const ExecFailed& m);
 std::string encode(const ErrorReply& m);
 
+/// Also accepts protocol 1's shorter hello (version and agent version only; it
+/// then offers no features and speaks only that version), so the error can name it.
 std::optional<Hello> decode_hello(std::string_view payload);
+std::optional<HelloAck> decode_hello_ack(std::string_view payload);
 std::optional<Sync> decode_sync(std::string_view payload);
 std::optional<PutFile> decode_put_file(std::string_view payload);
 std::optional<Symlink> decode_symlink(std::string_view payload);
@@ -174,6 +197,12 @@ std::optional<Exec> decode_exec(std::string_view payload);
 std::optional<Exit> decode_exit(std::string_view payload);
 std::optional<ExecFailed> decode_exec_failed(std::string_view payload);
 std::optional<ErrorReply> decode_error(std::string_view payload);
+
+/// The newest protocol version both this build and a peer speaking
+/// [peer_min, peer_max] know, or nothing when the ranges do not meet.
+std::optional<uint32_t> common_version(uint32_t peer_min, uint32_t peer_max);
+/// "2" or "2-3": a version range for messages.
+std::string version_range(uint32_t min, uint32_t max);
 
 /// Guest paths must be absolute, without "..", NUL or empty components.
 bool is_safe_guest_path(std::string_view path);

@@ -29,6 +29,16 @@ std::string bounded(std::string s) {
   return s;
 }
 
+std::string hex(uint64_t v) {
+  const char* digits = "0123456789abcdef";
+  std::string out;
+  do {
+    out.insert(out.begin(), digits[v & 0xf]);
+    v >>= 4;
+  } while (v != 0);
+  return out;
+}
+
 int64_t monotonic_ms() {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -60,8 +70,27 @@ void Server::reply(const Status& status) {
   send(MsgType::error, proto::encode(proto::ErrorReply{bounded(status.message())}));
 }
 
+Status Server::agree(const std::string& payload) {
+  agreed_.reset();
+  const std::string ours = cat("this agent (kiln-agent ", KILN_VERSION, ") speaks protocol ",
+                               proto::version_range(proto::kMinProtocolVersion, proto::kProtocolVersion),
+                               " with features 0x", hex(proto::kFeatures));
+  auto ack = proto::decode_hello_ack(payload);
+  if (!ack)
+    return Status::fail(cat("kiln sent a hello_ack without a protocol choice (as kiln did before protocol 2); ", ours,
+                            "; use kiln and kiln-agent from the same build"));
+  if (ack->protocol_version < proto::kMinProtocolVersion || ack->protocol_version > proto::kProtocolVersion ||
+      (ack->features & ~proto::kFeatures) != 0)
+    return Status::fail(cat("kiln asked for protocol ", ack->protocol_version, " with features 0x", hex(ack->features),
+                            "; ", ours, "; use kiln and kiln-agent from the same build"));
+  agreed_ = *ack;
+  return Status::ok();
+}
+
 void Server::announce() {
-  const std::string hello = proto::encode(proto::Hello{proto::kVersion, KILN_VERSION});
+  proto::Hello ours;
+  ours.agent_version = KILN_VERSION;
+  const std::string hello = proto::encode(ours);
   log("version ", KILN_VERSION, " ready, announcing itself to the host");
   for (;;) {
     send(MsgType::hello, hello);
@@ -73,8 +102,15 @@ void Server::announce() {
       while (auto frame = channel_.pop()) {
         if (frame->type == MsgType::hello_ack) {
           (void)channel_.take_garbage_seen();  // whatever came before the ack does not count
-          send(MsgType::ok);
-          return;
+          Status agreed = agree(frame->payload);
+          if (agreed.is_ok()) {
+            send(MsgType::ok);
+            return;
+          }
+          // Not served: the host reports this and gives up; keep announcing meanwhile.
+          log("cannot agree with the host: ", agreed.message());
+          send(MsgType::error, proto::encode(proto::ErrorReply{bounded(agreed.message())}));
+          continue;
         }
         log("ignoring a ", proto::type_name(frame->type), " frame that came before hello_ack");
       }
@@ -134,7 +170,7 @@ void Server::handle(proto::Frame& frame) {
   reply_owed_ = true;
   switch (frame.type) {
     case MsgType::hello_ack:
-      reply(Status::ok());  // a repeated ack: answer it like the first one
+      reply(agree(frame.payload));  // after a restore: the restoring kiln states its choice again
       break;
     case MsgType::sync:
       on_sync(frame.payload);
@@ -197,6 +233,7 @@ void Server::on_exec(const std::string& payload) {
   auto req = proto::decode_exec(payload);
   if (!req) return reply(Status::fail("malformed exec request"));
   if (poisoned_) return reply(Status::fail("not run: an earlier request failed"));
+  if (!agreed_) return reply(Status::fail("not run: no protocol version was agreed (hello_ack missing or refused)"));
   ExecResult r = run_exec(channel_, reaper_, *req);
   switch (r.kind) {
     case ExecResult::Kind::exited:

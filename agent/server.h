@@ -5,7 +5,8 @@
 //
 // Poison rule: once a request has failed since the last SYNC (or input was
 // lost to garbage), a later EXEC is refused: it would run against a payload
-// that is not what the host sent.
+// that is not what the host sent. EXEC also needs a protocol version agreed by
+// HELLO_ACK.
 #pragma once
 
 #include <optional>
@@ -21,8 +22,9 @@ class Server {
  public:
   Server(Channel& channel, Reaper& reaper) : channel_(channel), reaper_(reaper) {}
 
-  /// Sends HELLO every 200 ms until HELLO_ACK arrives, then replies OK. The host
-  /// snapshots the VM right after, while this agent is blocked reading the channel.
+  /// Sends HELLO every 200 ms until a HELLO_ACK this agent can honour arrives, then
+  /// replies OK (a HELLO_ACK it cannot honour gets ERROR naming both versions). The
+  /// host snapshots the VM right after, while this agent is blocked reading the channel.
   void announce();
 
   /// Serves requests forever; never throws (PID 1 must not die).
@@ -31,6 +33,8 @@ class Server {
  private:
   void wait_for_input();
   void handle(proto::Frame& frame);
+  /// HELLO_ACK: the host's choice of version and features, checked against ours.
+  Status agree(const std::string& payload);
   void on_sync(const std::string& payload);
   void on_put_file(const std::string& payload);
   void on_file_data(const std::string& payload);
@@ -44,6 +48,7 @@ class Server {
   Channel& channel_;
   Reaper& reaper_;
   std::optional<FilePut> put_;
+  std::optional<proto::HelloAck> agreed_;  // what the last good HELLO_ACK chose
   bool poisoned_ = false;
   bool reply_owed_ = false;  // the current request has not had its terminal reply yet
 };

@@ -17,11 +17,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!decoder.feed(p, n)) break;
     while (auto frame = decoder.next()) {
       switch (frame->type) {
-        case MsgType::hello: (void)decode_hello(frame->payload); break;
+        case MsgType::hello:
+          if (auto h = decode_hello(frame->payload)) (void)common_version(h->min_protocol_version, h->protocol_version);
+          break;
         case MsgType::error: (void)decode_error(frame->payload); break;
         case MsgType::exit: (void)decode_exit(frame->payload); break;
         case MsgType::exec_failed: (void)decode_exec_failed(frame->payload); break;
         // Host->guest decoders run in the agent; fuzz them here too.
+        case MsgType::hello_ack: (void)decode_hello_ack(frame->payload); break;
         case MsgType::sync: (void)decode_sync(frame->payload); break;
         case MsgType::put_file: (void)decode_put_file(frame->payload); break;
         case MsgType::symlink: (void)decode_symlink(frame->payload); break;

@@ -122,20 +122,36 @@ Result<proto::Hello> AgentClient::handshake(Deadline deadline) {
   for (;;) {
     KILN_ASSIGN_OR_RETURN(auto f, next_frame(deadline));
     if (f.type == MsgType::hello) {
+      if (hello) continue;
       auto h = proto::decode_hello(f.payload);
       if (!h) return make_error("malformed hello from the guest agent");
-      if (h->protocol_version != proto::kVersion)
-        return make_error("guest agent speaks protocol {}, kiln speaks {}: rebuild the initramfs with this kiln",
-                          h->protocol_version, proto::kVersion);
-      if (!hello) {
-        hello = *h;
-        send(MsgType::hello_ack, "");
-      }
+      h->agent_version = escape_guest_text(h->agent_version);
+      auto version = proto::common_version(h->min_protocol_version, h->protocol_version);
+      if (!version)
+        return make_error(
+            "the guest agent (kiln-agent {}) speaks agent protocol {}, this kiln speaks {}: they come from "
+            "different kiln builds; use the kiln-agent built with this kiln (KILN_AGENT, or beside the kiln binary)",
+            h->agent_version, proto::version_range(h->min_protocol_version, h->protocol_version),
+            proto::version_range(proto::kMinProtocolVersion, proto::kProtocolVersion));
+      send(MsgType::hello_ack, proto::encode(proto::HelloAck{*version, h->features & proto::kFeatures}));
+      hello = std::move(h);
       continue;
     }
-    if (f.type == MsgType::ok && hello) return *hello;
+    if (f.type == MsgType::ok && hello) {
+      KILN_TRY(flush(deadline));  // nothing left by then in a real exchange: the ok answers our ack
+      return *hello;
+    }
+    if (f.type == MsgType::error && hello) {
+      auto e = proto::decode_error(f.payload);
+      return make_error("the guest agent (kiln-agent {}) refused this kiln's protocol choice: {}", hello->agent_version,
+                        e ? escape_guest_text(e->message) : "(malformed error frame)");
+    }
     return make_error("unexpected {} frame while waiting for the guest agent's hello", proto::type_name(f.type));
   }
+}
+
+void AgentClient::restate_agreement() {
+  send(MsgType::hello_ack, proto::encode(proto::HelloAck{proto::kProtocolVersion, proto::kFeatures}));
 }
 
 }  // namespace kiln::runner

@@ -21,8 +21,15 @@ class AgentClient {
   /// `vm_dead` returns a description once the VM's process has died.
   AgentClient(int fd, std::function<std::optional<std::string>()> vm_dead);
 
-  /// Bake: wait for the agent's hello, acknowledge it, and wait for its ok.
+  /// Bake: wait for the agent's hello, answer with the newest protocol version and
+  /// the features both ends have (hello_ack), and wait for its ok. A peer with no
+  /// version in common is an error naming both. The returned agent_version is
+  /// escaped for display (guest_text.h).
   Result<proto::Hello> handshake(Deadline deadline);
+  /// After a restore: queue a hello_ack restating this build's version and features.
+  /// The agent in a snapshot agreed with the kiln that baked it, which need not be
+  /// this one; its ok / error is the reply to the next expect_ok.
+  void restate_agreement();
   /// Queue a request; it is written by the next wait. Requests pipeline: each gets one reply.
   void send(proto::MsgType type, std::string_view payload);
   /// Queue a file's bytes as file_data frames after its put_file header.

@@ -126,10 +126,12 @@ Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, cons
 Result<void> sync_and_place(AgentClient& agent, const Payload& payload, const proto::Exec* exec) {
   log::ScopedTimer setup("sync + payload");
   auto deadline = Clock::now() + kSetupTimeout;
-  // Pipeline everything: sync, payload, exec go out back to back; replies come in order.
+  // Pipeline everything: agreement, sync, payload, exec go out back to back; replies come in order.
+  agent.restate_agreement();
   agent.send(MsgType::sync, proto::encode(proto::Sync{realtime_ns(), fresh_entropy()}));
   KILN_ASSIGN_OR_RETURN(size_t payload_requests, queue_payload(agent, payload));
   if (exec) agent.send(MsgType::exec, proto::encode(*exec));
+  KILN_TRY(agent.expect_ok(deadline, "agreeing on the agent protocol"));
   KILN_TRY(agent.expect_ok(deadline, "setting the guest clock and entropy"));
   for (size_t i = 0; i < payload_requests; ++i)
     KILN_TRY(agent.expect_ok(deadline, "placing " + payload.entries()[i].path + " in the guest"));

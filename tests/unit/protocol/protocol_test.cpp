@@ -19,7 +19,7 @@ std::vector<Frame> decode_all(const std::string& bytes, size_t chunk) {
 }  // namespace
 
 TEST(Frame, RoundTripsAcrossArbitraryChunking) {
-  std::string wire = encode_frame(MsgType::hello, encode(Hello{kVersion, "1.2.3"})) +
+  std::string wire = encode_frame(MsgType::hello, encode(Hello{kProtocolVersion, "1.2.3"})) +
                      encode_frame(MsgType::stdout_data, std::string(70000, 'x')) +
                      encode_frame(MsgType::ok, "");
   for (size_t chunk : {1, 7, 4096, 1 << 20}) {
@@ -49,12 +49,13 @@ TEST(Frame, RejectsOversizedFrameBeforeBufferingIt) {
   EXPECT_NE(d.error().find("exceeds"), std::string::npos);
 }
 
-TEST(Frame, RejectsOtherProtocolVersion) {
+TEST(Frame, RejectsOtherFrameFormat) {
   std::string wire = encode_frame(MsgType::ok, "");
+  EXPECT_EQ(wire[2], 1);  // the header byte is the frame format, not the protocol version
   wire[2] = 9;
   FrameDecoder d;
   EXPECT_FALSE(d.feed(wire.data(), wire.size()));
-  EXPECT_NE(d.error().find("version 9"), std::string::npos);
+  EXPECT_NE(d.error().find("frame format 9, expected 1"), std::string::npos) << d.error();
 }
 
 TEST(Frame, BuffersOnlyWhatIsPending) {
@@ -76,10 +77,44 @@ TEST(Messages, ExecRoundTrip) {
   EXPECT_EQ(back->cwd, e.cwd);
 }
 
-TEST(Messages, ExecRejectsEmptyArgvAndBadEnv) {
-  EXPECT_FALSE(decode_exec(encode(Exec{{}, {}, "/"})));
-  EXPECT_FALSE(decode_exec(encode(Exec{{"x"}, {"NOEQUALS"}, "/"})));
-  EXPECT_FALSE(decode_exec(encode(Exec{{"x"}, {}, "relative"})));
+TEST(Messages, HelloCarriesVersionsAndFeatures) {
+  Hello h{5, "9.9", 3, 0x5};
+  auto back = decode_hello(encode(h));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->protocol_version, 5u);
+  EXPECT_EQ(back->agent_version, "9.9");
+  EXPECT_EQ(back->min_protocol_version, 3u);
+  EXPECT_EQ(back->features, 0x5u);
+  EXPECT_FALSE(decode_hello(encode(Hello{2, "x", 3, 0})));  // oldest above newest
+  EXPECT_FALSE(decode_hello(encode(h) + "x"));
+}
+
+TEST(Messages, ProtocolOneHelloDecodesSoItsVersionCanBeNamed) {
+  // What a protocol 1 agent sent: u32 version, str agent version, nothing else.
+  auto old = decode_hello(Writer().u32(1).str("0.0.9").take());
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->protocol_version, 1u);
+  EXPECT_EQ(old->min_protocol_version, 1u);
+  EXPECT_EQ(old->features, 0u);
+  EXPECT_EQ(old->agent_version, "0.0.9");
+}
+
+TEST(Messages, HelloAckRoundTrip) {
+  auto back = decode_hello_ack(encode(HelloAck{2, 0x3}));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->protocol_version, 2u);
+  EXPECT_EQ(back->features, 0x3u);
+  EXPECT_FALSE(decode_hello_ack(""));  // protocol 1's hello_ack was empty
+}
+
+TEST(Versions, CommonVersionIsTheNewestBothSpeak) {
+  static_assert(kMinProtocolVersion == 2 && kProtocolVersion == 2, "update these cases with the range");
+  EXPECT_EQ(common_version(2, 2), 2u);
+  EXPECT_EQ(common_version(1, 7), 2u);
+  EXPECT_FALSE(common_version(1, 1));
+  EXPECT_FALSE(common_version(3, 4));
+  EXPECT_EQ(version_range(2, 2), "2");
+  EXPECT_EQ(version_range(2, 4), "2-4");
 }
 
 TEST(Messages, ExitCodesAreRangeChecked) {

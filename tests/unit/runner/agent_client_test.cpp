@@ -84,16 +84,87 @@ TEST_F(AgentClientTest, GuestHangUpIsAnError) {
 
 TEST_F(AgentClientTest, HandshakeSkipsRepeatedHellos) {
   auto agent = client();
-  std::string hello = proto::encode_frame(MsgType::hello, proto::encode(proto::Hello{proto::kVersion, "t"}));
+  std::string hello = proto::encode_frame(MsgType::hello, proto::encode(proto::Hello{2, "t", 2, 0}));
   guest_sends(hello + hello + hello + proto::encode_frame(MsgType::ok, ""));
   auto h = agent.handshake(soon());
   ASSERT_TRUE(h.ok()) << h.error().message;
   EXPECT_EQ(h->agent_version, "t");
-  // Exactly one hello_ack went to the guest.
+  // Exactly one hello_ack went to the guest: header + u32 version + u64 features.
   char buf[64];
   ssize_t n = ::read(fds_[1], buf, sizeof buf);
-  EXPECT_EQ(n, static_cast<ssize_t>(proto::kHeaderSize));
+  EXPECT_EQ(n, static_cast<ssize_t>(proto::kHeaderSize + 12));
   EXPECT_EQ(static_cast<uint8_t>(buf[3]), static_cast<uint8_t>(MsgType::hello_ack));
+}
+
+TEST_F(AgentClientTest, HandshakeAnswersWithTheNewestCommonVersionAndTheSharedFeatures) {
+  auto agent = client();
+  // An agent newer than this kiln: speaks 1..9 and offers features this kiln does not know.
+  const uint64_t offered = (1ull << 40) | (1ull << 63);
+  guest_sends(proto::encode_frame(MsgType::hello, proto::encode(proto::Hello{9, "new", 1, offered})) +
+              proto::encode_frame(MsgType::ok, ""));
+  ASSERT_TRUE(agent.handshake(soon()).ok());
+  char buf[64];
+  ASSERT_EQ(::read(fds_[1], buf, sizeof buf), static_cast<ssize_t>(proto::kHeaderSize + 12));
+  auto ack = proto::decode_hello_ack(std::string_view(buf + proto::kHeaderSize, 12));
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->protocol_version, 2u);  // this kiln's newest
+  EXPECT_EQ(ack->features, 0u);  // none this kiln knows
+}
+
+TEST_F(AgentClientTest, AnAgentFromAnOlderKilnIsRefusedNamingBothVersions) {
+  auto agent = client();
+  // Protocol 1's hello: u32 version, str agent version.
+  guest_sends(proto::encode_frame(MsgType::hello, proto::Writer().u32(1).str("0.0.1").take()));
+  auto h = agent.handshake(soon());
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.error().message.find("kiln-agent 0.0.1) speaks agent protocol 1, this kiln speaks 2"),
+            std::string::npos)
+      << h.error().message;
+  char buf[64];
+  EXPECT_EQ(::recv(fds_[1], buf, sizeof buf, MSG_DONTWAIT), -1) << "no hello_ack may go to an agent it cannot serve";
+}
+
+TEST_F(AgentClientTest, AnAgentTooNewIsRefusedNamingBothVersions) {
+  auto agent = client();
+  guest_sends(proto::encode_frame(MsgType::hello, proto::encode(proto::Hello{7, "9.0", 5, 0})));
+  auto h = agent.handshake(soon());
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.error().message.find("speaks agent protocol 5-7, this kiln speaks 2"), std::string::npos)
+      << h.error().message;
+}
+
+TEST_F(AgentClientTest, AnAgentRefusingTheChoiceIsAnErrorWithItsReasonEscaped) {
+  auto agent = client();
+  guest_sends(proto::encode_frame(MsgType::hello, proto::encode(proto::Hello{2, "a\x1b[2Jb", 2, 0})) +
+              proto::encode_frame(MsgType::error, proto::encode(proto::ErrorReply{"speaks 3\x1b]0;pwned\x07"})));
+  auto h = agent.handshake(soon());
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.error().message.find("kiln-agent a\\x1b[2Jb) refused"), std::string::npos) << h.error().message;
+  EXPECT_NE(h.error().message.find("speaks 3\\x1b]0;pwned\\x07"), std::string::npos) << h.error().message;
+  EXPECT_EQ(h.error().message.find('\x1b'), std::string::npos);
+}
+
+TEST_F(AgentClientTest, HandshakeEscapesTheAgentVersion) {
+  auto agent = client();
+  guest_sends(proto::encode_frame(MsgType::hello, proto::encode(proto::Hello{2, "1.0\r\x1b[31m", 2, 0})) +
+              proto::encode_frame(MsgType::ok, ""));
+  auto h = agent.handshake(soon());
+  ASSERT_TRUE(h.ok()) << h.error().message;
+  EXPECT_EQ(h->agent_version, "1.0\\r\\x1b[31m");
+}
+
+TEST_F(AgentClientTest, RestatedAgreementIsThisBuildsVersionAndFeatures) {
+  auto agent = client();
+  agent.restate_agreement();
+  guest_sends(proto::encode_frame(MsgType::ok, ""));
+  ASSERT_TRUE(agent.expect_ok(soon(), "agreeing").ok());
+  char buf[64];
+  ASSERT_EQ(::read(fds_[1], buf, sizeof buf), static_cast<ssize_t>(proto::kHeaderSize + 12));
+  EXPECT_EQ(static_cast<uint8_t>(buf[3]), static_cast<uint8_t>(MsgType::hello_ack));
+  auto ack = proto::decode_hello_ack(std::string_view(buf + proto::kHeaderSize, 12));
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->protocol_version, proto::kProtocolVersion);
+  EXPECT_EQ(ack->features, proto::kFeatures);
 }
 
 TEST_F(AgentClientTest, ErrorReplyNamesTheRequest) {
