@@ -2,11 +2,13 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <vector>
 
 #include "agent/fs_util.h"
@@ -115,10 +117,27 @@ proto::Exit exit_from_status(int status) {
   return e;
 }
 
-// One output stream of the command: a pipe read end and the frame type it maps to.
+// The kernel's count of processes its OOM killer ended since boot ("oom_kill N" in
+// /proc/vmstat, Linux 4.13+); 0 if it cannot be read. Its change across a command
+// tells an OOM kill from any other SIGKILL without parsing the console.
+uint64_t oom_kills_so_far() {
+  UniqueFd fd(::open("/proc/vmstat", O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return 0;
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd.get(), buf, sizeof buf)) > 0 && text.size() < (1u << 20);)
+    text.append(buf, static_cast<size_t>(n));
+  size_t at = text.find("\noom_kill ");
+  if (at == std::string::npos) return 0;
+  return std::strtoull(text.c_str() + at + 10, nullptr, 10);
+}
+
+// One output stream of the command: a pipe read end, the frame type it maps to, and
+// how many bytes the command wrote to it as far as the agent knows.
 struct Stream {
   UniqueFd fd;
   proto::MsgType type;
+  uint64_t bytes = 0;
 };
 
 // Reads one chunk (if any) and forwards it. Returns false once the stream has ended.
@@ -130,19 +149,27 @@ bool forward_chunk(Channel& channel, Stream& s) {
     s.fd.reset();
     return false;
   }
+  s.bytes += static_cast<uint64_t>(n);  // written by the command whether or not the host gets it
   Status st = channel.send(s.type, std::string_view(buf.data(), static_cast<size_t>(n)));
   if (!st.is_ok()) log("lost command output: ", st.message());
   return true;
 }
 
 // After the command exited: forward what is already buffered, without waiting for EOF.
+// What is still in the pipe after the budget counts as written: the host sees it missing.
 void drain(Channel& channel, Stream& s) {
   size_t budget = kDrainBudget;
   while (s.fd.valid() && budget > 0) {
     pollfd pfd{s.fd.get(), POLLIN, 0};
-    if (::poll(&pfd, 1, 0) <= 0 || (pfd.revents & (POLLIN | POLLHUP | POLLERR)) == 0) return;
+    if (::poll(&pfd, 1, 0) <= 0 || (pfd.revents & (POLLIN | POLLHUP | POLLERR)) == 0) break;
     if (!forward_chunk(channel, s)) return;
     budget = budget > kChunk ? budget - kChunk : 0;
+  }
+  int unread = 0;
+  if (s.fd.valid() && ::ioctl(s.fd.get(), FIONREAD, &unread) == 0 && unread > 0) {
+    log("dropping ", unread, " bytes of ", proto::type_name(s.type),
+        " still in the pipe after the command exited (a background process writing to it?)");
+    s.bytes += static_cast<uint64_t>(unread);
   }
 }
 
@@ -186,6 +213,7 @@ ExecResult run_exec(Channel& channel, Reaper& reaper, const proto::Exec& req) {
   UniqueFd errpipe_r(errpipe[0]);
   UniqueFd errpipe_w(errpipe[1]);
 
+  const uint64_t oom_before = oom_kills_so_far();
   pid_t pid = ::fork();
   if (pid < 0) {
     result.error = sys_error("not run: fork");
@@ -256,6 +284,11 @@ ExecResult run_exec(Channel& channel, Reaper& reaper, const proto::Exec& req) {
   drain(channel, err_s);
   result.kind = ExecResult::Kind::exited;
   result.exit = exit_from_status(*status);
+  result.exit.stdout_bytes = out_s.bytes;
+  result.exit.stderr_bytes = err_s.bytes;
+  const uint64_t oom_after = oom_kills_so_far();
+  const uint64_t oom_kills = oom_after > oom_before ? oom_after - oom_before : 0;
+  result.exit.oom_kills = oom_kills > 0xffffffffu ? 0xffffffffu : static_cast<uint32_t>(oom_kills);
   return result;
 }
 

@@ -26,6 +26,8 @@ struct ExecResult {
 /// runs; the terminal reply is left to the caller, built from the result.
 /// Returns as soon as the command's own process ends, after draining what is
 /// already in its pipes: daemons it leaves behind may hold them open forever.
+/// The exit counts every byte the command wrote, forwarded or not, and the OOM
+/// killer's kills while it ran.
 ExecResult run_exec(Channel& channel, Reaper& reaper, const proto::Exec& req);
 
 }  // namespace kiln::agent

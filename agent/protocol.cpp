@@ -184,7 +184,9 @@ std::string encode(const PutFile& m) { return Writer().str(m.path).u32(m.mode).u
 std::string encode(const Symlink& m) { return Writer().str(m.path).str(m.target).take(); }
 std::string encode(const Mkdir& m) { return Writer().str(m.path).u32(m.mode).take(); }
 std::string encode(const Exec& m) { return Writer().strs(m.argv).strs(m.env).str(m.cwd).take(); }
-std::string encode(const Exit& m) { return Writer().u8(m.signaled ? 1 : 0).i32(m.code).take(); }
+std::string encode(const Exit& m) {
+  return Writer().u8(m.signaled ? 1 : 0).i32(m.code).u64(m.stdout_bytes).u64(m.stderr_bytes).u32(m.oom_kills).take();
+}
 std::string encode(const ExecFailed& m) { return Writer().i32(m.err).str(m.message).take(); }
 std::string encode(const ErrorReply& m) { return Writer().str(m.message).take(); }
 
@@ -268,6 +270,9 @@ std::optional<Exit> decode_exit(std::string_view p) {
   Exit m;
   uint8_t how = r.u8();
   m.code = r.i32();
+  m.stdout_bytes = r.u64();
+  m.stderr_bytes = r.u64();
+  m.oom_kills = r.u32();
   if (how > 1) return std::nullopt;
   m.signaled = how == 1;
   if (m.signaled ? (m.code < 1 || m.code > 64) : (m.code < 0 || m.code > 255)) return std::nullopt;

@@ -43,7 +43,7 @@ enum class MsgType : uint8_t {
   error = 3,         ///< the oldest outstanding request failed: str message
   stdout_data = 4,   ///< bytes the command wrote to stdout
   stderr_data = 5,   ///< bytes the command wrote to stderr
-  exit = 6,          ///< the command ended: u8 how (0 exited, 1 signal), i32 code
+  exit = 6,          ///< the command ended: how, code, bytes it wrote, OOM kills
   exec_failed = 7,   ///< exec did not start: i32 errno, str message
   // host -> guest
   hello_ack = 16,   ///< the protocol version and features the host uses -> ok | error
@@ -164,7 +164,10 @@ struct Exec {
 };
 struct Exit {
   bool signaled = false;
-  int32_t code = 0;  ///< exit status, or signal number when signaled
+  int32_t code = 0;           ///< exit status, or signal number when signaled
+  uint64_t stdout_bytes = 0;  ///< what the command wrote to stdout (sent or not)
+  uint64_t stderr_bytes = 0;
+  uint32_t oom_kills = 0;     ///< processes the guest's OOM killer ended while it ran
 };
 struct ExecFailed {
   int32_t err = 0;  ///< errno from execve (ENOENT, EACCES, ...)

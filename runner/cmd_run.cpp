@@ -26,6 +26,7 @@ struct RunCliOptions {
 Result<int> run(RunCliOptions& o, Progress& progress) {
   KILN_ASSIGN_OR_RETURN(RunPlan plan, plan_run(o.args));
   KILN_ASSIGN_OR_RETURN(PreparedGuest guest, prepare_guest(o.vm.guest));
+  plan.request.memory_mib = guest.spec.memory_mib;
   snapshot::Store store(fs::cache_root() / "snapshots");
   KILN_ASSIGN_OR_RETURN(Golden golden, ensure_golden(store, guest, o.vm.engine, progress, false, plan.request.verbose));
   KILN_ASSIGN_OR_RETURN(RestorePoint point, choose_restore_point(store, golden, guest.spec, plan, progress));

@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "runner/agent_client.h"
 #include "runner/exit_codes.h"
+#include "runner/exit_report.h"
 #include "runner/guest_text.h"
 
 #include <fcntl.h>
@@ -75,13 +76,6 @@ Result<size_t> queue_payload(AgentClient& agent, const Payload& payload) {
   return requests;
 }
 
-RunOutcome outcome_of(const proto::Exit& exit) {
-  if (exit.signaled)
-    return {exit_code::signal_base + exit.code,
-            fmt::format("killed by signal {} ({})", exit.code, strsignal(exit.code))};
-  return {exit.code, fmt::format("exited with code {}", exit.code)};
-}
-
 // Where a command's output goes: the host's streams for a test, a buffer for a setup.
 using OutputSink = std::function<void(MsgType, std::string_view)>;
 
@@ -89,18 +83,22 @@ void to_host_streams(MsgType type, std::string_view data) {
   write_all(type == MsgType::stdout_data ? STDOUT_FILENO : STDERR_FILENO, std::string(data));
 }
 
-// Forward the command's output until it ends.
+// Forward the command's output until it ends. `memory_mib` is named if the OOM killer ends it.
 Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, const std::string& argv0,
-                                     const OutputSink& sink) {
+                                     const OutputSink& sink, uint32_t memory_mib) {
+  ReceivedOutput received;
   for (;;) {
     KILN_ASSIGN_OR_RETURN(auto f, agent.next_frame(deadline));
     switch (f.type) {
       case MsgType::stdout_data:
-      case MsgType::stderr_data: sink(f.type, f.payload); break;
+      case MsgType::stderr_data:
+        (f.type == MsgType::stdout_data ? received.stdout_bytes : received.stderr_bytes) += f.payload.size();
+        sink(f.type, f.payload);
+        break;
       case MsgType::exit: {
         auto e = proto::decode_exit(f.payload);
         if (!e) return make_error("malformed exit frame from the guest agent");
-        return outcome_of(*e);
+        return outcome_of_exit(*e, received, memory_mib);
       }
       case MsgType::exec_failed: {
         auto e = proto::decode_exec_failed(f.payload);
@@ -109,7 +107,7 @@ Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, cons
         std::string message = escape_guest_text(e->message);
         log::error(e->err == ENOENT ? fmt::format("{}: command not found in the guest", argv0)
                                     : fmt::format("{}: cannot execute in the guest: {}", argv0, message));
-        return RunOutcome{code, message};
+        return RunOutcome{code, message, ""};
       }
       case MsgType::error: {
         auto e = proto::decode_error(f.payload);
@@ -156,10 +154,11 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
                                            std::chrono::duration<double>(*request.timeout_seconds))
                       : Clock::time_point::max();
   log::ScopedTimer exec_timer("command");
-  auto outcome = stream_until_exit(agent, deadline, request.argv.front(), to_host_streams);
+  auto outcome = stream_until_exit(agent, deadline, request.argv.front(), to_host_streams, request.memory_mib);
   if (request.verbose) write_all(STDERR_FILENO, escape_guest_text(vm.console_output(), true));
   if (!outcome && outcome.error().kind == ErrorKind::general)
     return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message, guest_console_tail(vm));
+  if (outcome && !outcome->notice.empty()) log::info("{}", outcome->notice);
   return outcome;
 }
 
@@ -183,7 +182,7 @@ Result<SetupOutcome> run_setup(vmm::Vm& vm, const Payload& payload, const std::s
     // -v: on stderr only; the host's stdout is the test's.
     if (echo) to_host_streams(MsgType::stderr_data, data);
   };
-  auto outcome = stream_until_exit(agent, Clock::now() + kSetupTimeout, "/bin/sh", collect);
+  auto outcome = stream_until_exit(agent, Clock::now() + kSetupTimeout, "/bin/sh", collect, 0);
   if (!outcome) {
     if (outcome.error().kind == ErrorKind::timeout)
       return make_error("the setup command did not finish within {} s (nothing was saved); its output so far:\n{}",

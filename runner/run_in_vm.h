@@ -18,19 +18,23 @@ struct RunRequest {
   std::string cwd;               ///< guest working directory (created if missing)
   std::optional<double> timeout_seconds;
   bool verbose = false;          ///< print the guest console log on stderr
+  uint32_t memory_mib = 0;       ///< the guest's memory, named when its OOM killer strikes (0: unknown)
 };
 
 /// How the command ended, already mapped to kiln's exit code convention.
 struct RunOutcome {
   int exit_code = 0;
   std::string summary;  ///< e.g. "exited with code 3", "killed by signal 11 (SIGSEGV)"
+  std::string notice;   ///< said to the user even without -v when set (the guest's OOM killer struck)
 };
 
 /// The environment every command starts from (hermetic: nothing leaks in from the host).
 std::vector<std::string> default_guest_env();
 
 /// Run `request` with `payload` in place in a freshly restored `vm`. Errors are
-/// VM-level failures (exit code 125) unless their kind says timeout or interrupted.
+/// VM-level failures (exit code 125) unless their kind says timeout or interrupted;
+/// output the command wrote that did not all arrive is such an error. The outcome's
+/// notice is printed here.
 /// After restoring a payload layer, `payload` is empty: its files are already there.
 Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunRequest& request);
 

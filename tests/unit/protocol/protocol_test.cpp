@@ -117,6 +117,19 @@ TEST(Versions, CommonVersionIsTheNewestBothSpeak) {
   EXPECT_EQ(version_range(2, 4), "2-4");
 }
 
+TEST(Messages, ExitReportsBytesWrittenAndOomKills) {
+  Exit e{true, 9, 123456789012ull, 7, 2};
+  auto back = decode_exit(encode(e));
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(back->signaled);
+  EXPECT_EQ(back->code, 9);
+  EXPECT_EQ(back->stdout_bytes, 123456789012ull);
+  EXPECT_EQ(back->stderr_bytes, 7u);
+  EXPECT_EQ(back->oom_kills, 2u);
+  // Protocol 1's exit (u8 how, i32 code) is too short now.
+  EXPECT_FALSE(decode_exit(Writer().u8(0).i32(0).take()));
+}
+
 TEST(Messages, ExitCodesAreRangeChecked) {
   EXPECT_EQ(decode_exit(encode(Exit{false, 77}))->code, 77);
   EXPECT_TRUE(decode_exit(encode(Exit{true, 11}))->signaled);
