@@ -147,6 +147,16 @@ std::optional<proto::Frame> Channel::pop() {
   return f;
 }
 
+std::optional<proto::Frame> Channel::pop_stream() {
+  auto it = std::find_if(queue_.begin(), queue_.end(),
+                         [](const proto::Frame& f) { return proto::is_stream_message(f.type); });
+  if (it == queue_.end()) return std::nullopt;
+  proto::Frame f = std::move(*it);
+  queue_.erase(it);
+  queued_bytes_ -= f.payload.size();
+  return f;
+}
+
 bool Channel::contains(proto::MsgType type) const {
   return std::any_of(queue_.begin(), queue_.end(), [type](const proto::Frame& f) { return f.type == type; });
 }

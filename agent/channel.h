@@ -1,6 +1,7 @@
 // The agent's end of the host channel: the virtio-serial port named
-// proto::kAgentPortName (a /dev/vportNpM node) carrying kiln protocol frames. Input is decoded as it arrives and queued,
-// so the host may pipeline requests while the agent is busy (e.g. in an exec).
+// proto::kAgentPortName (a /dev/vportNpM node) carrying kiln protocol frames.
+// Input is decoded as it arrives and queued, so the host may pipeline requests
+// while the agent is busy (e.g. in an exec).
 #pragma once
 
 #include <cstddef>
@@ -35,6 +36,9 @@ class Channel {
   void read_available();
 
   std::optional<proto::Frame> pop();
+  /// Pops the oldest stream frame (stdin_data / stdin_eof) wherever it is queued:
+  /// a running command's input must not wait behind requests queued for later.
+  std::optional<proto::Frame> pop_stream();
   bool has_frame() const { return !queue_.empty(); }
   bool contains(proto::MsgType type) const;
 

@@ -1,4 +1,5 @@
-// EXEC: run one command in the guest and stream its output to the host live.
+// EXEC: run one command in the guest, stream its output to the host live and
+// its stdin from the host.
 #pragma once
 
 #include <string>
@@ -23,7 +24,8 @@ struct ExecResult {
 };
 
 /// Runs `req` to completion. Streams stdout_data / stderr_data frames while it
-/// runs; the terminal reply is left to the caller, built from the result.
+/// runs and, with StdinMode::stream, feeds stdin_data to its stdin under credit
+/// (stdin_credit); the terminal reply is left to the caller, built from the result.
 /// Returns as soon as the command's own process ends, after draining what is
 /// already in its pipes: daemons it leaves behind may hold them open forever.
 /// The exit counts every byte the command wrote, forwarded or not, and the OOM

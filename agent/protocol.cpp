@@ -6,13 +6,15 @@ namespace kiln::proto {
 
 bool is_guest_message(MsgType t) {
   auto v = static_cast<uint8_t>(t);
-  return v >= 1 && v <= 7;
+  return v >= 1 && v <= 8;
 }
 
 bool is_host_message(MsgType t) {
   auto v = static_cast<uint8_t>(t);
-  return v >= 16 && v <= 23;
+  return v >= 16 && v <= 25;
 }
+
+bool is_stream_message(MsgType t) { return t == MsgType::stdin_data || t == MsgType::stdin_eof; }
 
 const char* type_name(MsgType t) {
   switch (t) {
@@ -23,6 +25,7 @@ const char* type_name(MsgType t) {
     case MsgType::stderr_data: return "stderr";
     case MsgType::exit: return "exit";
     case MsgType::exec_failed: return "exec_failed";
+    case MsgType::stdin_credit: return "stdin_credit";
     case MsgType::hello_ack: return "hello_ack";
     case MsgType::sync: return "sync";
     case MsgType::put_file: return "put_file";
@@ -31,6 +34,8 @@ const char* type_name(MsgType t) {
     case MsgType::mkdir: return "mkdir";
     case MsgType::exec: return "exec";
     case MsgType::poweroff: return "poweroff";
+    case MsgType::stdin_data: return "stdin_data";
+    case MsgType::stdin_eof: return "stdin_eof";
   }
   return "unknown";
 }
@@ -183,12 +188,15 @@ std::string encode(const Sync& m) { return Writer().u64(m.realtime_ns).str(m.ent
 std::string encode(const PutFile& m) { return Writer().str(m.path).u32(m.mode).u64(m.size).take(); }
 std::string encode(const Symlink& m) { return Writer().str(m.path).str(m.target).take(); }
 std::string encode(const Mkdir& m) { return Writer().str(m.path).u32(m.mode).take(); }
-std::string encode(const Exec& m) { return Writer().strs(m.argv).strs(m.env).str(m.cwd).take(); }
+std::string encode(const Exec& m) {
+  return Writer().strs(m.argv).strs(m.env).str(m.cwd).u8(static_cast<uint8_t>(m.stdin_mode)).take();
+}
 std::string encode(const Exit& m) {
   return Writer().u8(m.signaled ? 1 : 0).i32(m.code).u64(m.stdout_bytes).u64(m.stderr_bytes).u32(m.oom_kills).take();
 }
 std::string encode(const ExecFailed& m) { return Writer().i32(m.err).str(m.message).take(); }
 std::string encode(const ErrorReply& m) { return Writer().str(m.message).take(); }
+std::string encode(const StdinCredit& m) { return Writer().u32(m.bytes).take(); }
 
 template <typename T>
 static std::optional<T> finish(const Reader& r, T value) {
@@ -257,6 +265,9 @@ std::optional<Exec> decode_exec(std::string_view p) {
   m.argv = r.strs(kMaxArgs);
   m.env = r.strs(kMaxArgs);
   m.cwd = r.str(4096);
+  uint8_t stdin_mode = r.u8();
+  if (stdin_mode > static_cast<uint8_t>(StdinMode::stream)) return std::nullopt;
+  m.stdin_mode = static_cast<StdinMode>(stdin_mode);
   if (m.argv.empty()) return std::nullopt;
   for (const auto& s : m.argv)
     if (s.find('\0') != std::string::npos) return std::nullopt;
@@ -291,6 +302,14 @@ std::optional<ErrorReply> decode_error(std::string_view p) {
   m.message = r.str(kMaxMessage);
   return finish(r, std::move(m));
 }
+std::optional<StdinCredit> decode_stdin_credit(std::string_view p) {
+  Reader r(p);
+  StdinCredit m;
+  m.bytes = r.u32();
+  if (m.bytes == 0) return std::nullopt;
+  return finish(r, m);
+}
+
 std::optional<uint32_t> common_version(uint32_t peer_min, uint32_t peer_max) {
   uint32_t newest = peer_max < kProtocolVersion ? peer_max : kProtocolVersion;
   uint32_t oldest = peer_min > kMinProtocolVersion ? peer_min : kMinProtocolVersion;

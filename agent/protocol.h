@@ -33,8 +33,17 @@ inline constexpr const char* kAgentPortName = "org.kiln.agent.0";
 
 /// Optional features, offered by the agent in hello and chosen by the host in hello_ack.
 /// Bits not listed are reserved: an agent never offers them, a host never picks them.
-/// Every feature this build implements (none yet).
-inline constexpr uint64_t kFeatures = 0;
+namespace feature {
+inline constexpr uint64_t stdin_stream = 1u << 0;  ///< exec with StdinMode::stream, stdin_* messages
+}  // namespace feature
+/// Every feature this build implements.
+inline constexpr uint64_t kFeatures = feature::stdin_stream;
+
+/// What the command's standard input is (exec). 2 is reserved for a terminal.
+enum class StdinMode : uint8_t {
+  null = 0,    ///< the guest's /dev/null
+  stream = 1,  ///< a pipe the agent fills from stdin_data, under credit it grants
+};
 
 enum class MsgType : uint8_t {
   // guest -> host
@@ -45,6 +54,7 @@ enum class MsgType : uint8_t {
   stderr_data = 5,   ///< bytes the command wrote to stderr
   exit = 6,          ///< the command ended: how, code, bytes it wrote, OOM kills
   exec_failed = 7,   ///< exec did not start: i32 errno, str message
+  stdin_credit = 8,  ///< the host may send this many more stdin bytes
   // host -> guest
   hello_ack = 16,   ///< the protocol version and features the host uses -> ok | error
   sync = 17,        ///< u64 realtime ns, bytes entropy -> ok
@@ -52,14 +62,19 @@ enum class MsgType : uint8_t {
   file_data = 19,   ///< bytes of the file being put
   symlink = 20,     ///< str path, str target -> ok
   mkdir = 21,       ///< str path, u32 mode (parents created too) -> ok
-  exec = 22,        ///< strs argv, strs env, str cwd -> output..., exit | exec_failed
+  exec = 22,        ///< strs argv, strs env, str cwd, u8 stdin -> output..., exit | exec_failed
   poweroff = 23,    ///< sync disks and power off; no reply
+  stdin_data = 24,  ///< bytes for the running command's stdin (within credit); no reply
+  stdin_eof = 25,   ///< the running command's stdin ends; no reply
 };
 
 /// True for message types a guest may send.
 bool is_guest_message(MsgType t);
 /// True for message types the host may send.
 bool is_host_message(MsgType t);
+/// True for host messages that feed a running command rather than make a request:
+/// they get no reply, and outside a command they are dropped.
+bool is_stream_message(MsgType t);
 const char* type_name(MsgType t);
 
 struct Frame {
@@ -161,6 +176,7 @@ struct Exec {
   std::vector<std::string> argv;
   std::vector<std::string> env;
   std::string cwd;
+  StdinMode stdin_mode = StdinMode::null;
 };
 struct Exit {
   bool signaled = false;
@@ -168,6 +184,9 @@ struct Exit {
   uint64_t stdout_bytes = 0;  ///< what the command wrote to stdout (sent or not)
   uint64_t stderr_bytes = 0;
   uint32_t oom_kills = 0;     ///< processes the guest's OOM killer ended while it ran
+};
+struct StdinCredit {
+  uint32_t bytes = 0;
 };
 struct ExecFailed {
   int32_t err = 0;  ///< errno from execve (ENOENT, EACCES, ...)
@@ -187,6 +206,7 @@ std::string encode(const Exec& m);
 std::string encode(const Exit& m);
 std::string encode(const ExecFailed& m);
 std::string encode(const ErrorReply& m);
+std::string encode(const StdinCredit& m);
 
 /// Also accepts protocol 1's shorter hello (version and agent version only; it
 /// then offers no features and speaks only that version), so the error can name it.
@@ -200,6 +220,7 @@ std::optional<Exec> decode_exec(std::string_view payload);
 std::optional<Exit> decode_exit(std::string_view payload);
 std::optional<ExecFailed> decode_exec_failed(std::string_view payload);
 std::optional<ErrorReply> decode_error(std::string_view payload);
+std::optional<StdinCredit> decode_stdin_credit(std::string_view payload);
 
 /// The newest protocol version both this build and a peer speaking
 /// [peer_min, peer_max] know, or nothing when the ranges do not meet.

@@ -154,6 +154,9 @@ void Server::wait_for_input() {
 }
 
 void Server::handle(proto::Frame& frame) {
+  // Input for a command that has ended (it exited before reading it all): no request,
+  // no reply, and nothing wrong with the run.
+  if (proto::is_stream_message(frame.type)) return;
   // A put ends with its last byte; any other frame before that cuts it short.
   if (put_ && frame.type != MsgType::file_data) finish_put(put_->interrupt(proto::type_name(frame.type)));
 
@@ -234,6 +237,8 @@ void Server::on_exec(const std::string& payload) {
   if (!req) return reply(Status::fail("malformed exec request"));
   if (poisoned_) return reply(Status::fail("not run: an earlier request failed"));
   if (!agreed_) return reply(Status::fail("not run: no protocol version was agreed (hello_ack missing or refused)"));
+  if (req->stdin_mode == proto::StdinMode::stream && (agreed_->features & proto::feature::stdin_stream) == 0)
+    return reply(Status::fail("not run: stdin streaming was not agreed in hello_ack"));
   ExecResult r = run_exec(channel_, reaper_, *req);
   switch (r.kind) {
     case ExecResult::Kind::exited:

@@ -6,7 +6,7 @@
 // Poison rule: once a request has failed since the last SYNC (or input was
 // lost to garbage), a later EXEC is refused: it would run against a payload
 // that is not what the host sent. EXEC also needs a protocol version agreed by
-// HELLO_ACK.
+// HELLO_ACK; STDIN_DATA / STDIN_EOF are no requests and outside an EXEC are dropped.
 #pragma once
 
 #include <optional>

@@ -49,22 +49,31 @@ Result<void> AgentClient::send_file_data(int fd, uint64_t size) {
 Result<void> AgentClient::flush(Deadline deadline) { return pump(deadline, false); }
 
 Result<proto::Frame> AgentClient::next_frame(Deadline deadline) {
-  // Always pump: queued requests (e.g. a hello_ack) must go out even when a reply
-  // is already buffered.
-  KILN_TRY(pump(deadline, true));
+  KILN_ASSIGN_OR_RETURN(auto f, next_frame_or_input(deadline, -1));
+  if (!f) return make_error("internal: no frame after pump");
+  return std::move(*f);
+}
+
+Result<std::optional<proto::Frame>> AgentClient::next_frame_or_input(Deadline deadline, int input_fd) {
+  bool input_ready = false;
+  KILN_TRY(pump(deadline, true, input_fd, &input_ready));
+  if (input_ready && !decoder_.has_frame()) return std::optional<proto::Frame>();
   auto f = decoder_.next();
   if (!f) return make_error("internal: no frame after pump");
   if (!proto::is_guest_message(f->type))
     return make_error("the guest agent sent a frame of unknown type {}; the guest is misbehaving",
                       static_cast<int>(f->type));
-  return std::move(*f);
+  return std::optional<proto::Frame>(std::move(*f));
 }
 
-Result<void> AgentClient::pump(Deadline deadline, bool want_frame) {
+Result<void> AgentClient::pump(Deadline deadline, bool want_frame, int input_fd, bool* input_ready) {
   char buf[65536];
   for (;;) {
     bool pending_out = out_pos_ < out_.size();
-    if (!pending_out && (!want_frame || decoder_.has_frame())) return {};
+    // A decoded frame is handed over at once, even while requests are still going out:
+    // the caller keeps pumping until it has its reply, and that flushes them. Reading no
+    // further meanwhile bounds what a guest can make us buffer.
+    if (want_frame ? decoder_.has_frame() : !pending_out) return {};
     if (int sig = interrupt::received())
       return Error{fmt::format("interrupted by signal {} ({})", sig, strsignal(sig)), ErrorKind::interrupted};
     auto now = Clock::now();
@@ -72,14 +81,16 @@ Result<void> AgentClient::pump(Deadline deadline, bool want_frame) {
     auto slice = std::min<int64_t>(100, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1);
     // While only flushing, stop reading once a frame waits: a chatty guest cannot grow our buffer.
     bool want_input = want_frame || decoder_.buffered() < 2 * proto::kMaxPayload;
-    pollfd fds[2] = {{fd_, static_cast<short>((want_input ? POLLIN : 0) | (pending_out ? POLLOUT : 0)), 0},
-                     {interrupt::fd(), POLLIN, 0}};
-    int r = ::poll(fds, 2, static_cast<int>(slice));
+    pollfd fds[3] = {{fd_, static_cast<short>((want_input ? POLLIN : 0) | (pending_out ? POLLOUT : 0)), 0},
+                     {interrupt::fd(), POLLIN, 0},
+                     {input_fd, POLLIN, 0}};
+    int r = ::poll(fds, input_fd >= 0 ? 3 : 2, static_cast<int>(slice));
     if (r < 0 && errno != EINTR) return make_error("poll on the agent channel: {}", std::strerror(errno));
     if (r <= 0) {
       if (auto dead = vm_dead_()) return make_error("the VM stopped: {}", *dead);
       continue;
     }
+    if (input_fd >= 0 && fds[2].revents != 0) *input_ready = true;
     if (fds[0].revents & POLLOUT) {
       ssize_t n = ::write(fd_, out_.data() + out_pos_, out_.size() - out_pos_);
       if (n > 0) out_pos_ += static_cast<size_t>(n);
@@ -102,6 +113,7 @@ Result<void> AgentClient::pump(Deadline deadline, bool want_frame) {
       if (n > 0 && !decoder_.feed(buf, static_cast<size_t>(n)))
         return make_error("garbage on the agent channel: {}", decoder_.error());
     }
+    if (input_fd >= 0 && *input_ready) return {};
   }
 }
 

@@ -36,13 +36,19 @@ class AgentClient {
   Result<void> send_file_data(int fd, uint64_t size);
   /// Flush queued requests and return the next frame the guest sent.
   Result<proto::Frame> next_frame(Deadline deadline);
+  /// Like next_frame, but returns nothing as soon as `input_fd` (-1: none) is
+  /// readable or hung up, so the caller can forward its input without a thread.
+  Result<std::optional<proto::Frame>> next_frame_or_input(Deadline deadline, int input_fd);
+  /// Bytes queued for the guest and not written yet.
+  size_t queued() const { return out_.size() - out_pos_; }
   /// Next frame must be ok; an error frame becomes an Error naming `what`.
   Result<void> expect_ok(Deadline deadline, const std::string& what);
   /// Flush everything queued (no reply expected).
   Result<void> flush(Deadline deadline);
 
  private:
-  Result<void> pump(Deadline deadline, bool want_frame);
+  // Runs until a frame is decoded (want_frame) or everything is written, or `input_fd` is ready.
+  Result<void> pump(Deadline deadline, bool want_frame, int input_fd = -1, bool* input_ready = nullptr);
   int fd_;
   std::function<std::optional<std::string>()> vm_dead_;
   proto::FrameDecoder decoder_;

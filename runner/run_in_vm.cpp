@@ -5,6 +5,7 @@
 #include "runner/exit_codes.h"
 #include "runner/exit_report.h"
 #include "runner/guest_text.h"
+#include "runner/stdin_forward.h"
 
 #include <fcntl.h>
 #include <sys/random.h>
@@ -83,25 +84,42 @@ void to_host_streams(MsgType type, std::string_view data) {
   write_all(type == MsgType::stdout_data ? STDOUT_FILENO : STDERR_FILENO, std::string(data));
 }
 
-// Forward the command's output until it ends. `memory_mib` is named if the OOM killer ends it.
+// What the command does besides writing output: where its stdin comes from (nullptr:
+// nowhere) and the guest memory to name if the OOM killer ends it.
+struct CommandIo {
+  StdinForwarder* input = nullptr;
+  uint32_t memory_mib = 0;
+};
+
+// Forward the command's output (and stdin, under the agent's credit) until it ends.
 Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, const std::string& argv0,
-                                     const OutputSink& sink, uint32_t memory_mib) {
+                                     const OutputSink& sink, const CommandIo& io) {
   ReceivedOutput received;
   for (;;) {
-    KILN_ASSIGN_OR_RETURN(auto f, agent.next_frame(deadline));
-    switch (f.type) {
+    KILN_ASSIGN_OR_RETURN(auto f, agent.next_frame_or_input(deadline, io.input ? io.input->fd_to_watch(agent) : -1));
+    if (!f) {
+      io.input->forward(agent);
+      continue;
+    }
+    switch (f->type) {
       case MsgType::stdout_data:
       case MsgType::stderr_data:
-        (f.type == MsgType::stdout_data ? received.stdout_bytes : received.stderr_bytes) += f.payload.size();
-        sink(f.type, f.payload);
+        (f->type == MsgType::stdout_data ? received.stdout_bytes : received.stderr_bytes) += f->payload.size();
+        sink(f->type, f->payload);
         break;
+      case MsgType::stdin_credit: {
+        auto c = proto::decode_stdin_credit(f->payload);
+        if (!c || !io.input) return make_error("unexpected or malformed stdin_credit frame from the guest agent");
+        io.input->add_credit(c->bytes);
+        break;
+      }
       case MsgType::exit: {
-        auto e = proto::decode_exit(f.payload);
+        auto e = proto::decode_exit(f->payload);
         if (!e) return make_error("malformed exit frame from the guest agent");
-        return outcome_of_exit(*e, received, memory_mib);
+        return outcome_of_exit(*e, received, io.memory_mib);
       }
       case MsgType::exec_failed: {
-        auto e = proto::decode_exec_failed(f.payload);
+        auto e = proto::decode_exec_failed(f->payload);
         if (!e) return make_error("malformed exec_failed frame from the guest agent");
         int code = e->err == ENOENT ? exit_code::not_found : exit_code::not_executable;
         std::string message = escape_guest_text(e->message);
@@ -110,12 +128,12 @@ Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, cons
         return RunOutcome{code, message, ""};
       }
       case MsgType::error: {
-        auto e = proto::decode_error(f.payload);
+        auto e = proto::decode_error(f->payload);
         return make_error("the guest agent could not run the command: {}",
                           e ? escape_guest_text(e->message) : "(malformed)");
       }
       default:
-        return make_error("unexpected {} frame while the command runs", proto::type_name(f.type));
+        return make_error("unexpected {} frame while the command runs", proto::type_name(f->type));
     }
   }
 }
@@ -145,16 +163,19 @@ std::vector<std::string> default_guest_env() {
 
 Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunRequest& request) {
   AgentClient agent(vm.agent_fd(), [&vm] { return vm.vmm_exited(); });
-  proto::Exec exec{request.argv, default_guest_env(), request.cwd.empty() ? "/" : request.cwd};
+  proto::Exec exec{request.argv, default_guest_env(), request.cwd.empty() ? "/" : request.cwd,
+                   stdin_mode_for(request.stdin_fd)};
   exec.env.insert(exec.env.end(), request.env.begin(), request.env.end());
   KILN_TRY(sync_and_place(agent, payload, &exec));
+  StdinForwarder input(request.stdin_fd);
+  const CommandIo io{exec.stdin_mode == proto::StdinMode::stream ? &input : nullptr, request.memory_mib};
 
   auto deadline = request.timeout_seconds
                       ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(*request.timeout_seconds))
                       : Clock::time_point::max();
   log::ScopedTimer exec_timer("command");
-  auto outcome = stream_until_exit(agent, deadline, request.argv.front(), to_host_streams, request.memory_mib);
+  auto outcome = stream_until_exit(agent, deadline, request.argv.front(), to_host_streams, io);
   if (request.verbose) write_all(STDERR_FILENO, escape_guest_text(vm.console_output(), true));
   if (!outcome && outcome.error().kind == ErrorKind::general)
     return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message, guest_console_tail(vm));
@@ -182,7 +203,7 @@ Result<SetupOutcome> run_setup(vmm::Vm& vm, const Payload& payload, const std::s
     // -v: on stderr only; the host's stdout is the test's.
     if (echo) to_host_streams(MsgType::stderr_data, data);
   };
-  auto outcome = stream_until_exit(agent, Clock::now() + kSetupTimeout, "/bin/sh", collect, 0);
+  auto outcome = stream_until_exit(agent, Clock::now() + kSetupTimeout, "/bin/sh", collect, {});
   if (!outcome) {
     if (outcome.error().kind == ErrorKind::timeout)
       return make_error("the setup command did not finish within {} s (nothing was saved); its output so far:\n{}",

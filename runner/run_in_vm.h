@@ -19,6 +19,9 @@ struct RunRequest {
   std::optional<double> timeout_seconds;
   bool verbose = false;          ///< print the guest console log on stderr
   uint32_t memory_mib = 0;       ///< the guest's memory, named when its OOM killer strikes (0: unknown)
+  /// Forwarded to the command's stdin unless it is /dev/null, a terminal or closed
+  /// (then the command gets the guest's /dev/null); see stdin_forward.h.
+  int stdin_fd = 0;
 };
 
 /// How the command ended, already mapped to kiln's exit code convention.

@@ -69,12 +69,22 @@ TEST(Frame, BuffersOnlyWhatIsPending) {
 }
 
 TEST(Messages, ExecRoundTrip) {
-  Exec e{{"/bin/echo", "a b", ""}, {"A=1", "PATH=/bin"}, "/work/dir"};
+  Exec e{{"/bin/echo", "a b", ""}, {"A=1", "PATH=/bin"}, "/work/dir", StdinMode::stream};
   auto back = decode_exec(encode(e));
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(back->argv, e.argv);
   EXPECT_EQ(back->env, e.env);
   EXPECT_EQ(back->cwd, e.cwd);
+  EXPECT_EQ(back->stdin_mode, StdinMode::stream);
+}
+
+TEST(Messages, ExecStdinModeIsChecked) {
+  // Byte layout by hand: argv ["x"], env [], cwd "/", then the stdin mode byte.
+  std::string base = Writer().u32(1).str("x").u32(0).str("/").take();
+  EXPECT_EQ(decode_exec(base + '\0')->stdin_mode, StdinMode::null);
+  EXPECT_EQ(decode_exec(base + '\1')->stdin_mode, StdinMode::stream);
+  EXPECT_FALSE(decode_exec(base + '\2'));  // reserved for a terminal
+  EXPECT_FALSE(decode_exec(base));          // protocol 1's exec had no mode
 }
 
 TEST(Messages, HelloCarriesVersionsAndFeatures) {
@@ -100,10 +110,10 @@ TEST(Messages, ProtocolOneHelloDecodesSoItsVersionCanBeNamed) {
 }
 
 TEST(Messages, HelloAckRoundTrip) {
-  auto back = decode_hello_ack(encode(HelloAck{2, 0x3}));
+  auto back = decode_hello_ack(encode(HelloAck{2, feature::stdin_stream}));
   ASSERT_TRUE(back);
   EXPECT_EQ(back->protocol_version, 2u);
-  EXPECT_EQ(back->features, 0x3u);
+  EXPECT_EQ(back->features, feature::stdin_stream);
   EXPECT_FALSE(decode_hello_ack(""));  // protocol 1's hello_ack was empty
 }
 
@@ -128,6 +138,18 @@ TEST(Messages, ExitReportsBytesWrittenAndOomKills) {
   EXPECT_EQ(back->oom_kills, 2u);
   // Protocol 1's exit (u8 how, i32 code) is too short now.
   EXPECT_FALSE(decode_exit(Writer().u8(0).i32(0).take()));
+}
+
+TEST(Messages, StdinCreditIsPositive) {
+  EXPECT_EQ(decode_stdin_credit(encode(StdinCredit{4096}))->bytes, 4096u);
+  EXPECT_FALSE(decode_stdin_credit(encode(StdinCredit{0})));
+  EXPECT_FALSE(decode_stdin_credit("abc"));
+}
+
+TEST(Messages, ExecRejectsEmptyArgvAndBadEnv) {
+  EXPECT_FALSE(decode_exec(encode(Exec{{}, {}, "/"})));
+  EXPECT_FALSE(decode_exec(encode(Exec{{"x"}, {"NOEQUALS"}, "/"})));
+  EXPECT_FALSE(decode_exec(encode(Exec{{"x"}, {}, "relative"})));
 }
 
 TEST(Messages, ExitCodesAreRangeChecked) {
@@ -171,7 +193,14 @@ TEST(Paths, SafeGuestPaths) {
 
 TEST(Types, DirectionIsKnown) {
   EXPECT_TRUE(is_guest_message(MsgType::exit));
+  EXPECT_TRUE(is_guest_message(MsgType::stdin_credit));
   EXPECT_FALSE(is_guest_message(MsgType::exec));
+  EXPECT_FALSE(is_guest_message(MsgType::stdin_data));
   EXPECT_TRUE(is_host_message(MsgType::exec));
+  EXPECT_TRUE(is_host_message(MsgType::stdin_eof));
+  EXPECT_FALSE(is_host_message(static_cast<MsgType>(26)));
   EXPECT_FALSE(is_host_message(static_cast<MsgType>(99)));
+  EXPECT_TRUE(is_stream_message(MsgType::stdin_data));
+  EXPECT_TRUE(is_stream_message(MsgType::stdin_eof));
+  EXPECT_FALSE(is_stream_message(MsgType::file_data));  // part of a request, answered by it
 }

@@ -98,8 +98,8 @@ TEST_F(AgentClientTest, HandshakeSkipsRepeatedHellos) {
 
 TEST_F(AgentClientTest, HandshakeAnswersWithTheNewestCommonVersionAndTheSharedFeatures) {
   auto agent = client();
-  // An agent newer than this kiln: speaks 1..9 and offers features this kiln does not know.
-  const uint64_t offered = (1ull << 40) | (1ull << 63);
+  // An agent newer than this kiln: speaks 1..9, offers stdin and two bits nobody knows yet.
+  const uint64_t offered = proto::feature::stdin_stream | (1ull << 40) | (1ull << 63);
   guest_sends(proto::encode_frame(MsgType::hello, proto::encode(proto::Hello{9, "new", 1, offered})) +
               proto::encode_frame(MsgType::ok, ""));
   ASSERT_TRUE(agent.handshake(soon()).ok());
@@ -108,7 +108,7 @@ TEST_F(AgentClientTest, HandshakeAnswersWithTheNewestCommonVersionAndTheSharedFe
   auto ack = proto::decode_hello_ack(std::string_view(buf + proto::kHeaderSize, 12));
   ASSERT_TRUE(ack);
   EXPECT_EQ(ack->protocol_version, 2u);  // this kiln's newest
-  EXPECT_EQ(ack->features, 0u);  // none this kiln knows
+  EXPECT_EQ(ack->features, proto::feature::stdin_stream);
 }
 
 TEST_F(AgentClientTest, AnAgentFromAnOlderKilnIsRefusedNamingBothVersions) {
@@ -165,6 +165,24 @@ TEST_F(AgentClientTest, RestatedAgreementIsThisBuildsVersionAndFeatures) {
   ASSERT_TRUE(ack);
   EXPECT_EQ(ack->protocol_version, proto::kProtocolVersion);
   EXPECT_EQ(ack->features, proto::kFeatures);
+}
+
+TEST_F(AgentClientTest, ReadableInputEndsTheWaitWithoutAFrame) {
+  auto agent = client();
+  int in[2];
+  ASSERT_EQ(::pipe(in), 0);
+  ASSERT_EQ(::write(in[1], "x", 1), 1);
+  auto f = agent.next_frame_or_input(soon(), in[0]);
+  ASSERT_TRUE(f.ok()) << f.error().message;
+  EXPECT_FALSE(f->has_value());
+  // A frame that is already there comes first.
+  guest_sends(proto::encode_frame(MsgType::ok, ""));
+  auto g = agent.next_frame_or_input(soon(), in[0]);
+  ASSERT_TRUE(g.ok()) << g.error().message;
+  ASSERT_TRUE(g->has_value());
+  EXPECT_EQ((*g)->type, MsgType::ok);
+  ::close(in[0]);
+  ::close(in[1]);
 }
 
 TEST_F(AgentClientTest, ErrorReplyNamesTheRequest) {

@@ -1,0 +1,43 @@
+// kiln's own stdin, forwarded to the command (`echo x | kiln run -- cat`). The
+// agent grants credit (stdin_credit) as the command takes bytes; kiln reads no
+// more of its stdin than that, so neither side buffers without bound, and it
+// reads only when poll() says there is input: no thread, no busy loop. After
+// the command exits nothing more is read, whether stdin ended or not.
+#pragma once
+
+#include "agent/protocol.h"
+#include "runner/agent_client.h"
+
+#include <cstdint>
+
+namespace kiln::runner {
+
+/// How `fd` reaches the command: StdinMode::null for /dev/null (what ctest often
+/// passes on), a terminal (not forwarded yet: an interactive command needs a guest
+/// terminal, not a pipe) or a closed fd; StdinMode::stream otherwise.
+proto::StdinMode stdin_mode_for(int fd);
+
+class StdinForwarder {
+ public:
+  /// `fd` is read as it is (not owned; its flags are not changed: other processes may share it).
+  explicit StdinForwarder(int fd) : fd_(fd) {}
+
+  /// The fd to wait on for input, or -1 while there is nothing to do: no credit, a
+  /// backlog still going to the guest, or the input already ended.
+  int fd_to_watch(const AgentClient& agent) const;
+  /// A stdin_credit from the agent.
+  void add_credit(uint32_t bytes);
+  /// `fd` is readable: reads at most the credit and queues it as stdin_data, or
+  /// stdin_eof once the input ends (a read error ends it too).
+  void forward(AgentClient& agent);
+  /// Bytes forwarded so far.
+  uint64_t forwarded() const { return forwarded_; }
+
+ private:
+  int fd_;
+  uint64_t credit_ = 0;
+  uint64_t forwarded_ = 0;
+  bool ended_ = false;
+};
+
+}  // namespace kiln::runner
