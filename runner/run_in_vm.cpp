@@ -167,8 +167,9 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
                    stdin_mode_for(request.stdin_fd)};
   exec.env.insert(exec.env.end(), request.env.begin(), request.env.end());
   KILN_TRY(sync_and_place(agent, payload, &exec));
-  StdinForwarder input(request.stdin_fd);
-  const CommandIo io{exec.stdin_mode == proto::StdinMode::stream ? &input : nullptr, request.memory_mib};
+  std::optional<StdinForwarder> input;
+  if (exec.stdin_mode == proto::StdinMode::stream) input.emplace(request.stdin_fd);
+  const CommandIo io{input ? &*input : nullptr, request.memory_mib};
 
   auto deadline = request.timeout_seconds
                       ? Clock::now() + std::chrono::duration_cast<Clock::duration>(

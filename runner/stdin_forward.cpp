@@ -2,6 +2,8 @@
 
 #include "common/log.h"
 
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +37,23 @@ proto::StdinMode stdin_mode_for(int fd) {
   return proto::StdinMode::stream;
 }
 
+StdinForwarder::StdinForwarder(int fd) : fd_(fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return;
+  socket_ = S_ISSOCK(st.st_mode);
+  if (S_ISFIFO(st.st_mode)) {
+    // Opening the pipe again through /proc gives a description of our own, so
+    // O_NONBLOCK on it changes nothing for the processes sharing `fd`.
+    own_.reset(::open(fmt::format("/proc/self/fd/{}", fd).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    if (own_.valid()) fd_ = own_.get();
+  }
+}
+
+ssize_t StdinForwarder::read_some(char* buf, size_t size) {
+  if (socket_) return ::recv(fd_, buf, size, MSG_DONTWAIT);
+  return ::read(fd_, buf, size);
+}
+
 int StdinForwarder::fd_to_watch(const AgentClient& agent) const {
   if (ended_ || credit_ == 0 || agent.queued() >= kMaxBacklog) return -1;
   return fd_;
@@ -45,7 +64,7 @@ void StdinForwarder::add_credit(uint32_t bytes) { credit_ = std::min<uint64_t>(c
 void StdinForwarder::forward(AgentClient& agent) {
   if (ended_ || credit_ == 0) return;
   std::string buf(static_cast<size_t>(std::min<uint64_t>(credit_, kChunk)), '\0');
-  ssize_t n = ::read(fd_, buf.data(), buf.size());
+  ssize_t n = read_some(buf.data(), buf.size());
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;  // poll again
   if (n <= 0) {
     if (n < 0) log::verbose("reading stdin failed ({}); the command's stdin ends here", std::strerror(errno));

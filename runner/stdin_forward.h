@@ -6,6 +6,7 @@
 #pragma once
 
 #include "agent/protocol.h"
+#include "common/unique_fd.h"
 #include "runner/agent_client.h"
 
 #include <cstdint>
@@ -19,22 +20,29 @@ proto::StdinMode stdin_mode_for(int fd);
 
 class StdinForwarder {
  public:
-  /// `fd` is read as it is (not owned; its flags are not changed: other processes may share it).
-  explicit StdinForwarder(int fd) : fd_(fd) {}
+  /// `fd` is not owned, and its flags are not changed: other processes may share it.
+  /// A pipe is read through a non-blocking descriptor of its own, a socket with
+  /// MSG_DONTWAIT, so a read after poll never blocks even when another process
+  /// drained the input in between.
+  explicit StdinForwarder(int fd);
 
   /// The fd to wait on for input, or -1 while there is nothing to do: no credit, a
   /// backlog still going to the guest, or the input already ended.
   int fd_to_watch(const AgentClient& agent) const;
   /// A stdin_credit from the agent.
   void add_credit(uint32_t bytes);
-  /// `fd` is readable: reads at most the credit and queues it as stdin_data, or
-  /// stdin_eof once the input ends (a read error ends it too).
+  /// The input is readable: reads at most the credit and queues it as stdin_data,
+  /// or stdin_eof once the input ends (a read error ends it too).
   void forward(AgentClient& agent);
   /// Bytes forwarded so far.
   uint64_t forwarded() const { return forwarded_; }
 
  private:
-  int fd_;
+  ssize_t read_some(char* buf, size_t size);
+
+  int fd_;              // what is read and polled: the caller's fd, or own_
+  UniqueFd own_;        // a pipe's own non-blocking open file description
+  bool socket_ = false;
   uint64_t credit_ = 0;
   uint64_t forwarded_ = 0;
   bool ended_ = false;

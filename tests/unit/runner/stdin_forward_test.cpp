@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <future>
 
 using namespace kiln;
 using namespace kiln::runner;
@@ -69,33 +70,66 @@ TEST(StdinMode, PipesFilesAndOtherDevicesAreForwarded) {
   ::close(zero);
 }
 
-TEST(StdinForwarder, ReadsNothingWithoutCreditAndNeverMoreThanTheCredit) {
+namespace {
+
+// kiln's stdin is the pipe `in`; the agent channel a socket whose far end the test reads.
+class StdinForwarderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan.fds), 0);
+    ASSERT_EQ(::pipe2(in.fds, O_CLOEXEC), 0);
+    client.emplace(chan.fds[0], [] { return std::optional<std::string>(); });
+  }
+  std::vector<proto::Frame> sent() { return frames_sent(*client, chan.fds[1]); }
   Fds chan, in;
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan.fds), 0);
-  ASSERT_EQ(::pipe2(in.fds, O_CLOEXEC), 0);
-  AgentClient agent(chan.fds[0], [] { return std::optional<std::string>(); });
+  std::optional<AgentClient> client;
+  AgentClient& agent() { return *client; }
+};
+
+}  // namespace
+
+TEST_F(StdinForwarderTest, ReadsNothingWithoutCreditAndNeverMoreThanTheCredit) {
   StdinForwarder input(in.fds[0]);
   ASSERT_EQ(::write(in.fds[1], "0123456789", 10), 10);
-  EXPECT_EQ(input.fd_to_watch(agent), -1) << "no credit yet: stdin must not even be polled";
+  EXPECT_EQ(input.fd_to_watch(agent()), -1) << "no credit yet: stdin must not even be polled";
 
   input.add_credit(4);
-  EXPECT_EQ(input.fd_to_watch(agent), in.fds[0]);
-  input.forward(agent);
-  EXPECT_EQ(input.fd_to_watch(agent), -1);  // credit used up
-  auto sent = frames_sent(agent, chan.fds[1]);
-  ASSERT_EQ(sent.size(), 1u);
-  EXPECT_EQ(sent[0].type, MsgType::stdin_data);
-  EXPECT_EQ(sent[0].payload, "0123");
+  EXPECT_GE(input.fd_to_watch(agent()), 0);
+  input.forward(agent());
+  EXPECT_EQ(input.fd_to_watch(agent()), -1);  // credit used up
+  auto frames = sent();
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].type, MsgType::stdin_data);
+  EXPECT_EQ(frames[0].payload, "0123");
 
   input.add_credit(100);
-  input.forward(agent);
+  input.forward(agent());
   ::close(in.fds[1]);
   in.fds[1] = -1;
-  input.forward(agent);  // end of input
-  EXPECT_EQ(input.fd_to_watch(agent), -1);
-  sent = frames_sent(agent, chan.fds[1]);
-  ASSERT_EQ(sent.size(), 2u);
-  EXPECT_EQ(sent[0].payload, "456789");
-  EXPECT_EQ(sent[1].type, MsgType::stdin_eof);
+  input.forward(agent());  // end of input
+  EXPECT_EQ(input.fd_to_watch(agent()), -1);
+  frames = sent();
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0].payload, "456789");
+  EXPECT_EQ(frames[1].type, MsgType::stdin_eof);
   EXPECT_EQ(input.forwarded(), 10u);
+}
+
+TEST_F(StdinForwarderTest, APipeDrainedByAnotherReaderDoesNotBlockIt) {
+  // Between poll saying "readable" and our read, another process sharing the pipe
+  // may take the bytes; kiln must then poll again, not sit in read() until input comes.
+  StdinForwarder input(in.fds[0]);
+  input.add_credit(100);
+  ASSERT_EQ(::write(in.fds[1], "x", 1), 1);
+  char c;
+  ASSERT_EQ(::read(in.fds[0], &c, 1), 1);  // the other reader wins the race
+  auto done = std::async(std::launch::async, [&] { input.forward(agent()); });
+  const bool returned = done.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  if (!returned) {
+    ASSERT_EQ(::write(in.fds[1], "y", 1), 1);  // unblock it, so the test can end
+  }
+  done.wait();
+  EXPECT_TRUE(returned) << "forward() blocked in read() on an empty pipe";
+  EXPECT_EQ(::fcntl(in.fds[0], F_GETFL) & O_NONBLOCK, 0) << "the shared descriptor's flags changed";
+  EXPECT_TRUE(sent().empty());
 }
