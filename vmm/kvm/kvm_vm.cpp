@@ -33,7 +33,7 @@ class KvmIrqLine final : public IrqLine {
 Result<std::unique_ptr<KvmVm>> KvmVm::create(const KvmSystem& sys) {
   UniqueFd fd;
   {
-    // Can cost 30-120 ms on cgroup-v2 hosts (DESIGN.md): timed on its own.
+    // Can cost 30-120 ms on kernel 6.1 hosts under cgroup v2 (bench/README.md): timed on its own.
     log::ScopedTimer t("kvm: KVM_CREATE_VM");
     fd.reset(::ioctl(sys.fd(), KVM_CREATE_VM, 0));
   }
