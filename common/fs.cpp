@@ -1,5 +1,7 @@
 #include "common/fs.h"
 
+#include "common/temp_file.h"
+
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -50,33 +52,9 @@ Result<std::string> read_file_prefix(const stdfs::path& path, size_t max_bytes) 
 }
 
 Result<void> write_file_atomic(const stdfs::path& path, const std::string& data) {
-  stdfs::path tmp = path;
-  tmp += ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return make_error("cannot create {}: {}", tmp.string(), std::strerror(errno));
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return make_error("cannot write {}: {}", tmp.string(), std::strerror(e));
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return make_error("cannot flush {}: {}", tmp.string(), std::strerror(e));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return make_error("cannot rename {} to {}: {}", tmp.string(), path.string(), std::strerror(e));
-  }
-  return {};
+  KILN_ASSIGN_OR_RETURN(TempFile tmp, TempFile::beside(path));
+  KILN_TRY(tmp.write(data));
+  return tmp.commit(path, Durability::flushed);
 }
 
 Result<void> make_dirs(const stdfs::path& dir) {
@@ -88,10 +66,8 @@ Result<void> make_dirs(const stdfs::path& dir) {
 
 Result<TempDir> TempDir::create(const stdfs::path& parent, const std::string& prefix) {
   KILN_TRY(make_dirs(parent));
-  std::string tmpl = (parent / (prefix + "XXXXXX")).string();
-  if (::mkdtemp(tmpl.data()) == nullptr)
-    return make_error("cannot create a temporary directory in {}: {}", parent.string(), std::strerror(errno));
-  return TempDir(stdfs::path(tmpl));
+  KILN_ASSIGN_OR_RETURN(stdfs::path dir, make_temp_dir(parent, prefix));
+  return TempDir(std::move(dir));
 }
 
 TempDir::TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)) { other.path_.clear(); }

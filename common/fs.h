@@ -17,13 +17,15 @@ Result<std::string> read_file(const stdfs::path& path, uint64_t max_bytes);
 /// Read at most the first `max_bytes` of a file (e.g. to sniff its type).
 Result<std::string> read_file_prefix(const stdfs::path& path, size_t max_bytes);
 
-/// Write `data` to a temp file beside `path`, fsync it, and rename it into place.
+/// Write `data` to a temp file beside `path` (TempFile::beside: exclusive, unpredictable
+/// name), fsync it, and rename it into place. On error nothing is left behind.
 Result<void> write_file_atomic(const stdfs::path& path, const std::string& data);
 
 /// mkdir -p with a readable error.
 Result<void> make_dirs(const stdfs::path& dir);
 
-/// A fresh directory removed (recursively) when this object dies.
+/// A fresh directory `<parent>/<prefix><random>` (make_temp_dir: 0700, exclusive),
+/// removed (recursively) when this object dies.
 class TempDir {
  public:
   static Result<TempDir> create(const stdfs::path& parent, const std::string& prefix);
