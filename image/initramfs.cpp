@@ -4,6 +4,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/subprocess.h"
+#include "common/temp_file.h"
 #include "image/cpio_writer.h"
 #include "image/elf_interp.h"
 #include "image/module_deps.h"
@@ -240,17 +241,9 @@ Result<std::string> manifest(const std::vector<CpioEntry>& entries, const Initra
 // Write to a temp file and rename: readers never see a partial archive; two builders racing
 // write identical bytes, so whichever rename lands last is equally right.
 Result<void> write_archive(const stdfs::path& out, const std::vector<CpioEntry>& entries) {
-  std::string tmpl = (out.parent_path() / ("." + out.filename().string() + ".XXXXXX")).string();
-  int fd = ::mkostemp(tmpl.data(), O_CLOEXEC);
-  if (fd < 0) return make_error("cannot create a temp file in {}: {}", out.parent_path().string(), std::strerror(errno));
-  ::fchmod(fd, 0644);
-  auto status = write_cpio_newc(fd, entries, out.string());
-  if (status && ::fsync(fd) != 0) status = make_error("cannot flush {}: {}", tmpl, std::strerror(errno));
-  if (::close(fd) != 0 && status) status = make_error("cannot close {}: {}", tmpl, std::strerror(errno));
-  if (status && ::rename(tmpl.c_str(), out.c_str()) != 0)
-    status = make_error("cannot rename {} to {}: {}", tmpl, out.string(), std::strerror(errno));
-  if (!status) ::unlink(tmpl.c_str());
-  return status;
+  KILN_ASSIGN_OR_RETURN(fs::TempFile tmp, fs::TempFile::beside(out));
+  KILN_TRY(write_cpio_newc(tmp.fd(), entries, out.string()));
+  return tmp.commit(out, fs::Durability::flushed);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "snapshot/fsops.h"
 
+#include "common/temp_file.h"
 #include "snapshot/layout.h"
 
 #include <fcntl.h>
@@ -62,20 +63,23 @@ std::optional<pid_t> owner_pid(std::string_view name, std::string_view prefix) {
   return pid;
 }
 
+Result<std::filesystem::path> make_trash_dir(const std::filesystem::path& root, const std::string& id) {
+  auto trash = fs::make_temp_dir(root, std::string(layout::kTrashPrefix) + id + "-" + std::to_string(::getpid()) + "-");
+  if (!trash) return with_context("cannot create a trash directory", trash.error());
+  return trash;
+}
+
 Result<std::filesystem::path> move_to_trash(const std::filesystem::path& root, const std::filesystem::path& dir,
                                             const std::string& id) {
-  // mkdtemp reserves a unique name; rename(2) may replace an empty directory, so the
-  // move stays one atomic step.
-  std::string tmpl = (root / (std::string(layout::kTrashPrefix) + id + "-" + std::to_string(::getpid()) + "-XXXXXX"))
-                         .string();
-  if (::mkdtemp(tmpl.data()) == nullptr)
-    return make_error("cannot create a trash directory in {}: {}", root.string(), std::strerror(errno));
-  if (::rename(dir.c_str(), tmpl.c_str()) != 0) {
+  // The fresh trash directory reserves a unique name; rename(2) may replace an empty
+  // directory, so the move stays one atomic step.
+  KILN_ASSIGN_OR_RETURN(auto trash, make_trash_dir(root, id));
+  if (::rename(dir.c_str(), trash.c_str()) != 0) {
     int e = errno;
-    ::rmdir(tmpl.c_str());
+    ::rmdir(trash.c_str());
     return make_error("cannot move {} aside for deletion: {}", dir.string(), std::strerror(e));
   }
-  return std::filesystem::path(tmpl);
+  return trash;
 }
 
 void remove_tree(const std::filesystem::path& path) {

@@ -27,10 +27,14 @@ uint64_t disk_usage(const std::filesystem::path& path);
 /// Is a process with this pid alive (or alive but not ours to signal)?
 bool pid_alive(pid_t pid);
 
-/// The pid in a `<prefix><id>-<pid>-XXXXXX` name, or nullopt if the name is not of that form.
+/// The pid in a `<prefix><id>-<pid>-<random>` name, or nullopt if the name is not of that form.
 std::optional<pid_t> owner_pid(std::string_view name, std::string_view prefix);
 
-/// Atomically rename `dir` to a fresh `<root>/.trash-<id>-<pid>-XXXXXX` and return the
+/// A fresh, empty `<root>/.trash-<id>-<pid>-<random>` directory (fs::make_temp_dir):
+/// gc deletes it once <pid> is gone.
+Result<std::filesystem::path> make_trash_dir(const std::filesystem::path& root, const std::string& id);
+
+/// Atomically rename `dir` to a fresh `<root>/.trash-<id>-<pid>-<random>` and return the
 /// new path: from that instant no reader sees the snapshot, and a crash before the
 /// slow recursive delete leaves only trash for gc.
 Result<std::filesystem::path> move_to_trash(const std::filesystem::path& root, const std::filesystem::path& dir,

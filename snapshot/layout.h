@@ -12,12 +12,14 @@
 //   <root>/<layer id>/memory.index     where those pages go (binary, diff_index.h)
 //   <root>/<layer id>/memory.flat      derived: the complete RAM, for engines without overlays
 //   <root>/<layer id>/memory.flat.stamp  what memory.flat was built from, and its digest
-//   <root>/<layer id>/.flat-<id>-<pid>-XXXXXX  a flat file being built by <pid>
+//   <root>/<layer id>/.flat-<id>-<pid>-<random>  a flat file being built by <pid>
 //   <root>/.locks/<key id>.lock        flock serializing bakes of one key (and gc of it)
 //   <root>/.locks/<id>.flat.lock       flock serializing builds and eviction of one flat file
-//   <root>/.tmp-<id>-<pid>-XXXXXX      a bake in progress by <pid>
-//   <root>/.trash-<id>-<pid>-XXXXXX    a replaced or removed snapshot being deleted
+//   <root>/.tmp-<id>-<pid>-<random>    a bake in progress by <pid>
+//   <root>/.trash-<id>-<pid>-<random>  a replaced or removed snapshot being deleted
+//   <dir>/.<name>.tmp-<random>         <dir>/<name> being written (fs::write_file_atomic)
 //
+// <random> is 16 hex digits and every such entry is created exclusively (common/temp_file.h).
 // Names starting with '.' are never snapshots; list, rm and golden-base selection skip them.
 #pragma once
 

@@ -1,5 +1,6 @@
 #include "snapshot/memory_diff.h"
 
+#include "common/temp_file.h"
 #include "common/unique_fd.h"
 
 #include <fcntl.h>
@@ -70,8 +71,7 @@ Result<DiffIndex> write_memory_diff(const std::filesystem::path& image, const Me
   if (static_cast<uint64_t>(st.st_size) != base.size())
     return make_error("the saved memory {} is {} bytes, but its base has {}; the engine did not save a complete image",
                       image.string(), st.st_size, base.size());
-  UniqueFd out(::open(pages_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (!out) return make_error("cannot create {}: {}", pages_path.string(), std::strerror(errno));
+  KILN_ASSIGN_OR_RETURN(UniqueFd out, fs::create_new_file(pages_path, 0644));
 
   KILN_ASSIGN_OR_RETURN(auto ranges, sparse::data_extents(in.get(), base.size(), image));
   ranges.insert(ranges.end(), base.data().begin(), base.data().end());
@@ -102,16 +102,14 @@ Result<DiffIndex> write_memory_diff(const std::filesystem::path& image, const Me
   return index;
 }
 
-Result<void> write_flat_image(const LayerChain& chain, const std::filesystem::path& out_path) {
+Result<void> write_flat_image(const LayerChain& chain, int out_fd, const std::filesystem::path& out_path) {
   auto root_path = chain.root_memory();
   UniqueFd root(::open(root_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!root) return make_error("cannot open {}: {}", root_path.string(), std::strerror(errno));
-  UniqueFd out(::open(out_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!out) return make_error("cannot create {}: {}", out_path.string(), std::strerror(errno));
-  if (::ftruncate(out.get(), static_cast<off_t>(chain.memory_size())) != 0)
+  if (::ftruncate(out_fd, static_cast<off_t>(chain.memory_size())) != 0)
     return make_error("cannot size {}: {}", out_path.string(), std::strerror(errno));
   KILN_ASSIGN_OR_RETURN(auto data, sparse::data_extents(root.get(), chain.memory_size(), root_path));
-  for (const auto& r : data) KILN_TRY(sparse::copy_range(root.get(), out.get(), r, root_path));
+  for (const auto& r : data) KILN_TRY(sparse::copy_range(root.get(), out_fd, r, root_path));
 
   std::vector<char> buf(kBlock);
   for (const auto& layer : chain.layers) {
@@ -130,9 +128,9 @@ Result<void> write_flat_image(const LayerChain& chain, const std::filesystem::pa
           while (q < len && sparse::all_zero(buf.data() + q, kPageSize) == zero) q += kPageSize;
           uint64_t at = e.guest_offset + done + p;
           if (zero)
-            KILN_TRY(sparse::zero_range(out.get(), at, q - p, out_path));
+            KILN_TRY(sparse::zero_range(out_fd, at, q - p, out_path));
           else
-            KILN_TRY(sparse::write_exact(out.get(), buf.data() + p, q - p, at, out_path));
+            KILN_TRY(sparse::write_exact(out_fd, buf.data() + p, q - p, at, out_path));
           p = q;
         }
       }

@@ -24,9 +24,9 @@ struct DiffStats {
 Result<DiffIndex> write_memory_diff(const std::filesystem::path& image, const MemoryView& base,
                                     const std::filesystem::path& pages_path, DiffStats* stats = nullptr);
 
-/// Write the complete content of `chain` to `out` (created or truncated): the root's data extents
-/// copied in the kernel (holes stay holes), then each layer's pages on top, zero pages
-/// punched back to holes.
-Result<void> write_flat_image(const LayerChain& chain, const std::filesystem::path& out);
+/// Write the complete content of `chain` into `out_fd`, a new empty file open for writing
+/// (fs::TempFile; `out_name` names it in errors): the root's data extents copied in the
+/// kernel (holes stay holes), then each layer's pages on top, zero pages punched back to holes.
+Result<void> write_flat_image(const LayerChain& chain, int out_fd, const std::filesystem::path& out_name);
 
 }  // namespace kiln::snapshot

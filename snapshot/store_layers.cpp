@@ -3,6 +3,7 @@
 #include "common/digest.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/temp_file.h"
 #include "snapshot/digest_stamp.h"
 #include "snapshot/fsops.h"
 #include "snapshot/layer_chain.h"
@@ -37,26 +38,20 @@ bool flat_is_usable(const Snapshot& layer, const std::string& source) {
 // complete one. The stamp comes last, so a crash in between only costs a rebuild.
 Result<void> build_flat(const std::filesystem::path& store_root, const Snapshot& layer, const std::string& source) {
   log::ScopedTimer timer("layer flat file");
-  // <prefix><id>-<pid>-XXXXXX like bake directories, so gc can tell an abandoned one.
-  std::string tmpl =
-      (layer.dir / fmt::format("{}{}-{}-XXXXXX", layout::kFlatTmpPrefix, layer.id(), ::getpid())).string();
-  int fd = ::mkstemp(tmpl.data());
-  if (fd < 0) return make_error("cannot create a temp file in {}: {}", layer.dir.string(), std::strerror(errno));
-  ::close(fd);
-  std::filesystem::path tmp(tmpl);
   auto built = [&]() -> Result<void> {
+    // <prefix><id>-<pid>-<random> like bake directories, so gc can tell an abandoned one.
+    KILN_ASSIGN_OR_RETURN(auto tmp, fs::TempFile::create(layer.dir, fmt::format("{}{}-{}-", layout::kFlatTmpPrefix,
+                                                                                 layer.id(), ::getpid())));
     KILN_ASSIGN_OR_RETURN(auto chain, load_chain(store_root, layer));
-    KILN_TRY(write_flat_image(chain, tmp));
-    KILN_ASSIGN_OR_RETURN(auto digest, digest_sparse_file(tmp));
+    KILN_TRY(write_flat_image(chain, tmp.fd(), tmp.path()));
+    KILN_ASSIGN_OR_RETURN(auto digest, digest_sparse_file(tmp.path()));
     auto flat = layer.dir / layout::kFlatFile;
-    if (::rename(tmp.c_str(), flat.c_str()) != 0)
-      return make_error("cannot move the flat file into {}: {}", flat.string(), std::strerror(errno));
+    // Unflushed: a flat file is derived data whose digest is re-checked after every host
+    // boot (digest_stamp.h), so one torn by a crash is rebuilt, never restored.
+    KILN_TRY(tmp.commit(flat, fs::Durability::unflushed));
     return write_digest_stamp(flat, digest, layer.dir / layout::kFlatStampFile, source);
   }();
-  if (!built) {
-    ::unlink(tmp.c_str());
-    return with_context("building the flat memory file of layer " + layer.id(), built.error());
-  }
+  if (!built) return with_context("building the flat memory file of layer " + layer.id(), built.error());
   return {};
 }
 
@@ -65,16 +60,13 @@ Result<void> build_flat(const std::filesystem::path& store_root, const Snapshot&
 // visible, off the caller's path. If kiln exits first, gc removes the trash (its pid is gone).
 Result<std::filesystem::path> move_aside(const std::filesystem::path& root, const std::filesystem::path& file,
                                          const std::string& id) {
-  std::string trash =
-      (root / (std::string(layout::kTrashPrefix) + id + "-" + std::to_string(::getpid()) + "-XXXXXX")).string();
-  if (::mkdtemp(trash.data()) == nullptr)
-    return make_error("cannot create a trash directory in {}: {}", root.string(), std::strerror(errno));
-  if (::rename(file.c_str(), (std::filesystem::path(trash) / file.filename()).c_str()) != 0) {
+  KILN_ASSIGN_OR_RETURN(auto trash, fsops::make_trash_dir(root, id));
+  if (::rename(file.c_str(), (trash / file.filename()).c_str()) != 0) {
     int e = errno;
     fsops::remove_tree(trash);
     return make_error("cannot move {} aside: {}", file.string(), std::strerror(e));
   }
-  return std::filesystem::path(trash);
+  return trash;
 }
 
 struct DeleteLater {
