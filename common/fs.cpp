@@ -1,6 +1,7 @@
 #include "common/fs.h"
 
 #include "common/temp_file.h"
+#include "common/unique_fd.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <system_error>
 
 namespace kiln::fs {
@@ -78,11 +80,72 @@ TempDir::~TempDir() {
   stdfs::remove_all(path_, ec);
 }
 
-stdfs::path cache_root() {
+namespace {
+
+// The root the user's environment names, if any.
+std::optional<stdfs::path> chosen_cache_root() {
   if (const char* d = std::getenv("KILN_CACHE_DIR"); d && *d) return stdfs::absolute(d);
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return stdfs::path(x) / "kiln";
   if (const char* h = std::getenv("HOME"); h && *h) return stdfs::path(h) / ".cache" / "kiln";
-  return stdfs::temp_directory_path() / ("kiln-cache-" + std::to_string(::getuid()));
+  return std::nullopt;
+}
+
+stdfs::path fallback_cache_root() {
+  std::error_code ec;  // $TMPDIR naming no directory: /tmp, as the C library does
+  stdfs::path tmp = stdfs::temp_directory_path(ec);
+  return (ec ? stdfs::path("/tmp") : tmp) / ("kiln-cache-" + std::to_string(::getuid()));
+}
+
+Error refuse_fallback(const stdfs::path& dir, const std::string& problem) {
+  return make_error("kiln's cache directory {} {}. kiln uses it because KILN_CACHE_DIR, XDG_CACHE_HOME and HOME "
+                    "are all unset: set KILN_CACHE_DIR to a directory of your own (or remove {} if you made it)",
+                    dir.string(), problem, dir.string());
+}
+
+// Another user can create this name before we do (the temp directory is shared): use it
+// only if it is a real directory of ours that nobody else can write to.
+Result<void> make_private_dir(const stdfs::path& dir) {
+  if (::mkdir(dir.c_str(), 0700) == 0) return {};
+  if (errno != EEXIST) return make_error("cannot create kiln's cache directory {}: {}", dir.string(), std::strerror(errno));
+  // O_NOFOLLOW: a symlink is refused, not followed; checks and chmod go through this fd.
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st {};
+  if (!fd) {
+    int e = errno;
+    if (::lstat(dir.c_str(), &st) == 0 && S_ISLNK(st.st_mode))
+      return refuse_fallback(dir, "is a symbolic link (another user may have planted it to redirect kiln's files)");
+    if (e == ENOTDIR) return refuse_fallback(dir, "exists and is not a directory");
+    return make_error("cannot open kiln's cache directory {}: {}", dir.string(), std::strerror(e));
+  }
+  if (::fstat(fd.get(), &st) != 0)
+    return make_error("cannot stat kiln's cache directory {}: {}", dir.string(), std::strerror(errno));
+  if (st.st_uid != ::geteuid())
+    return refuse_fallback(dir, fmt::format("belongs to uid {}, not to you (uid {}): another user may have created it "
+                                            "to read or plant kiln's files",
+                                            st.st_uid, ::geteuid()));
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return refuse_fallback(dir, fmt::format("is writable by other users (mode {:o}), who could plant files in it; "
+                                            "if it is yours and holds nothing you distrust, `chmod 700` it",
+                                            st.st_mode & 07777));
+  // Ours, but readable by others (made by an older kiln): snapshots hold guest memory.
+  if ((st.st_mode & 077) != 0 && ::fchmod(fd.get(), 0700) != 0)
+    return make_error("cannot make kiln's cache directory {} private (chmod 700): {}", dir.string(),
+                      std::strerror(errno));
+  return {};
+}
+
+}  // namespace
+
+stdfs::path cache_root() {
+  if (auto chosen = chosen_cache_root()) return *chosen;
+  return fallback_cache_root();
+}
+
+Result<stdfs::path> prepare_cache_root() {
+  if (auto chosen = chosen_cache_root()) return *chosen;
+  stdfs::path dir = fallback_cache_root();
+  KILN_TRY(make_private_dir(dir));
+  return dir;
 }
 
 stdfs::path self_dir() {

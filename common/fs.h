@@ -42,8 +42,17 @@ class TempDir {
   stdfs::path path_;
 };
 
-/// kiln's cache root: $KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else ~/.cache/kiln.
+/// kiln's cache root: $KILN_CACHE_DIR, else $XDG_CACHE_HOME/kiln, else ~/.cache/kiln,
+/// else (none of them set) the fallback <temp dir>/kiln-cache-<uid>, in a directory every
+/// user can write to: prepare_cache_root() is what makes that one safe to use.
 stdfs::path cache_root();
+
+/// cache_root(), checked before kiln puts anything in it. The fallback under the shared
+/// temp directory is created 0700; one that already exists is refused (with what to do)
+/// if it is a symlink, not a directory, owned by another user, or writable by group or
+/// others, and made 0700 if it is only readable by them. A root the user chose
+/// (KILN_CACHE_DIR, XDG_CACHE_HOME, HOME) is returned as it is.
+Result<stdfs::path> prepare_cache_root();
 
 /// Directory holding the running kiln executable (for finding kiln-agent).
 stdfs::path self_dir();

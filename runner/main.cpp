@@ -1,4 +1,5 @@
 // kiln: run tests in microVMs restored from a golden snapshot.
+#include "common/fs.h"
 #include "common/log.h"
 #include "runner/cli.h"
 #include "runner/exit_codes.h"
@@ -17,8 +18,17 @@ int main(int argc, char** argv) {
   kiln::runner::register_bake(app, exit_code);
   kiln::runner::register_snapshots(app, exit_code);
   kiln::runner::register_resources(app, exit_code);
+  // After parsing, before any subcommand touches the cache (--help and --version do not).
+  app.parse_complete_callback([] {
+    if (auto cache = kiln::fs::prepare_cache_root(); !cache) {
+      kiln::log::error(cache.error().message);
+      throw CLI::RuntimeError(kiln::exit_code::kiln_error);
+    }
+  });
   try {
     app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {
+    return e.get_exit_code();
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : kiln::exit_code::usage;
