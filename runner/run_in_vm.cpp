@@ -5,6 +5,7 @@
 #include "runner/exit_codes.h"
 #include "runner/exit_report.h"
 #include "runner/guest_text.h"
+#include "runner/payload_send.h"
 #include "runner/stdin_forward.h"
 
 #include <fcntl.h>
@@ -51,31 +52,6 @@ uint64_t realtime_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-// Queue every payload entry; returns how many replies they will produce.
-Result<size_t> queue_payload(AgentClient& agent, const Payload& payload) {
-  size_t requests = 0;
-  for (const auto& e : payload.entries()) {
-    switch (e.kind) {
-      case PayloadEntry::Kind::directory:
-        agent.send(MsgType::mkdir, proto::encode(proto::Mkdir{e.path, e.mode}));
-        break;
-      case PayloadEntry::Kind::symlink:
-        agent.send(MsgType::symlink, proto::encode(proto::Symlink{e.path, e.symlink_target}));
-        break;
-      case PayloadEntry::Kind::file: {
-        int fd = ::open(e.path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return make_error("cannot open {} to send it to the guest: {}", e.path, std::strerror(errno));
-        agent.send(MsgType::put_file, proto::encode(proto::PutFile{e.path, e.mode, e.size}));
-        auto sent = agent.send_file_data(fd, e.size);
-        ::close(fd);
-        if (!sent) return with_context("sending " + e.path, sent.error());
-        break;
-      }
-    }
-    ++requests;
-  }
-  return requests;
-}
 
 // Where a command's output goes: the host's streams for a test, a buffer for a setup.
 using OutputSink = std::function<void(MsgType, std::string_view)>;
