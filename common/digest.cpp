@@ -44,6 +44,14 @@ Result<void> hash_range(int fd, off_t begin, off_t end, XXH3_state_t* state, std
 
 std::string digest_bytes(std::string_view bytes) { return to_hex(XXH3_128bits(bytes.data(), bytes.size())); }
 
+void DigestStream::Free::operator()(XXH3_state_s* state) const { XXH3_freeState(state); }
+
+DigestStream::DigestStream() : state_(XXH3_createState()) { XXH3_128bits_reset(state_.get()); }
+
+void DigestStream::update(std::string_view bytes) { XXH3_128bits_update(state_.get(), bytes.data(), bytes.size()); }
+
+std::string DigestStream::hex() const { return to_hex(XXH3_128bits_digest(state_.get())); }
+
 // True if all `n` bytes at `p` are zero.
 static bool all_zero(const char* p, size_t n) { return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0); }
 

@@ -6,13 +6,32 @@
 #include "common/result.h"
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
+
+struct XXH3_state_s;  // xxhash.h stays private to common/
 
 namespace kiln {
 
 /// Hex XXH3-128 of a byte string.
 std::string digest_bytes(std::string_view bytes);
+
+/// digest_bytes() of everything passed to update(), in order, without holding it: bytes
+/// streamed somewhere (to the guest) are digested exactly as they went.
+class DigestStream {
+ public:
+  DigestStream();
+  void update(std::string_view bytes);
+  /// The digest so far; update() may continue after it.
+  std::string hex() const;
+
+ private:
+  struct Free {
+    void operator()(XXH3_state_s* state) const;
+  };
+  std::unique_ptr<XXH3_state_s, Free> state_;
+};
 
 /// Hex XXH3-128 of a whole file, streamed.
 Result<std::string> digest_file(const std::filesystem::path& path);

@@ -28,7 +28,8 @@ void AgentClient::send(MsgType type, std::string_view payload) {
   out_ += proto::encode_frame(type, payload);
 }
 
-Result<void> AgentClient::send_file_data(int fd, uint64_t size) {
+Result<void> AgentClient::send_file_data(int fd, uint64_t size,
+                                         const std::function<void(std::string_view)>& on_chunk) {
   // Chunks well under the frame cap; the guest copies each into the file as it arrives.
   constexpr size_t kChunk = 256 * 1024;
   std::string buf(kChunk, '\0');
@@ -38,7 +39,9 @@ Result<void> AgentClient::send_file_data(int fd, uint64_t size) {
     ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(sent));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return make_error("file changed or unreadable while sending it: {}", n < 0 ? std::strerror(errno) : "shrank");
-    send(MsgType::file_data, std::string_view(buf.data(), static_cast<size_t>(n)));
+    const std::string_view chunk(buf.data(), static_cast<size_t>(n));
+    if (on_chunk) on_chunk(chunk);
+    send(MsgType::file_data, chunk);
     sent += static_cast<uint64_t>(n);
     // Keep the queue bounded: push what we have before buffering more.
     if (out_.size() - out_pos_ > 4 * kChunk) KILN_TRY(flush(Clock::now() + std::chrono::seconds(60)));

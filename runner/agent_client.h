@@ -32,8 +32,9 @@ class AgentClient {
   void restate_agreement();
   /// Queue a request; it is written by the next wait. Requests pipeline: each gets one reply.
   void send(proto::MsgType type, std::string_view payload);
-  /// Queue a file's bytes as file_data frames after its put_file header.
-  Result<void> send_file_data(int fd, uint64_t size);
+  /// Queue a file's bytes as file_data frames after its put_file header; `on_chunk`, if
+  /// set, sees each chunk as it is queued (to digest exactly what was sent).
+  Result<void> send_file_data(int fd, uint64_t size, const std::function<void(std::string_view)>& on_chunk = {});
   /// Flush queued requests and return the next frame the guest sent.
   Result<proto::Frame> next_frame(Deadline deadline);
   /// Like next_frame, but returns nothing as soon as `input_fd` (-1: none) is

@@ -158,18 +158,25 @@ Result<std::string> Payload::content_digest() const {
   // One line per entry, fields separated by NUL (no path holds one); file contents
   // enter as their own digest, so this costs one read of each file.
   std::string text;
-  for (const auto& e : entries_) {
+  std::vector<std::string> file_digests(entries_.size());
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    const auto& e = entries_[i];
     const char* kind = e.kind == PayloadEntry::Kind::file ? "file" : e.kind == PayloadEntry::Kind::symlink ? "link" : "dir";
-    std::string content;
     if (e.kind == PayloadEntry::Kind::file) {
       auto d = digest_file(e.path);
       if (!d) return with_context("digesting the payload", d.error());
-      content = std::move(*d);
+      file_digests[i] = std::move(*d);
     }
     text += fmt::format("{}{}{}{}{:o}{}{}{}{}\n", kind, '\0', e.path, '\0', e.mode, '\0', e.symlink_target, '\0',
-                        content);
+                        file_digests[i]);
   }
+  keyed_file_digests_ = std::move(file_digests);
   return digest_bytes(text);
+}
+
+const std::string& Payload::keyed_file_digest(size_t index) const {
+  static const std::string none;
+  return index < keyed_file_digests_.size() ? keyed_file_digests_[index] : none;
 }
 
 uint64_t Payload::total_bytes() const {

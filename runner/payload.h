@@ -38,7 +38,12 @@ class Payload {
   /// Digest of everything the payload puts in the guest: every entry's path, kind, mode,
   /// symlink target and file contents (XXH3 of each file, read now). Two payloads with
   /// equal digests leave the guest in the same state, so a payload layer is keyed by it.
+  /// Each file's digest is remembered: queue_payload checks the bytes it sends against it.
   Result<std::string> content_digest() const;
+
+  /// The digest of entry `index`'s content as the last content_digest() read it, or ""
+  /// (not a file, or not digested: then nothing keyed a layer by it).
+  const std::string& keyed_file_digest(size_t index) const;
 
  private:
   Result<void> add_resolved(const std::string& path, int depth);
@@ -46,6 +51,9 @@ class Payload {
   bool seen(const std::string& path);
   std::vector<PayloadEntry> entries_;
   std::unordered_set<std::string> seen_;
+  /// Parallel to entries_, set by content_digest(): a record of what keyed the layer,
+  /// not part of the payload's value (hence mutable in a const digest).
+  mutable std::vector<std::string> keyed_file_digests_;
 };
 
 /// Parse the output of `ld.so --list EXE` into absolute library paths.

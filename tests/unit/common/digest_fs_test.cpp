@@ -81,6 +81,16 @@ TEST_F(TempTree, MissingFilesAreErrorsNamingThePath) {
   EXPECT_FALSE(digest_sparse_file(path("nope")).ok());
 }
 
+TEST_F(TempTree, StreamedDigestIsTheDigestOfTheWholeFile) {
+  const std::string text = std::string(300000, 'x') + "tail";
+  std::ofstream(path("f")) << text;
+  DigestStream stream;
+  for (size_t at = 0; at < text.size(); at += 65536) stream.update(std::string_view(text).substr(at, 65536));
+  EXPECT_EQ(stream.hex(), *digest_file(path("f")));
+  EXPECT_EQ(stream.hex(), digest_bytes(text));
+  EXPECT_EQ(DigestStream().hex(), digest_bytes(""));
+}
+
 TEST_F(TempTree, ReadFileRefusesMoreThanItsCap) {
   std::ofstream(path("big")) << std::string(1000, 'x');
   EXPECT_TRUE(fs::read_file(path("big"), 1000).ok());
