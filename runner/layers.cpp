@@ -2,8 +2,6 @@
 
 #include "common/log.h"
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <cstring>
 
@@ -12,15 +10,8 @@ namespace {
 
 std::string short_id(const std::string& id) { return id.substr(0, 12); }
 
-// Test hook (VM tests only): stop right before publishing a layer so a test can kill
-// kiln there and check that the store shows no half layer.
-void maybe_pause_before_publish() {
-  const char* hook = std::getenv("KILN_TEST_PAUSE_BEFORE_PUBLISH");
-  if (!hook || std::strcmp(hook, "1") != 0) return;
-  const char line[] = "kiln: test hook: paused before publishing a layer\n";
-  (void)!::write(STDERR_FILENO, line, sizeof line - 1);
-  ::sleep(600);
-}
+// A plain pointer, constant-initialized: set before main() by kiln-test-hooks.
+void (*before_publish_hook)() = nullptr;
 
 Result<snapshot::Snapshot> build(const snapshot::Store& store, vmm::Engine& engine, const vmm::GuestSpec& spec,
                                  const snapshot::Snapshot& parent, const snapshot::LayerKey& key,
@@ -44,12 +35,14 @@ Result<snapshot::Snapshot> build(const snapshot::Store& store, vmm::Engine& engi
     KILN_TRY(vm->save_snapshot(dir.files()));
   }
   vm->destroy();
-  maybe_pause_before_publish();
+  if (before_publish_hook) before_publish_hook();
   log::ScopedTimer t("layer: publish");
   return store.publish_layer(std::move(dir), key, parent, !engine.maps_overlays());
 }
 
 }  // namespace
+
+void set_before_layer_publish_hook(void (*hook)()) { before_publish_hook = hook; }
 
 bool layers_enabled(bool no_layers_flag) {
   if (no_layers_flag) return false;

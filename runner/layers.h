@@ -38,4 +38,9 @@ Result<Layer> ensure_layer(const snapshot::Store& store, vmm::Engine& engine, co
 /// Layers are on unless --no-layers or KILN_NO_LAYERS=1 (any non-empty value but "0").
 bool layers_enabled(bool no_layers_flag);
 
+/// Test seam: `hook` runs after a layer's VM is saved, right before the layer is
+/// published. Nothing in kiln sets it: only runner/test_hooks.cpp does, which is linked
+/// into the test-only kiln-test-hooks binary (CMake option KILN_TEST_HOOKS), never into kiln.
+void set_before_layer_publish_hook(void (*hook)());
+
 }  // namespace kiln::runner

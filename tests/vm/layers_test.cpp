@@ -66,6 +66,20 @@ void rebuild(const stdfs::path& exe, const std::string& marker) {
   std::ofstream(exe, std::ios::app | std::ios::binary) << marker;
 }
 
+/// Start `kiln_binary run -- exe exit CODE` on `cache` with `env_var` (K=V) set, stderr to `log`.
+kiln::Result<kiln::ChildProcess> spawn_run(const std::string& kiln_binary, const PrivateCache& cache,
+                                           const std::string& env_var, const stdfs::path& exe, int code,
+                                           const std::string& log) {
+  std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + cache.path().string(), env_var, kiln_binary, "run"};
+  for (auto& a : engine_args()) argv.push_back(a);
+  for (auto a : {std::string("--"), exe.string(), std::string("exit"), std::to_string(code)}) argv.push_back(a);
+  kiln::UniqueFd err(::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  kiln::SpawnOptions o;
+  o.stderr_fd = err.get();
+  o.own_process_group = false;
+  return kiln::ChildProcess::spawn(argv, o);
+}
+
 }  // namespace
 
 TEST(Layers, PayloadLayerIsBuiltOnceAndReused) {
@@ -300,21 +314,42 @@ TEST(Layers, DiskFullWhileBuildingALayerLeavesTheStoreConsistentAndTheRunWorks) 
   EXPECT_EQ(processes_mentioning(full.string()), 0) << "a qemu outlived kiln";
 }
 
+// KILN_TEST_PAUSE_BEFORE_PUBLISH=1 with the kiln that is installed: it must build and
+// publish the layer as if the variable were unset (the hook is only in kiln-test-hooks).
+TEST(Layers, ReleaseKilnIgnoresTheTestHookVariable) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  const auto exe = copy_probe(cache, "release_probe");
+  const std::string log = (cache.path() / "kiln.err").string();
+  auto child = spawn_run(KILN_BINARY, cache, "KILN_TEST_PAUSE_BEFORE_PUBLISH=1", exe, 4, log);
+  ASSERT_TRUE(child) << child.error().message;
+  // Ends when kiln exits or when it announces the pause (then it would sleep 600 s).
+  int status = 0;
+  bool paused = false;
+  while (!child->poll_exited(&status) && !paused) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto text = kiln::fs::read_file(log, 1 << 20);
+    paused = text && text->find("paused before publishing") != std::string::npos;
+  }
+  child->kill();
+  auto text = kiln::fs::read_file(log, 1 << 20);
+  ASSERT_FALSE(paused) << "the release kiln obeyed KILN_TEST_PAUSE_BEFORE_PUBLISH";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 4) << kiln::describe_wait_status(status) << "\n"
+                                                              << (text ? *text : "");
+  EXPECT_EQ(view(cache).published, 2) << "no payload layer was published";
+}
+
 TEST(Layers, KillingKilnWhileItSavesALayerLeavesTheStoreConsistent) {
+#ifndef KILN_TEST_HOOKS_BINARY
+  GTEST_SKIP() << "needs kiln-test-hooks (configure with -DKILN_TEST_HOOKS=ON) to stop kiln before it publishes";
+#else
   PrivateCache cache;
   ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
   const auto exe = copy_probe(cache, "killed_probe");
   auto spawn = [&](bool pause, const std::string& log) {
-    std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + cache.path().string(),
-                                     std::string("KILN_TEST_PAUSE_BEFORE_PUBLISH=") + (pause ? "1" : "0"),
-                                     KILN_BINARY, "run"};
-    for (auto& a : engine_args()) argv.push_back(a);
-    for (auto a : {std::string("--"), exe.string(), std::string("exit"), std::string("0")}) argv.push_back(a);
-    kiln::UniqueFd err(::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    kiln::SpawnOptions o;
-    o.stderr_fd = err.get();
-    o.own_process_group = false;
-    return kiln::ChildProcess::spawn(argv, o);
+    // kiln-test-hooks: kiln with the test hooks (runner/test_hooks.cpp); the hook is not in kiln.
+    return spawn_run(KILN_TEST_HOOKS_BINARY, cache,
+                     std::string("KILN_TEST_PAUSE_BEFORE_PUBLISH=") + (pause ? "1" : "0"), exe, 0, log);
   };
   auto check_consistent = [&](const std::string& when) {
     auto list = run_kiln({"snapshots", "list"}, cache.path());
@@ -365,4 +400,5 @@ TEST(Layers, KillingKilnWhileItSavesALayerLeavesTheStoreConsistent) {
   auto next = run_kiln(run_args({}, {exe.string(), "exit", "6"}), cache.path());
   EXPECT_EQ(next.exit_code, 6) << next.err;
   check_consistent("after the next run");
+#endif
 }
