@@ -212,6 +212,7 @@ class Store {
   Result<GcReport> gc(const GcOptions& options = {}) const;
 
  private:
+  friend class GcRun;  // store_gc.cpp: one gc pass, phase by phase
   std::filesystem::path lock_path(const std::string& id) const;
   std::filesystem::path locks_dir() const;
   /// Take `id`'s lock without waiting and, if free, move the snapshot to trash and delete it.
