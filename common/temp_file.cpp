@@ -68,6 +68,10 @@ Result<TempFile> TempFile::beside(const std::filesystem::path& dest, mode_t mode
   return create(dest.parent_path(), "." + dest.filename().string() + ".tmp-", mode);
 }
 
+// A moved-from path is only "valid but unspecified": clear it, or its destructor could
+// unlink the file the new owner holds.
+TempFile::TempFile(TempFile&& other) noexcept : fd_(std::move(other.fd_)), path_(std::exchange(other.path_, {})) {}
+
 TempFile::~TempFile() {
   fd_.reset();
   if (!path_.empty()) ::unlink(path_.c_str());

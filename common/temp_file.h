@@ -41,7 +41,7 @@ class TempFile {
   /// never matching a prefix of `dest`'s own name (per_boot_cache.cpp prunes by prefix).
   static Result<TempFile> beside(const std::filesystem::path& dest, mode_t mode = 0644);
 
-  TempFile(TempFile&& other) noexcept = default;
+  TempFile(TempFile&& other) noexcept;
   TempFile& operator=(TempFile&&) = delete;
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;

@@ -158,7 +158,19 @@ TEST_F(AtomicWrite, AnUncommittedTempFileIsRemoved) {
   EXPECT_TRUE(names().empty());
 }
 
-TEST_F(AtomicWrite, TempDirsAreFreshPrivateAndNeverAPlantedLink) {
+TEST_F(AtomicWrite, AMovedTempFileIsRemovedOnlyByItsNewOwner) {
+  std::optional<fs::TempFile> first;
+  auto t = fs::TempFile::create(dir_->path(), "moved-");
+  ASSERT_TRUE(t);
+  first.emplace(std::move(*t));
+  fs::TempFile second(std::move(*first));
+  first.reset();
+  ASSERT_TRUE(stdfs::exists(second.path())) << "the moved-from object removed the file";
+  ASSERT_TRUE(second.commit(path("dest"), fs::Durability::unflushed));
+  EXPECT_EQ(names(), std::vector<std::string>{"dest"});
+}
+
+TEST_F(AtomicWrite, TempDirsAreFreshAndPrivate) {
   auto a = fs::make_temp_dir(dir_->path(), "work-");
   auto b = fs::make_temp_dir(dir_->path(), "work-");
   ASSERT_TRUE(a && b);
