@@ -106,7 +106,8 @@ Error refuse_fallback(const stdfs::path& dir, const std::string& problem) {
 // only if it is a real directory of ours that nobody else can write to.
 Result<void> make_private_dir(const stdfs::path& dir) {
   if (::mkdir(dir.c_str(), 0700) == 0) return {};
-  if (errno != EEXIST) return make_error("cannot create kiln's cache directory {}: {}", dir.string(), std::strerror(errno));
+  if (errno != EEXIST)
+    return make_error("cannot create kiln's cache directory {}: {}", dir.string(), std::strerror(errno));
   // O_NOFOLLOW: a symlink is refused, not followed; checks and chmod go through this fd.
   UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   struct stat st {};
