@@ -9,6 +9,7 @@
 #include "runner/stdin_forward.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -33,6 +34,13 @@ void write_all(int fd, const std::string& data) {
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      // kiln's stdout may be a non-blocking file description it shares with its parent
+      // (some CI runners set O_NONBLOCK): wait until the reader takes more, never drop.
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, -1);
+      continue;
+    }
     if (n <= 0) return;  // host stream closed (e.g. piped into head): drop the rest
     off += static_cast<size_t>(n);
   }
@@ -51,7 +59,6 @@ uint64_t realtime_ns() {
   ::clock_gettime(CLOCK_REALTIME, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
-
 
 // Where a command's output goes: the host's streams for a test, a buffer for a setup.
 using OutputSink = std::function<void(MsgType, std::string_view)>;

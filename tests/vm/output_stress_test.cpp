@@ -9,13 +9,18 @@
 #include "common/subprocess.h"
 #include "common/unique_fd.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <string>
+#include <thread>
 
 using namespace kiln::vmtest;
 
@@ -112,4 +117,44 @@ TEST(OutputStress, RandomSizedWritesArriveWhole) {
   // 4 KiB (thousands of writes a stream) or up to 512 KiB (many larger than a pipe).
   for (uint64_t seed = 10; seed < 14; ++seed)
     expect_whole({seed, 2 * kMiB, 2 * kMiB, seed % 2 == 0 ? 4096 : kMiB / 2});
+}
+
+// kiln's stdout may be a non-blocking file description shared with its parent (some CI
+// runners set O_NONBLOCK on the pipes they hand out). A reader that falls behind then
+// makes kiln's writes fail with EAGAIN: kiln must wait for it, never drop the rest.
+TEST(OutputStress, ANonBlockingStdoutReadSlowlyLosesNothing) {
+  const Streams s{20, 4 * kMiB, 0, 64 * 1024};
+  SCOPED_TRACE(describe(s));
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  kiln::UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
+  ASSERT_EQ(::fcntl(write_end.get(), F_SETFL, O_NONBLOCK), 0);
+  std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + shared_cache().string(), KILN_BINARY, "run"};
+  for (const std::string& a : engine_args()) argv.push_back(a);
+  for (const std::string& a : {std::string("--"), probe(), std::string("streams"), std::to_string(s.seed),
+                               std::to_string(s.out_bytes), std::to_string(s.err_bytes), std::to_string(s.max_write)})
+    argv.push_back(a);
+  Capture err;
+  kiln::SpawnOptions options;
+  options.stdout_fd = write_end.get();
+  options.stderr_fd = err.fd();
+  options.own_process_group = false;
+  auto kiln = kiln::ChildProcess::spawn(argv, options);
+  ASSERT_TRUE(kiln) << kiln.error().message;
+  write_end.reset();
+  // Let kiln fill the pipe and hit EAGAIN before anything is read.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  std::string got, chunk(64 * 1024, '\0');
+  for (ssize_t n; (n = ::read(read_end.get(), chunk.data(), chunk.size())) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    ASSERT_GT(n, 0) << "reading kiln's stdout: " << std::strerror(errno);
+    got.append(chunk, 0, static_cast<size_t>(n));
+  }
+  const int status = kiln->wait();
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "kiln run " << kiln::describe_wait_status(status) << "; stderr (tail): " << err.tail();
+  std::string want;
+  OutputPattern(s.seed, 1).append(want, s.out_bytes);
+  ASSERT_EQ(got.size(), want.size()) << "stdout lost bytes; stderr (tail): " << err.tail();
+  EXPECT_TRUE(got == want) << "stdout differs from what the guest wrote";
 }
