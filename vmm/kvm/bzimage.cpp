@@ -17,8 +17,6 @@ namespace {
 namespace bl = boot_layout;
 
 constexpr size_t kHeaderOffset = 0x1f1;
-constexpr uint16_t kBootFlag = 0xaa55;
-constexpr uint32_t kHdrS = 0x53726448;           // "HdrS"
 constexpr uint16_t kMinVersion = 0x020c;         // 2.12: xloadflags, 64-bit entry
 constexpr uint8_t kLoadedHigh = 0x01;            // loadflags: protected-mode code at 1 MiB
 constexpr uint16_t kXlfKernel64 = 0x01;          // xloadflags: has the 64-bit entry at +0x200
@@ -50,32 +48,19 @@ Result<std::string> read_bounded(const std::filesystem::path& path, uint64_t max
 }  // namespace
 
 Result<BzImage> parse_bzimage(std::string data) {
-  setup_header hdr{};
-  if (data.size() < kHeaderOffset + sizeof hdr)
-    return make_error("the kernel is {} bytes: too small for a bzImage setup header", data.size());
-  std::memcpy(&hdr, data.data() + kHeaderOffset, sizeof hdr);
-  if (hdr.boot_flag != kBootFlag || hdr.header != kHdrS)
-    return make_error("the kernel is not a bzImage (boot flag {:#x}, header {:#x}); kiln boots x86 bzImages",
-                      uint16_t{hdr.boot_flag}, uint32_t{hdr.header});
-  if (hdr.version < kMinVersion)
-    return make_error("the kernel speaks boot protocol {}.{}; the kvm engine needs 2.12 or newer",
-                      uint16_t{hdr.version} >> 8, uint16_t{hdr.version} & 0xff);
+  KILN_ASSIGN_OR_RETURN(image::SetupHeader hdr, image::parse_setup_header(data, "the kernel"));
+  if (hdr.protocol < kMinVersion)
+    return make_error("the kernel speaks boot protocol {}.{}; the kvm engine needs 2.12 or newer", hdr.protocol >> 8,
+                      hdr.protocol & 0xff);
   if ((hdr.loadflags & kLoadedHigh) == 0) return make_error("the kernel is not a bzImage (zImage loads low)");
   if ((hdr.xloadflags & kXlfKernel64) == 0) return make_error("the kernel has no 64-bit entry point (XLF_KERNEL_64)");
-  BzImage k;
-  const uint64_t sects = hdr.setup_sects == 0 ? 4 : hdr.setup_sects;
-  k.setup_bytes = (sects + 1) * 512;
-  if (k.setup_bytes + kEntry64Offset >= data.size())
-    return make_error("the kernel's setup header claims {} setup bytes but the file has only {}", k.setup_bytes,
+  if (hdr.setup_bytes + kEntry64Offset >= data.size())
+    return make_error("the kernel's setup header claims {} setup bytes but the file has only {}", hdr.setup_bytes,
                       data.size());
-  k.version = hdr.version;
-  k.init_size = hdr.init_size;
-  k.initrd_addr_max = hdr.initrd_addr_max;
-  k.cmdline_size = hdr.cmdline_size;
-  k.data = std::move(data);
-  if (k.init_size < k.kernel_bytes())
+  BzImage k{std::move(data), hdr};
+  if (hdr.init_size < k.kernel_bytes())
     return make_error("the kernel's init_size ({}) is smaller than its own code ({} bytes): corrupt header",
-                      k.init_size, k.kernel_bytes());
+                      hdr.init_size, k.kernel_bytes());
   return k;
 }
 
@@ -90,15 +75,15 @@ Result<uint64_t> load_linux(const BzImage& kernel, const std::filesystem::path& 
                             GuestMemory& memory) {
   const uint64_t ram = memory.size();
   // The kernel decompresses itself in place from 1 MiB: it needs init_size there.
-  if (bl::kKernelLoad + uint64_t{kernel.init_size} > ram)
-    return make_error("the kernel needs {} MiB to boot; the guest has {} MiB", (bl::kKernelLoad + kernel.init_size) >> 20,
-                      ram >> 20);
-  if (!memory.write(bl::kKernelLoad, kernel.data.data() + kernel.setup_bytes, kernel.kernel_bytes()))
+  if (bl::kKernelLoad + uint64_t{kernel.header.init_size} > ram)
+    return make_error("the kernel needs {} MiB to boot; the guest has {} MiB",
+                      (bl::kKernelLoad + kernel.header.init_size) >> 20, ram >> 20);
+  if (!memory.write(bl::kKernelLoad, kernel.data.data() + kernel.header.setup_bytes, kernel.kernel_bytes()))
     return make_error("the kernel does not fit in guest RAM");
 
-  if (cmdline.size() + 1 > bl::kCmdlineMax || cmdline.size() > kernel.cmdline_size)
+  if (cmdline.size() + 1 > bl::kCmdlineMax || cmdline.size() > kernel.header.cmdline_size)
     return make_error("the kernel command line is {} bytes; this kernel accepts at most {}", cmdline.size(),
-                      std::min<uint64_t>(kernel.cmdline_size, bl::kCmdlineMax - 1));
+                      std::min<uint64_t>(kernel.header.cmdline_size, bl::kCmdlineMax - 1));
   std::string terminated(cmdline);
   terminated.push_back('\0');
   if (!memory.write(bl::kCmdline, terminated.data(), terminated.size()))
@@ -106,8 +91,8 @@ Result<uint64_t> load_linux(const BzImage& kernel, const std::filesystem::path& 
 
   KILN_ASSIGN_OR_RETURN(auto initrd, read_bounded(initramfs, kMaxInitramfs, "initramfs"));
   // As high as the kernel allows, page aligned, clear of the kernel's boot-time footprint.
-  const uint64_t top = std::min<uint64_t>(ram, uint64_t{kernel.initrd_addr_max} + 1);
-  const uint64_t kernel_end = bl::kKernelLoad + kernel.init_size;
+  const uint64_t top = std::min<uint64_t>(ram, uint64_t{kernel.header.initrd_addr_max} + 1);
+  const uint64_t kernel_end = bl::kKernelLoad + kernel.header.init_size;
   if (initrd.size() > top || ((top - initrd.size()) & ~(kPageSize - 1)) < kernel_end)
     return make_error("the initramfs ({} MiB) does not fit in guest RAM above the kernel: give the guest more memory",
                       initrd.size() >> 20);
@@ -115,6 +100,8 @@ Result<uint64_t> load_linux(const BzImage& kernel, const std::filesystem::path& 
   if (!memory.write(initrd_at, initrd.data(), initrd.size())) return make_error("cannot place the initramfs");
 
   boot_params params{};
+  // In bounds: parse_bzimage accepted the file, so it holds the whole setup header.
+  static_assert(kHeaderOffset + sizeof params.hdr <= image::kSetupHeaderEnd);
   std::memcpy(&params.hdr, kernel.data.data() + kHeaderOffset, sizeof params.hdr);
   params.hdr.type_of_loader = 0xff;  // "undefined" loader
   params.hdr.cmd_line_ptr = static_cast<uint32_t>(bl::kCmdline);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "common/result.h"
+#include "image/bzimage.h"
 #include "vmm/kvm/guest_memory.h"
 
 #include <cstdint>
@@ -24,18 +25,16 @@ inline constexpr uint64_t kEbdaStart = 0x9fc00;  ///< RAM below this is usable; 
 inline constexpr uint64_t kKernelLoad = 0x100000;
 }  // namespace boot_layout
 
-/// What the loader learnt from the setup header.
+/// A kernel the loader can boot: the file and its setup header (parsed by
+/// image::parse_setup_header, the one parser of it), checked for a 64-bit entry.
 struct BzImage {
   std::string data;            ///< the whole file
-  uint64_t setup_bytes = 0;    ///< real-mode part: (setup_sects + 1) * 512
-  uint16_t version = 0;        ///< boot protocol version (0x020f = 2.15)
-  uint32_t init_size = 0;      ///< memory the kernel needs from its load address while booting
-  uint32_t initrd_addr_max = 0;
-  uint32_t cmdline_size = 0;   ///< longest command line the kernel accepts (without NUL)
-  uint64_t kernel_bytes() const { return data.size() - setup_bytes; }
+  image::SetupHeader header;   ///< its fields checked against `data` by parse_bzimage
+  uint64_t kernel_bytes() const { return data.size() - header.setup_bytes; }
 };
 
-/// Parse a bzImage held in memory (fuzzable). Errors name the field.
+/// Parse a bzImage held in memory and check what this loader needs (protocol >= 2.12,
+/// LOADED_HIGH, XLF_KERNEL_64, setup and init sizes that fit the file). Errors name the field.
 Result<BzImage> parse_bzimage(std::string data);
 /// Read and parse a bzImage file.
 Result<BzImage> load_bzimage(const std::filesystem::path& path);

@@ -43,9 +43,15 @@ std::string patched(F&& f) {
 TEST(BzImage, ParsesAValidHeader) {
   auto k = parse_bzimage(fake_bzimage());
   ASSERT_TRUE(k) << k.error().message;
-  EXPECT_EQ(k->setup_bytes, 5u * 512);
+  EXPECT_EQ(k->header.setup_bytes, 5u * 512);
   EXPECT_EQ(k->kernel_bytes(), 0x4000u);
-  EXPECT_EQ(k->cmdline_size, 2047u);
+  EXPECT_EQ(k->header.cmdline_size, 2047u);
+  // Every field at the offset the kernel's own struct puts it (asm/bootparam.h).
+  EXPECT_EQ(k->header.protocol, 0x020f);
+  EXPECT_EQ(k->header.loadflags, 0x01);
+  EXPECT_EQ(k->header.xloadflags, 0x01);
+  EXPECT_EQ(k->header.init_size, 0x100000u);
+  EXPECT_EQ(k->header.initrd_addr_max, 0x7fffffffu);
 }
 
 TEST(BzImage, RejectsWhatIsNotABootableBzImage) {
@@ -85,7 +91,7 @@ TEST_F(LoadLinux, PlacesKernelInitrdCmdlineAndZeroPage) {
 
   std::string code(0x4000, '\0');
   ASSERT_TRUE(mem->read(bl::kKernelLoad, code.data(), code.size()));
-  EXPECT_EQ(code, k->data.substr(k->setup_bytes));
+  EXPECT_EQ(code, k->data.substr(k->header.setup_bytes));
 
   boot_params p{};
   ASSERT_TRUE(mem->read(bl::kZeroPage, &p, sizeof p));
