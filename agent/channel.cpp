@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <termios.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,18 +11,9 @@
 #include <vector>
 
 #include "agent/log.h"
+#include "common/clock.h"
 
 namespace kiln::agent {
-
-namespace {
-
-uint64_t monotonic_ms() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000u;
-}
-
-}  // namespace
 
 static std::string find_virtio_port(const char* name) {
   DIR* dir = ::opendir("/sys/class/virtio-ports");
@@ -45,11 +35,11 @@ static std::string find_virtio_port(const char* name) {
 }
 
 std::optional<Channel> Channel::open_port(const char* name, int wait_ms, std::string* error) {
-  const uint64_t deadline = monotonic_ms() + static_cast<uint64_t>(wait_ms);
+  const Deadline deadline = deadline_after(std::chrono::milliseconds(wait_ms));
   for (;;) {
     std::string path = find_virtio_port(name);
-    if (!path.empty()) return open(path.c_str(), static_cast<int>(deadline - std::min(deadline, monotonic_ms())), error);
-    if (monotonic_ms() >= deadline) {
+    if (!path.empty()) return open(path.c_str(), poll_timeout_ms(deadline), error);
+    if (Clock::now() >= deadline) {
       *error = cat("no virtio-serial port named ", name, " appeared");
       return std::nullopt;
     }
@@ -58,13 +48,13 @@ std::optional<Channel> Channel::open_port(const char* name, int wait_ms, std::st
 }
 
 std::optional<Channel> Channel::open(const char* path, int wait_ms, std::string* error) {
-  const uint64_t deadline = monotonic_ms() + static_cast<uint64_t>(wait_ms);
+  const Deadline deadline = deadline_after(std::chrono::milliseconds(wait_ms));
   int fd = -1;
   for (;;) {
     fd = ::open(path, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
     if (fd >= 0) break;
     int err = errno;
-    if ((err != ENOENT && err != ENXIO && err != ENODEV) || monotonic_ms() >= deadline) {
+    if ((err != ENOENT && err != ENXIO && err != ENODEV) || Clock::now() >= deadline) {
       *error = cat("cannot open ", path, ": ", errno_text(err));
       return std::nullopt;
     }

@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <sys/reboot.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,6 +10,7 @@
 #include "agent/exec_session.h"
 #include "agent/guest_sync.h"
 #include "agent/log.h"
+#include "common/clock.h"
 
 #ifndef KILN_VERSION
 #define KILN_VERSION "dev"
@@ -37,12 +37,6 @@ std::string hex(uint64_t v) {
     v >>= 4;
   } while (v != 0);
   return out;
-}
-
-int64_t monotonic_ms() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
 }
 
 }  // namespace
@@ -94,10 +88,10 @@ void Server::announce() {
   log("version ", KILN_VERSION, " ready, announcing itself to the host");
   for (;;) {
     send(MsgType::hello, hello);
-    const int64_t deadline = monotonic_ms() + 200;
-    for (int64_t left = 200; left > 0; left = deadline - monotonic_ms()) {
+    const Deadline deadline = deadline_after(std::chrono::milliseconds(200));
+    for (int left = 200; left > 0; left = poll_timeout_ms(deadline)) {
       pollfd pfd{channel_.fd(), POLLIN, 0};
-      if (::poll(&pfd, 1, static_cast<int>(left)) > 0) channel_.read_available();
+      if (::poll(&pfd, 1, left) > 0) channel_.read_available();
       if (channel_.hung_up()) ::usleep(static_cast<useconds_t>(left) * 1000);
       while (auto frame = channel_.pop()) {
         if (frame->type == MsgType::hello_ack) {

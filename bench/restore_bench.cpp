@@ -63,14 +63,14 @@ void BM_ColdBootToAgentReady(benchmark::State& state) {
   for (auto _ : state) {
     auto tmp = fs::TempDir::create(fs::cache_root() / "bench", "cold-");
     vmm::SnapshotFiles files{tmp->path() / "state.bin", tmp->path() / "memory.ram"};
-    auto start = runner::Clock::now();
+    auto start = Clock::now();
     auto vm = s.golden.engine->boot(s.guest.spec, files);
     if (!vm) return state.SkipWithError(vm.error().message.c_str());
     runner::AgentClient agent((*vm)->agent_fd(), [&] { return (*vm)->vmm_exited(); });
-    auto hello = agent.handshake(runner::Clock::now() + std::chrono::seconds(120));
+    auto hello = agent.handshake(Clock::now() + std::chrono::seconds(120));
     if (!hello) return state.SkipWithError(hello.error().message.c_str());
     record(state, "cold boot -> agent ready",
-           std::chrono::duration<double, std::milli>(runner::Clock::now() - start).count());
+           std::chrono::duration<double, std::milli>(Clock::now() - start).count());
     (*vm)->destroy();
   }
 }
@@ -83,13 +83,13 @@ void BM_RestoreToFirstExec(benchmark::State& state) {
   runner::RunRequest request;
   request.argv = {KILN_TRIVIAL_STATIC};
   for (auto _ : state) {
-    auto start = runner::Clock::now();
+    auto start = Clock::now();
     auto vm = s.golden.engine->restore(s.guest.spec, s.golden.snapshot.files());
     if (!vm) return state.SkipWithError(vm.error().message.c_str());
     auto outcome = runner::run_in_vm(**vm, payload, request);
     if (!outcome || outcome->exit_code != 0) return state.SkipWithError("trivial binary did not exit 0");
     record(state, "restore -> first exec done",
-           std::chrono::duration<double, std::milli>(runner::Clock::now() - start).count());
+           std::chrono::duration<double, std::milli>(Clock::now() - start).count());
     (*vm)->destroy();
   }
 }

@@ -26,10 +26,10 @@ void error(const std::string& message) {
   std::fwrite(out.data(), 1, out.size(), stderr);
 }
 
-ScopedTimer::ScopedTimer(const char* name) : name_(name), start_(std::chrono::steady_clock::now()) {}
+ScopedTimer::ScopedTimer(const char* name) : name_(name), start_(Clock::now()) {}
 
 double ScopedTimer::elapsed_ms() const {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+  return ms_since(start_);
 }
 
 ScopedTimer::~ScopedTimer() {

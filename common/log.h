@@ -1,9 +1,10 @@
 // Levelled logging to stderr and scoped step timers (printed with -v / --timings).
 #pragma once
 
+#include "common/clock.h"
+
 #include <fmt/format.h>
 
-#include <chrono>
 #include <string>
 
 namespace kiln::log {
@@ -51,7 +52,7 @@ class ScopedTimer {
 
  private:
   const char* name_;
-  std::chrono::steady_clock::time_point start_;
+  Clock::time_point start_;
 };
 
 }  // namespace kiln::log

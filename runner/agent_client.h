@@ -4,17 +4,14 @@
 #pragma once
 
 #include "agent/protocol.h"
+#include "common/clock.h"
 #include "common/result.h"
 
-#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
 
 namespace kiln::runner {
-
-using Clock = std::chrono::steady_clock;
-using Deadline = Clock::time_point;
 
 class AgentClient {
  public:

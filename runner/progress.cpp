@@ -20,7 +20,7 @@ void Progress::step(const std::string& text) {
   {
     std::lock_guard lock(mu_);
     text_ = text;
-    since_ = std::chrono::steady_clock::now();
+    since_ = Clock::now();
   }
   if (!ticker_.joinable()) {
     ticker_ = std::thread([this] {
@@ -36,7 +36,7 @@ void Progress::step(const std::string& text) {
 void Progress::draw() {
   std::lock_guard lock(mu_);
   if (text_.empty()) return;
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - since_).count();
+  double secs = seconds_since(since_);
   std::fprintf(stderr, "\r\033[Kkiln: %s ... %.1fs", text_.c_str(), secs);
   std::fflush(stderr);
 }

@@ -3,8 +3,9 @@
 // logged once as a plain line at verbose level.
 #pragma once
 
+#include "common/clock.h"
+
 #include <atomic>
-#include <chrono>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -28,7 +29,7 @@ class Progress {
   bool tty_;
   std::mutex mu_;
   std::string text_;
-  std::chrono::steady_clock::time_point since_;
+  Clock::time_point since_;
   std::atomic<bool> stop_{false};
   std::thread ticker_;
 };

@@ -1,5 +1,6 @@
 #include "vm_test_support.h"
 
+#include "common/clock.h"
 #include "common/subprocess.h"
 
 #include <dirent.h>
@@ -7,7 +8,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <fstream>
 #include <iterator>
 
@@ -40,10 +40,10 @@ KilnRun run_kiln(const std::vector<std::string>& args, const std::filesystem::pa
     auto engine = engine_args();
     argv.insert(argv.begin() + 4, engine.begin(), engine.end());  // right after the subcommand
   }
-  auto start = std::chrono::steady_clock::now();
+  const auto start = kiln::Clock::now();
   auto r = run_captured(argv);
   KilnRun run;
-  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  run.seconds = kiln::seconds_since(start);
   if (!r) {
     run.err = r.error().message;
     return run;

@@ -1,5 +1,6 @@
 #include "vmm/kvm/kvm_system.h"
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "vmm/kvm/vcpu_kick.h"
 
@@ -123,7 +124,7 @@ Result<void> probe_usable(std::chrono::milliseconds timeout) {
   std::promise<int> ran;
   auto result = ran.get_future();
   std::atomic<bool> timed_out{false};
-  const auto started = std::chrono::steady_clock::now();
+  const auto started = Clock::now();
   std::thread runner([&] {
     int rc = ::ioctl(vcpu.get(), KVM_RUN, 0);
     ran.set_value(rc < 0 ? -errno : rc);
@@ -135,8 +136,7 @@ Result<void> probe_usable(std::chrono::milliseconds timeout) {
       kick_thread(runner.native_handle());
   }
   runner.join();
-  log::verbose("kvm: usability probe guest ran in {} us",
-               std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count());
+  log::verbose("kvm: usability probe guest ran in {:.0f} us", ms_since(started) * 1000);
   int rc = result.get();
   if (timed_out)
     return make_error("KVM cannot run guests on this host: a 7-instruction guest did not exit within {} ms",

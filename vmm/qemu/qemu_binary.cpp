@@ -1,8 +1,8 @@
 #include "vmm/qemu/qemu_binary.h"
 
+#include "common/clock.h"
 #include "common/fs.h"
 #include "common/subprocess.h"
-#include "vmm/deadline.h"
 #include "common/unique_fd.h"
 
 #include <fcntl.h>

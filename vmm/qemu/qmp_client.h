@@ -5,8 +5,8 @@
 // every read is bounded (1 MiB per message) and every wait has a deadline.
 #pragma once
 
+#include "common/clock.h"
 #include "common/result.h"
-#include "vmm/deadline.h"
 #include "common/unique_fd.h"
 
 #include <nlohmann/json.hpp>

@@ -1,8 +1,8 @@
 // Connecting to the unix sockets qemu listens on (QMP, agent channel).
 #pragma once
 
+#include "common/clock.h"
 #include "common/result.h"
-#include "vmm/deadline.h"
 #include "common/unique_fd.h"
 
 #include <filesystem>

@@ -1,8 +1,8 @@
 #include "vmm/qemu/tcg_tsc.h"
 
+#include "common/clock.h"
 #include "common/fs.h"
 #include "env_guard.h"
-#include "vmm/deadline.h"
 #include "vmm/per_boot_cache.h"
 
 #include <gtest/gtest.h>
