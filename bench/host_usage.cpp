@@ -1,6 +1,7 @@
 #include "bench/host_usage.h"
 
 #include "common/fs.h"
+#include "common/process_list.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,18 +23,6 @@ bool parse_kb_line(std::string_view line, std::string_view key, uint64_t& out) {
     return false;
   out = kb * 1024;
   return true;
-}
-
-// The parent pid from /proc/<pid>/stat: the field after the state, after the last ')'
-// (the command name in parentheses may itself contain spaces and parentheses).
-pid_t parent_of(const std::string& stat) {
-  auto close = stat.rfind(')');
-  if (close == std::string::npos || close + 4 >= stat.size()) return -1;
-  std::string_view rest(stat);
-  rest.remove_prefix(close + 4);  // ") S "
-  pid_t ppid = -1;
-  std::from_chars(rest.data(), rest.data() + rest.size(), ppid);
-  return ppid;
 }
 
 }  // namespace
@@ -61,18 +50,8 @@ Result<ProcessMemory> process_memory(pid_t pid) {
 
 std::vector<pid_t> child_processes(std::string_view comm_prefix) {
   std::vector<pid_t> out;
-  const pid_t self = ::getpid();
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
-    const std::string name = entry.path().filename().string();
-    pid_t pid = 0;
-    auto [end, perr] = std::from_chars(name.data(), name.data() + name.size(), pid);
-    if (perr != std::errc() || end != name.data() + name.size()) continue;
-    auto stat = fs::read_file(entry.path() / "stat", 4096);
-    if (!stat || parent_of(*stat) != self) continue;
-    auto comm = fs::read_file(entry.path() / "comm", 256);
-    if (comm && std::string_view(*comm).starts_with(comm_prefix)) out.push_back(pid);
-  }
+  for (const auto& child : proc::children_of(::getpid()))
+    if (child.comm.starts_with(comm_prefix)) out.push_back(child.pid);
   return out;
 }
 
