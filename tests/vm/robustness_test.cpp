@@ -33,36 +33,33 @@ int count_occurrences(const std::string& s, const std::string& needle) {
 
 TEST(Robustness, TimeoutKillsTheVmAndLeavesNothing) {
   PrivateCache cache;
-  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
-  auto r = run_kiln(probe_run({"--timeout", "3"}, {"sleep", "120"}), cache.path());
+  ASSERT_EQ(run_kiln({"bake"}, cache).exit_code, 0);
+  auto r = run_kiln(probe_run({"--timeout", "3"}, {"sleep", "120"}), cache);
   EXPECT_EQ(r.exit_code, 124) << r.err;
   EXPECT_NE(r.err.find("timeout"), std::string::npos) << r.err;
   EXPECT_LT(r.seconds, 60);
-  EXPECT_EQ(processes_mentioning(cache.path().string()), 0) << "a qemu outlived kiln";
+  EXPECT_EQ(leftovers(cache), "");
 }
 
 TEST(Robustness, SigtermTearsTheVmDown) {
   PrivateCache cache;
-  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
-  std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + cache.path().string(), KILN_BINARY};
-  for (auto& a : probe_run(engine_args(), {"sleep", "120"})) argv.push_back(a);
-  auto child = kiln::ChildProcess::spawn(argv, {});
+  ASSERT_EQ(run_kiln({"bake"}, cache).exit_code, 0);
+  auto child = kiln::ChildProcess::spawn(kiln_argv(probe_run({}, {"sleep", "120"}), cache), {});
   ASSERT_TRUE(child.ok());
   std::this_thread::sleep_for(std::chrono::seconds(3));
   ::kill(child->pid(), SIGTERM);
   int status = child->wait();
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(processes_mentioning(cache.path().string()), 0) << "a qemu outlived kiln";
+  EXPECT_EQ(leftovers(cache), "");
 }
 
 TEST(Robustness, ConcurrentRunsOnAMissingSnapshotBakeOnce) {
   PrivateCache cache;
   KilnRun a, b, c;
-  std::thread ta([&] { a = run_kiln(probe_run({"-v"}, {"exit", "0"}), cache.path()); });
-  std::thread tb([&] { b = run_kiln(probe_run({"-v"}, {"exit", "0"}), cache.path()); });
-  std::thread tc([&] { c = run_kiln(probe_run({"-v"}, {"exit", "0"}), cache.path()); });
+  std::thread ta([&] { a = run_kiln(probe_run({"-v"}, {"exit", "0"}), cache); });
+  std::thread tb([&] { b = run_kiln(probe_run({"-v"}, {"exit", "0"}), cache); });
+  std::thread tc([&] { c = run_kiln(probe_run({"-v"}, {"exit", "0"}), cache); });
   ta.join();
   tb.join();
   tc.join();
@@ -72,29 +69,30 @@ TEST(Robustness, ConcurrentRunsOnAMissingSnapshotBakeOnce) {
   EXPECT_EQ(count_occurrences(a.err + b.err + c.err, "cold-booting vmlinuz"), 1) << a.err << b.err << c.err;
   // One golden, and one payload layer for the probe: the layer was built once too.
   EXPECT_EQ(cache.snapshots().size(), 2u);
+  EXPECT_EQ(leftovers(cache), "");
 }
 
 TEST(Robustness, CorruptMetadataLeadsToARebake) {
   PrivateCache cache;
-  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  ASSERT_EQ(run_kiln({"bake"}, cache).exit_code, 0);
   auto snaps = cache.snapshots();
   ASSERT_EQ(snaps.size(), 1u);
   { std::ofstream(snaps[0] / "metadata.json") << "{\"format_version\": 1, \"memory_mib\": \"garbage"; }
-  auto r = run_kiln(probe_run({}, {"exit", "0"}), cache.path());
+  auto r = run_kiln(probe_run({}, {"exit", "0"}), cache);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("rebak"), std::string::npos) << r.err;
-  auto again = run_kiln(probe_run({}, {"exit", "0"}), cache.path());
+  auto again = run_kiln(probe_run({}, {"exit", "0"}), cache);
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(again.err.find("rebak"), std::string::npos) << "the rebake did not heal the store: " << again.err;
 }
 
 TEST(Robustness, TruncatedStateFileLeadsToARebake) {
   PrivateCache cache;
-  ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
+  ASSERT_EQ(run_kiln({"bake"}, cache).exit_code, 0);
   auto snaps = cache.snapshots();
   ASSERT_EQ(snaps.size(), 1u);
   std::filesystem::resize_file(snaps[0] / "state.bin", 100);
-  auto r = run_kiln(probe_run({}, {"exit", "3"}), cache.path());
+  auto r = run_kiln(probe_run({}, {"exit", "3"}), cache);
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("rebak"), std::string::npos) << r.err;
 }
@@ -117,16 +115,13 @@ TEST(Robustness, AGuestThatPowersOffEndsTheRunAtOnce) {
 
 TEST(Robustness, MissingQemuOrKernelIsOneClearLine) {
   // The missing qemu is about the qemu engine whichever engine the suite tests.
-  std::vector<std::string> argv = {"env",  "KILN_QEMU=/nonexistent/qemu", "KILN_CACHE_DIR=" + shared_cache().string(),
-                                   KILN_BINARY, "run", "--engine", "qemu", "--accel", "tcg", "--", "true"};
   PrivateCache cache;
-  argv[2] = "KILN_CACHE_DIR=" + cache.path().string();
-  auto r = kiln::run_captured(argv);
-  ASSERT_TRUE(r.ok());
-  EXPECT_EQ(r->exit_code, 125) << r->err;
-  EXPECT_NE(r->err.find("qemu"), std::string::npos) << r->err;
+  auto r = run_kiln({"run", "--engine", "qemu", "--accel", "tcg", "--", "true"}, cache,
+                    {"KILN_QEMU=/nonexistent/qemu"});
+  EXPECT_EQ(r.exit_code, 125) << r.err;
+  EXPECT_NE(r.err.find("qemu"), std::string::npos) << r.err;
 
-  auto bad_kernel = run_kiln({"run", "--kernel", "/etc/hostname", "--modules", "/tmp", "--", "true"}, cache.path());
+  auto bad_kernel = run_kiln({"run", "--kernel", "/etc/hostname", "--modules", "/tmp", "--", "true"}, cache);
   EXPECT_EQ(bad_kernel.exit_code, 125) << bad_kernel.err;
   EXPECT_NE(bad_kernel.err.find("bzImage"), std::string::npos) << bad_kernel.err;
 }

@@ -1,4 +1,5 @@
-// Helpers for VM-level tests: run the real kiln binary against a test cache.
+// Helpers for VM-level tests: run the real kiln binary against a test cache, and
+// see what it left behind.
 #pragma once
 
 #include <filesystem>
@@ -17,28 +18,68 @@ struct KilnRun {
 /// The cache shared by the VM tests (kernel, initramfs, golden snapshot baked once).
 std::filesystem::path shared_cache();
 
-/// The engine the suite tests: `--engine $KILN_TEST_ENGINE` (qemu or kvm; default
-/// qemu) and, when KILN_TEST_ACCEL is set, `--accel $KILN_TEST_ACCEL`. The
-/// vm.setup.bake fixture bakes with the same options (tests/vm/CMakeLists.txt).
+/// The engine the suite tests: KILN_TEST_ENGINE (qemu or kvm; default qemu).
+std::string engine();
+
+/// The engine options of the suite: `--engine engine()` and, when KILN_TEST_ACCEL is
+/// set, `--accel $KILN_TEST_ACCEL`. The vm.setup.bake fixture bakes with the same
+/// options (tests/vm/CMakeLists.txt).
 std::vector<std::string> engine_args();
 
-/// Run `kiln ARGS...` with KILN_CACHE_DIR=cache. `run` and `bake` get engine_args()
-/// unless ARGS name an engine themselves (engine-specific tests).
-KilnRun run_kiln(const std::vector<std::string>& args, const std::filesystem::path& cache = shared_cache());
-
 /// A cache with its own (empty) snapshot store that reuses the shared kernel and
-/// initramfs, so a test can bake or corrupt snapshots without touching others.
+/// initramfs, so a test can bake or corrupt snapshots without touching others. As
+/// root, the kiln runs made through it also get a /tmp of their own (tmp()), so what
+/// they leave there is theirs.
 class PrivateCache {
  public:
   PrivateCache();
   ~PrivateCache();
   const std::filesystem::path& path() const { return path_; }
+  /// The directory kiln's runs through this cache see as /tmp (as root).
+  std::filesystem::path tmp() const { return path_ / "tmp"; }
   /// Snapshot directories currently in the store.
   std::vector<std::filesystem::path> snapshots() const;
 
  private:
   std::filesystem::path path_;
 };
+
+/// kiln's command line for `kiln ARGS...`: `env [HOST_ENV...] KILN_CACHE_DIR=cache kiln
+/// ARGS...`. `run` and `bake` get engine_args() unless ARGS name an engine themselves
+/// (engine-specific tests). HOST_ENV (KEY=VALUE) is kiln's own environment, not the guest's.
+std::vector<std::string> kiln_argv(const std::vector<std::string>& args, const std::filesystem::path& cache,
+                                   const std::vector<std::string>& host_env = {});
+
+/// kiln_argv() through `cache`, inside a private mount namespace whose /tmp is
+/// cache.tmp() when the tests run as root (unshare(1)); plain kiln_argv() otherwise.
+/// The pid of the command it gives is kiln's (each step execs the next).
+std::vector<std::string> kiln_argv(const std::vector<std::string>& args, const PrivateCache& cache,
+                                   const std::vector<std::string>& host_env = {});
+
+/// Run `kiln ARGS...` with KILN_CACHE_DIR=cache (see kiln_argv).
+KilnRun run_kiln(const std::vector<std::string>& args, const std::filesystem::path& cache = shared_cache(),
+                 const std::vector<std::string>& host_env = {});
+KilnRun run_kiln(const std::vector<std::string>& args, const PrivateCache& cache,
+                 const std::vector<std::string>& host_env = {});
+
+/// How the kiln runs a leftovers() check follows ended.
+enum class After {
+  exit,     ///< kiln exited on its own (or on SIGTERM/SIGINT): it must leave nothing
+  sigkill,  ///< a kiln was SIGKILLed: it could not remove its temp files, only processes count
+};
+
+/// What kiln runs through `cache` left behind, once none is running: "" when nothing,
+/// else one line per thing. Checked for both engines:
+///  - processes kiln started that are still alive: this test process is a child
+///    subreaper (PR_SET_CHILD_SUBREAPER, set when the test binary starts), so any orphan
+///    kiln leaves is reparented to it rather than to init. Dying ones (SIGKILLed with
+///    their parent) get up to 30 s to go, and are reaped;
+///  - with After::exit, entries in cache.tmp(), the runs' /tmp (as root; see
+///    kiln_argv), and bake or layer directories under construction (.tmp-*) in the store;
+///  - with the qemu engine, any process on the host whose command line names the
+///    cache (a qemu started outside kiln's process tree would show there).
+/// Once kiln keeps a warm pool of VMs, these checks run with the pool off.
+std::string leftovers(const PrivateCache& cache, After how = After::exit);
 
 /// Number of live processes whose command line mentions `needle` (e.g. a cache path).
 int processes_mentioning(const std::string& needle);
