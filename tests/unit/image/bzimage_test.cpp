@@ -1,6 +1,5 @@
 #include "image/bzimage.h"
 
-#include "image/guest_kernel.h"
 #include "image_test_util.h"
 
 #include <gtest/gtest.h>
@@ -69,15 +68,6 @@ TEST(BzImage, FileFunctions) {
   ASSERT_EQ(::mkfifo((tmp.path() / "fifo").c_str(), 0600), 0);
   EXPECT_FALSE(check_bzimage(tmp.path() / "fifo"));  // must not block
   EXPECT_FALSE(bzimage_version(tmp.path() / "fifo"));
-}
-
-// The real thing, when kiln has already fetched a kernel into the cache.
-TEST(BzImage, RealCachedKernel) {
-  auto k = find_cached_kernel(kernel_cache_dir());
-  if (!k) GTEST_SKIP() << "no kernel cached under " << kernel_cache_dir();
-  auto v = bzimage_version(k->kernel);
-  ASSERT_TRUE(v) << v.error().message;
-  EXPECT_EQ(*v, k->version);
 }
 
 }  // namespace

@@ -1,8 +1,7 @@
 // A bare KVM VM for the state tests, built from raw ioctls so these tests depend
 // only on the state code: in-kernel irqchip and PIT, a little real-mode RAM,
 // vCPUs with the guest CPUID and boot MSRs. Tests that use it need a usable
-// /dev/kvm (label `kvm`, run in the nested-KVM lab); without one they FAIL,
-// unless KILN_EXPECT_NO_KVM=1 says so, in which case they skip with the reason.
+// /dev/kvm (label `kvm`, run in the nested-KVM lab); without one they FAIL.
 #pragma once
 
 #include "common/unique_fd.h"
@@ -17,7 +16,6 @@
 #include <sys/mman.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -100,17 +98,13 @@ struct TestVm {
   int vcpu(size_t i) const { return vcpus.at(i)->fd.get(); }
 };
 
-/// The TestVm, or the test fails (skips with the reason under KILN_EXPECT_NO_KVM=1).
-#define KILN_ASSIGN_TEST_VM(var, count, configure)                                              \
-  auto var##_result = ::kiln::vmm::kvm::testing::TestVm::create(count, configure);               \
-  if (!var##_result.ok()) {                                                                     \
-    const char* no_kvm = std::getenv("KILN_EXPECT_NO_KVM");                                    \
-    if (no_kvm && std::string(no_kvm) == "1")                                                   \
-      GTEST_SKIP() << "KILN_EXPECT_NO_KVM=1 and no usable KVM: " << var##_result.error().message; \
-    FAIL() << "this test needs a working /dev/kvm (run it in the nested-KVM lab, "             \
-              "tests/lab/kvm-lab): "                                                            \
-           << var##_result.error().message;                                                     \
-  }                                                                                             \
+/// The TestVm, or the test fails saying why.
+#define KILN_ASSIGN_TEST_VM(var, count, configure)                                  \
+  auto var##_result = ::kiln::vmm::kvm::testing::TestVm::create(count, configure);   \
+  if (!var##_result.ok())                                                           \
+    FAIL() << "this test needs a working /dev/kvm (run it in the nested-KVM lab, " \
+              "tests/lab/kvm-lab): "                                                \
+           << var##_result.error().message;                                         \
   auto var = std::move(var##_result).value()
 
 }  // namespace kiln::vmm::kvm::testing
