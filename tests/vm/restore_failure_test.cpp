@@ -4,7 +4,6 @@
 #include "vm_test_support.h"
 
 #include "common/digest.h"
-#include "common/subprocess.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -25,30 +24,18 @@ std::map<std::string, std::pair<uintmax_t, std::filesystem::file_time_type>> sto
   return out;
 }
 
-// `kiln ARGS...` (with the suite's engine) under an address-space limit of `kib` KiB:
-// dash's ulimit -v sets RLIMIT_AS for kiln and everything it starts (qemu).
-KilnRun run_kiln_limited(unsigned long kib, const std::vector<std::string>& args, const std::filesystem::path& cache) {
-  std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + cache.string(), "/bin/sh", "-c",
-                                   "ulimit -v " + std::to_string(kib) + " && exec \"$@\"", "sh", KILN_BINARY,
-                                   args.front()};
-  for (const auto& a : engine_args()) argv.push_back(a);
-  argv.insert(argv.end(), args.begin() + 1, args.end());
-  auto r = kiln::run_captured(argv);
-  KilnRun run;
-  if (!r) {
-    run.err = r.error().message;
-    return run;
-  }
-  run.exit_code = r->exit_code;
-  run.out = std::move(r->out);
-  run.err = std::move(r->err);
-  return run;
+// `kiln ARGS...` under an address-space limit of `kib` KiB: dash's ulimit -v sets
+// RLIMIT_AS for kiln and everything it starts (qemu).
+KilnRun run_kiln_limited(unsigned long kib, const std::vector<std::string>& args, const PrivateCache& cache) {
+  std::vector<std::string> argv = {"/bin/sh", "-c", "ulimit -v " + std::to_string(kib) + " && exec \"$@\"", "sh"};
+  for (auto& a : kiln_argv(args, cache)) argv.push_back(a);
+  return run_argv(argv);
 }
 
 }  // namespace
 
 // The qemu engine's TCG reserves a 1 GiB code buffer, and the kvm engine maps the
-// 256 MiB guest: under a 320 MiB address-space limit either restore fails with ENOMEM
+// 256 MiB guest: under a 200 MiB address-space limit either restore fails with ENOMEM
 // (kiln itself, before restoring, needs far less). That is the host's limit, not a bad
 // snapshot: kiln must say so and must not rebake a golden snapshot that is fine.
 TEST(RestoreFailure, AResourceLimitIsReportedAndNothingIsRebaked) {
@@ -56,7 +43,7 @@ TEST(RestoreFailure, AResourceLimitIsReportedAndNothingIsRebaked) {
   ASSERT_EQ(run_kiln({"bake"}, cache.path()).exit_code, 0);
   const auto before = store_listing(cache.path());
 
-  auto r = run_kiln_limited(320 * 1024, {"run", "--no-layers", "--", "sh", "-c", "exit 0"}, cache.path());
+  auto r = run_kiln_limited(200 * 1024, {"run", "--no-layers", "--", "sh", "-c", "exit 0"}, cache);
   EXPECT_EQ(r.exit_code, 125) << r.err;
   EXPECT_EQ(r.err.find("rebak"), std::string::npos) << "a host limit made kiln rebake a good snapshot: " << r.err;
   EXPECT_NE(r.err.find("emory"), std::string::npos) << "the error does not say memory ran out: " << r.err;

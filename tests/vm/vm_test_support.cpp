@@ -127,8 +127,6 @@ std::vector<std::string> kiln_argv(const std::vector<std::string>& args, const P
   return wrapped;
 }
 
-namespace {
-
 KilnRun run_argv(const std::vector<std::string>& argv) {
   const auto start = Clock::now();
   auto r = run_captured(argv);
@@ -144,7 +142,6 @@ KilnRun run_argv(const std::vector<std::string>& argv) {
   return run;
 }
 
-}  // namespace
 
 KilnRun run_kiln(const std::vector<std::string>& args, const stdfs::path& cache,
                  const std::vector<std::string>& host_env) {

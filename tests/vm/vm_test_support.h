@@ -56,6 +56,9 @@ std::vector<std::string> kiln_argv(const std::vector<std::string>& args, const s
 std::vector<std::string> kiln_argv(const std::vector<std::string>& args, const PrivateCache& cache,
                                    const std::vector<std::string>& host_env = {});
 
+/// Run a command line (a kiln_argv(), maybe wrapped) and capture what it printed.
+KilnRun run_argv(const std::vector<std::string>& argv);
+
 /// Run `kiln ARGS...` with KILN_CACHE_DIR=cache (see kiln_argv).
 KilnRun run_kiln(const std::vector<std::string>& args, const std::filesystem::path& cache = shared_cache(),
                  const std::vector<std::string>& host_env = {});
