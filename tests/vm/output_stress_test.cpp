@@ -83,13 +83,16 @@ class Capture {
   kiln::UniqueFd fd_;
 };
 
+/// `kiln run -- vm_probe streams ...` on the shared cache, writing `s`.
+std::vector<std::string> streams_argv(const Streams& s) {
+  return kiln_argv({"run", "--", probe(), "streams", std::to_string(s.seed), std::to_string(s.out_bytes),
+                    std::to_string(s.err_bytes), std::to_string(s.max_write)},
+                   shared_cache());
+}
+
 void expect_whole(const Streams& s) {
   SCOPED_TRACE(describe(s));
-  std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + shared_cache().string(), KILN_BINARY, "run"};
-  for (const std::string& a : engine_args()) argv.push_back(a);
-  for (const std::string& a : {std::string("--"), probe(), std::string("streams"), std::to_string(s.seed),
-                               std::to_string(s.out_bytes), std::to_string(s.err_bytes), std::to_string(s.max_write)})
-    argv.push_back(a);
+  const auto argv = streams_argv(s);
   Capture out, err;
   ASSERT_TRUE(out.fd() >= 0 && err.fd() >= 0) << "memfd_create failed";
   kiln::SpawnOptions options;
@@ -129,11 +132,7 @@ TEST(OutputStress, ANonBlockingStdoutReadSlowlyLosesNothing) {
   ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
   kiln::UniqueFd read_end(pipe_fds[0]), write_end(pipe_fds[1]);
   ASSERT_EQ(::fcntl(write_end.get(), F_SETFL, O_NONBLOCK), 0);
-  std::vector<std::string> argv = {"env", "KILN_CACHE_DIR=" + shared_cache().string(), KILN_BINARY, "run"};
-  for (const std::string& a : engine_args()) argv.push_back(a);
-  for (const std::string& a : {std::string("--"), probe(), std::string("streams"), std::to_string(s.seed),
-                               std::to_string(s.out_bytes), std::to_string(s.err_bytes), std::to_string(s.max_write)})
-    argv.push_back(a);
+  const auto argv = streams_argv(s);
   Capture err;
   kiln::SpawnOptions options;
   options.stdout_fd = write_end.get();
