@@ -1,6 +1,7 @@
 #include "vmm/kvm/acpi_tables.h"
 
 #include "vmm/kvm/acpi_sleep_control.h"
+#include "vmm/kvm/serial_8250.h"
 
 #include <cstring>
 
@@ -72,31 +73,51 @@ std::string aml_dword(uint32_t v) {
   return s;
 }
 
-std::string device_aml(size_t index, const AcpiMmioDevice& d) {
-  // ResourceTemplate: Memory32Fixed(ReadWrite, base, size), Interrupt(Consumer, Edge, ActiveHigh, Exclusive){gsi}.
-  std::string res;
-  res += "\x86\x09";
-  res.push_back(0);
-  res += "\x01";
-  put(res, d.base, 4);
-  put(res, d.size, 4);
-  res += "\x89\x06";
-  res.push_back(0);
-  res += "\x03\x01";  // consumer | edge; one interrupt
-  put(res, d.gsi, 4);
-  res += "\x79";
-  res.push_back(0);  // end tag, checksum 0 = "not checked"
-  std::string buffer_body = "\x0a" + std::string(1, static_cast<char>(res.size())) + res;
-  std::string buffer = "\x11" + pkg_length(buffer_body.size()) + buffer_body;
+/// Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive) {gsi}: an extended interrupt descriptor.
+std::string interrupt_resource(uint32_t gsi) {
+  std::string res("\x89\x06\x00\x03\x01", 5);  // length 6; consumer | edge; one interrupt
+  put(res, gsi, 4);
+  return res;
+}
 
+/// A _CRS Buffer: the resource descriptors, then the end tag (checksum 0 = "not checked").
+std::string resource_buffer(const std::string& descriptors) {
+  std::string res = descriptors + std::string("\x79\x00", 2);
+  std::string body = "\x0a" + std::string(1, static_cast<char>(res.size())) + res;
+  return "\x11" + pkg_length(body.size()) + body;
+}
+
+/// Device(name) { _HID, _UID, _CRS }.
+std::string device_aml(const std::string& name, const char* hid, uint32_t uid, const std::string& crs) {
+  std::string body =
+      name + aml_name("_HID", aml_string(hid)) + aml_name("_UID", aml_dword(uid)) + aml_name("_CRS", crs);
+  return std::string("\x5b\x82") + pkg_length(body.size()) + body;
+}
+
+std::string virtio_mmio_aml(size_t index, const AcpiMmioDevice& d) {
+  std::string memory("\x86\x09\x00\x01", 4);  // Memory32Fixed(ReadWrite, base, size)
+  put(memory, d.base, 4);
+  put(memory, d.size, 4);
   const char hex[] = "0123456789ABCDEF";
   std::string name = "V";
   name += hex[(index >> 8) & 0xf];
   name += hex[(index >> 4) & 0xf];
   name += hex[index & 0xf];
-  std::string body = name + aml_name("_HID", aml_string("LNRO0005")) + aml_name("_UID", aml_dword(static_cast<uint32_t>(index))) +
-                     aml_name("_CRS", buffer);
-  return std::string("\x5b\x82") + pkg_length(body.size()) + body;
+  return device_aml(name, "LNRO0005", static_cast<uint32_t>(index),
+                    resource_buffer(memory + interrupt_resource(d.gsi)));
+}
+
+/// COM1 as "PNP0501" (a 16550A) with its ports and GSI. A hardware-reduced platform has no
+/// legacy PIC, so Linux maps no ISA IRQs: the 8250 driver's built-in "ttyS0 at 0x3f8, irq 4"
+/// cannot request IRQ 4, and opening ttyS0 fails (writes to /dev/console get EIO). Declared
+/// here, the port is taken over by 8250_pnp with the IRQ Linux mapped for this GSI.
+std::string serial_aml() {
+  std::string io("\x47\x01", 2);  // IO(Decode16, min, max, alignment 1, length)
+  put(io, Serial8250::kPort, 2);
+  put(io, Serial8250::kPort, 2);
+  io.push_back(1);
+  io.push_back(static_cast<char>(Serial8250::kPorts));
+  return device_aml("COM1", "PNP0501", 0, resource_buffer(io + interrupt_resource(Serial8250::kIrq)));
 }
 
 /// Name(\_S5, Package() {5, 0}): the sleep type Linux writes to power off.
@@ -119,8 +140,8 @@ void put_io_port_gas(std::string& table, size_t at, uint64_t port) {
 }  // namespace
 
 std::string dsdt_aml(std::span<const AcpiMmioDevice> devices) {
-  std::string body = "\\_SB_";
-  for (size_t i = 0; i < devices.size(); ++i) body += device_aml(i, devices[i]);
+  std::string body = "\\_SB_" + serial_aml();
+  for (size_t i = 0; i < devices.size(); ++i) body += virtio_mmio_aml(i, devices[i]);
   return "\x10" + pkg_length(body.size()) + body;
 }
 

@@ -1,7 +1,9 @@
 // ACPI tables for a hardware-reduced PC: RSDP, XSDT, FADT (HW_REDUCED_ACPI),
-// MADT (one LAPIC per vCPU, the IOAPIC) and a DSDT declaring each virtio-mmio
-// device as "LNRO0005" — how Linux finds virtio-mmio devices when its
-// virtio_mmio module was built without command-line device support (Debian's is).
+// MADT (one LAPIC per vCPU, the IOAPIC) and a DSDT declaring the 16550A as
+// "PNP0501" (so Linux maps its interrupt: a hardware-reduced platform has no ISA
+// IRQs) and each virtio-mmio device as "LNRO0005" — how Linux finds virtio-mmio
+// devices when its virtio_mmio module was built without command-line device
+// support (Debian's is).
 #pragma once
 
 #include "common/result.h"
@@ -23,7 +25,7 @@ struct AcpiMmioDevice {
 inline constexpr uint64_t kAcpiTablesStart = 0xe0000;
 inline constexpr uint64_t kAcpiTablesEnd = 0x100000;
 
-/// Pure: the DSDT's AML body (a Scope(\_SB) with one Device per entry). For tests.
+/// Pure: the DSDT's AML body (a Scope(\_SB) with COM1, then one Device per entry). For tests.
 std::string dsdt_aml(std::span<const AcpiMmioDevice> devices);
 
 /// Write all tables into guest RAM; returns the RSDP's guest-physical address.

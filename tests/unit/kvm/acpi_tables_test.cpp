@@ -87,6 +87,24 @@ TEST(AcpiTables, DsdtDeclaresEachDeviceWithItsWindowAndInterrupt) {
   EXPECT_EQ(len, aml.size() - 1);
 }
 
+// A hardware-reduced platform has no legacy PIC, so Linux maps no ISA IRQs: without this
+// Device the 8250 driver's built-in ttyS0 (irq 4) cannot request its interrupt and every
+// write to /dev/console fails with EIO; only the kernel's polled printk reaches the log.
+TEST(AcpiTables, DsdtDeclaresTheSerialPortSoLinuxMapsItsInterrupt) {
+  std::string aml = dsdt_aml({});
+  size_t com1 = aml.find("COM1");
+  ASSERT_NE(com1, std::string::npos);
+  EXPECT_EQ(aml.substr(com1 - 3, 2), std::string("\x5b\x82", 2));  // DeviceOp, 1-byte PkgLength
+  const size_t end = com1 - 1 + static_cast<uint8_t>(aml[com1 - 1]);
+  std::string device = aml.substr(com1, end - com1);
+  EXPECT_NE(device.find(std::string("\x08_HID\x0dPNP0501\x00", 14)), std::string::npos);
+  // IO(Decode16, 0x3f8, 0x3f8, 1, 8), then Interrupt(Consumer, Edge, ActiveHigh, Exclusive) {4}, end tag.
+  const char resources[] = {'\x47', '\x01', '\xf8', '\x03', '\xf8', '\x03', '\x01', '\x08', '\x89', '\x06',
+                            '\x00', '\x03', '\x01', '\x04', '\x00', '\x00', '\x00', '\x79', '\x00'};
+  EXPECT_NE(device.find(std::string("\x08_CRS\x11\x16\x0a\x13", 9) + std::string(resources, sizeof resources)),
+            std::string::npos);
+}
+
 TEST(BootTables, IdentityMapCoversTheLowFourGiB) {
   auto mem = GuestMemory::anonymous(16 << 20);
   ASSERT_TRUE(mem);
