@@ -168,6 +168,8 @@ PrivateCache::PrivateCache() {
                          "what they leave in /tmp is not checked\n");
 }
 
+bool PrivateCache::has_private_tmp() const { return can_give_private_tmp(*this); }
+
 PrivateCache::~PrivateCache() {
   std::error_code ec;
   stdfs::remove_all(path_, ec);

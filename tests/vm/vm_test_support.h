@@ -37,6 +37,9 @@ class PrivateCache {
   const std::filesystem::path& path() const { return path_; }
   /// The directory kiln's runs through this cache see as /tmp (as root).
   std::filesystem::path tmp() const { return path_ / "tmp"; }
+  /// Do kiln's runs through this cache get tmp() as their /tmp? Not without root, nor
+  /// when kiln or the cache is itself under /tmp (the bind would hide it).
+  bool has_private_tmp() const;
   /// Snapshot directories currently in the store.
   std::vector<std::filesystem::path> snapshots() const;
 
