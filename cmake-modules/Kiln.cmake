@@ -12,7 +12,7 @@ under ``/etc``) survives it or reaches the host.
 
   find_package(Kiln REQUIRED)   # includes this module
 
-This module defines two functions:
+This module defines three functions:
 
 .. command:: add_microvm_test
 
@@ -156,6 +156,39 @@ This module defines two functions:
 
   ``DISCOVERY_TIMEOUT <seconds>``
     How long listing may take before the build fails. Default: 5.
+
+.. command:: kiln_run_all_tests
+
+  Run every test of an existing project in microVMs, without rewriting its
+  :command:`add_test` calls::
+
+    kiln_run_all_tests([MEMORY <MiB>] [CPUS <n>] [TIMEOUT <seconds>] [ENGINE <engine>])
+
+  Call it before any target is defined (early in the top-level
+  ``CMakeLists.txt``), or leave the project untouched and configure it with
+  ``-DCMAKE_PROJECT_TOP_LEVEL_INCLUDES=<prefix>/lib/cmake/Kiln/KilnAllTests.cmake``,
+  which calls it from the project's first :command:`project`. Every executable
+  target defined afterwards gets kiln as its test launcher
+  (``CROSSCOMPILING_EMULATOR`` on CMake 3.25-3.28, ``TEST_LAUNCHER`` on 3.29
+  and newer), so an :command:`add_test` whose ``COMMAND`` is such a target,
+  and every case :command:`gtest_discover_tests` finds, runs as
+  ``kiln run --list-tests-on-host [options] -- <exe> <args>`` in its own fresh
+  microVM. Listing the cases (``--gtest_list_tests``, at build time) runs on the
+  host: the build boots no VM. Tests whose command is not a built executable
+  (``${CMAKE_COMMAND} -P``, ``python3``, ``sh``) stay on the host; to run one
+  in a VM, write it as :command:`add_microvm_test`.
+
+  ``TIMEOUT`` is kiln's ``--timeout`` for every test (default: none; keep it
+  below any ctest ``TIMEOUT`` the project sets). The other options mean what
+  they mean for :command:`add_microvm_test`.
+
+  Limits of the route, printed at the first configure: a test written as
+  ``COMMAND $<TARGET_FILE:x>`` gets no launcher (CMake adds it only to a
+  target name) and stays on the host; kiln cannot add labels or timeouts to
+  the project's tests; the first test bakes the golden snapshot (run
+  ``kiln bake`` first to keep that out of the tests' time); and a test sees
+  only its executable and its libraries in the guest, not the files of the
+  source and build trees.
 
 Variables
 ^^^^^^^^^
@@ -432,6 +465,179 @@ function(add_microvm_test)
   _kiln_bake_fixture(fixture ${arg_MEMORY} ${arg_CPUS} "${arg_ENGINE}")
   if(fixture)
     set_property(TEST ${arg_NAME} APPEND PROPERTY FIXTURES_REQUIRED ${fixture})
+  endif()
+endfunction()
+
+# The kiln binary as a path: a test launcher cannot be a generator expression.
+function(_kiln_executable_path out fn)
+  _kiln_executable(kiln)
+  if(kiln STREQUAL "$<TARGET_FILE:Kiln::kiln>")
+    get_target_property(imported Kiln::kiln IMPORTED)
+    if(NOT imported)
+      message(FATAL_ERROR "${fn}: Kiln::kiln is built by this project: set KILN_EXECUTABLE to an installed kiln")
+    endif()
+    get_target_property(kiln Kiln::kiln IMPORTED_LOCATION)
+  endif()
+  set(${out} "${kiln}" PARENT_SCOPE)
+endfunction()
+
+# Executable targets of `dir` and the directories below it defined so far.
+function(_kiln_executable_targets out dir)
+  set(found "")
+  get_property(targets DIRECTORY "${dir}" PROPERTY BUILDSYSTEM_TARGETS)
+  foreach(t IN LISTS targets)
+    get_target_property(type ${t} TYPE)
+    if(type STREQUAL "EXECUTABLE")
+      list(APPEND found ${t})
+    endif()
+  endforeach()
+  get_property(subdirs DIRECTORY "${dir}" PROPERTY SUBDIRECTORIES)
+  foreach(sub IN LISTS subdirs)
+    _kiln_executable_targets(below "${sub}")
+    list(APPEND found ${below})
+  endforeach()
+  set(${out} "${found}" PARENT_SCOPE)
+endfunction()
+
+# The target property that puts a launcher in front of a target's tests. CMake 3.29
+# added TEST_LAUNCHER and, with policy CMP0158, stopped using the emulator for tests
+# of native builds; before it, CROSSCOMPILING_EMULATOR is the only prefix.
+function(_kiln_launcher_property out)
+  if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.29)
+    set(${out} TEST_LAUNCHER PARENT_SCOPE)
+  else()
+    set(${out} CROSSCOMPILING_EMULATOR PARENT_SCOPE)
+  endif()
+endfunction()
+
+function(kiln_run_all_tests)
+  set(fn "kiln_run_all_tests")
+  cmake_parse_arguments(PARSE_ARGV 0 arg "" "MEMORY;CPUS;TIMEOUT;ENGINE" "")
+  if(arg_UNPARSED_ARGUMENTS)
+    list(GET arg_UNPARSED_ARGUMENTS 0 word)
+    message(FATAL_ERROR "${fn}: unknown keyword: ${word}")
+  endif()
+  foreach(kw IN LISTS arg_KEYWORDS_MISSING_VALUES)
+    message(FATAL_ERROR "${fn}: ${kw} needs a value")
+  endforeach()
+  foreach(kw MEMORY CPUS ENGINE)
+    if(NOT DEFINED arg_${kw})
+      set(arg_${kw} "${KILN_DEFAULT_${kw}}")
+    endif()
+  endforeach()
+  _kiln_check_range("${fn}" MEMORY "${arg_MEMORY}" 64 65536)
+  _kiln_check_range("${fn}" CPUS "${arg_CPUS}" 1 64)
+  if(NOT arg_ENGINE STREQUAL "" AND NOT arg_ENGINE MATCHES "^(auto|kvm|qemu)$")
+    message(FATAL_ERROR "${fn}: ENGINE \"${arg_ENGINE}\" is not supported: use auto, kvm or qemu")
+  endif()
+  if(DEFINED arg_TIMEOUT AND (NOT arg_TIMEOUT MATCHES "^[0-9]+(\\.[0-9]+)?$" OR arg_TIMEOUT EQUAL 0))
+    message(FATAL_ERROR "${fn}: TIMEOUT \"${arg_TIMEOUT}\" must be a positive number of seconds")
+  endif()
+
+  _kiln_launcher_property(property)
+  set(var CMAKE_${property})
+  if(NOT "${${var}}" STREQUAL "")
+    message(FATAL_ERROR "${fn}: ${var} is already set (\"${${var}}\"): kiln would replace it. "
+                        "Unset it, or run the tests through it without kiln.")
+  endif()
+  _kiln_executable_targets(early "${CMAKE_CURRENT_SOURCE_DIR}")
+  if(early)
+    list(JOIN early ", " early)
+    message(WARNING "${fn}: called after the executable targets ${early} were defined: "
+                    "their tests stay on the host. Call it before any target.")
+  endif()
+
+  _kiln_executable_path(kiln "${fn}")
+  set(launcher "${kiln}" run --list-tests-on-host --memory ${arg_MEMORY} --cpus ${arg_CPUS})
+  if(DEFINED arg_TIMEOUT)
+    list(APPEND launcher --timeout ${arg_TIMEOUT})
+  endif()
+  if(arg_ENGINE)
+    list(APPEND launcher --engine ${arg_ENGINE})
+  endif()
+  list(APPEND launcher --)
+  set(${var} "${launcher}" PARENT_SCOPE)
+  set_property(GLOBAL PROPERTY _KILN_ALL_TESTS_LAUNCHER "${launcher}")
+  cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL _kiln_all_tests_summary)
+endfunction()
+
+# Imported executables (Python3::Interpreter, a tool found by a package) are not
+# built by the project: a test running one is a script test and stays on the host.
+# The launcher variable reached them too; take it off where they are visible here.
+function(_kiln_keep_imported_on_host dir property launcher)
+  get_property(imported DIRECTORY "${dir}" PROPERTY IMPORTED_TARGETS)
+  foreach(t IN LISTS imported)
+    if(NOT TARGET ${t})
+      continue()
+    endif()
+    get_target_property(type ${t} TYPE)
+    get_target_property(prefix ${t} ${property})
+    if(type STREQUAL "EXECUTABLE" AND prefix STREQUAL launcher)
+      set_target_properties(${t} PROPERTIES ${property} "")
+    endif()
+  endforeach()
+  get_property(subdirs DIRECTORY "${dir}" PROPERTY SUBDIRECTORIES)
+  foreach(sub IN LISTS subdirs)
+    _kiln_keep_imported_on_host("${sub}" ${property} "${launcher}")
+  endforeach()
+endfunction()
+
+# After a build, `kiln tests` says in one line how many tests run in microVMs and
+# which stay on the host (only then are gtest_discover_tests()'s cases known). It
+# runs again when a test executable is rebuilt (or CMakeCache.txt changes).
+function(_kiln_tests_note launcher)
+  list(GET launcher 0 kiln)
+  set(stamp "${CMAKE_BINARY_DIR}/CMakeFiles/kiln-tests-note.stamp")
+  add_custom_command(OUTPUT "${stamp}"
+    COMMAND "${kiln}" tests --test-dir "${CMAKE_BINARY_DIR}" --ctest "${CMAKE_CTEST_COMMAND}"
+            "$<$<BOOL:$<CONFIG>>:-C;$<CONFIG>>"
+    COMMAND "${CMAKE_COMMAND}" -E touch "${stamp}"
+    DEPENDS ${ARGN} "${CMAKE_BINARY_DIR}/CMakeCache.txt"
+    VERBATIM COMMAND_EXPAND_LISTS)
+  add_custom_target(kiln_tests_note ALL DEPENDS "${stamp}")
+endfunction()
+
+# At the end of the top-level directory: refuse a cross build (kiln's guests are
+# x86_64 Linux), then say what the switch did and, at the first configure, its limits.
+function(_kiln_all_tests_summary)
+  get_property(launcher GLOBAL PROPERTY _KILN_ALL_TESTS_LAUNCHER)
+  if(CMAKE_CROSSCOMPILING)
+    message(FATAL_ERROR "kiln_run_all_tests: this build cross-compiles for ${CMAKE_SYSTEM_NAME} "
+                        "${CMAKE_SYSTEM_PROCESSOR}; kiln's microVMs are x86_64 Linux and cannot run its tests. "
+                        "Configure without the kiln switch (-DKILN_ALL_TESTS=OFF).")
+  endif()
+  _kiln_launcher_property(property)
+  _kiln_keep_imported_on_host("${CMAKE_SOURCE_DIR}" ${property} "${launcher}")
+  _kiln_executable_targets(targets "${CMAKE_SOURCE_DIR}")
+  set(launched 0)
+  set(others "")
+  foreach(t IN LISTS targets)
+    get_target_property(prefix ${t} ${property})
+    if(prefix STREQUAL launcher)
+      math(EXPR launched "${launched} + 1")
+    else()
+      list(APPEND others ${t})
+    endif()
+  endforeach()
+  list(JOIN launcher " " shown)
+  message(STATUS "kiln: the tests of ${launched} executable targets run in microVMs (${property}: ${shown}); "
+                 "gtest_discover_tests() lists cases on the host and runs each in its own microVM; "
+                 "tests of other commands stay on the host")
+  _kiln_tests_note("${launcher}" ${targets})
+  if(others)
+    list(JOIN others ", " others)
+    message(WARNING "kiln: these executable targets have another ${property}, and their tests do not run in "
+                    "microVMs: ${others}")
+  endif()
+  if(NOT _KILN_ALL_TESTS_LIMITS_SHOWN)
+    set(_KILN_ALL_TESTS_LIMITS_SHOWN ON CACHE INTERNAL "")
+    message(WARNING "kiln: limits of running an unmodified project's tests in microVMs:\n"
+      "  - a test written as COMMAND $<TARGET_FILE:x> gets no launcher and stays on the host: write COMMAND x\n"
+      "  - kiln adds no labels or timeouts to the project's tests; the first test bakes the golden snapshot "
+      "(run `kiln bake` before ctest to keep that out of its time)\n"
+      "  - a test sees its executable and its libraries in the guest, not the files of the source and build "
+      "trees; list what it reads with add_microvm_test(... FILES)\n"
+      "  - tests of commands that are not built executables (cmake -P, python3, sh) run on the host")
   endif()
 endfunction()
 

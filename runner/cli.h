@@ -24,5 +24,6 @@ void register_run(CLI::App& app, int& exit_code);
 void register_bake(CLI::App& app, int& exit_code);
 void register_snapshots(CLI::App& app, int& exit_code);
 void register_resources(CLI::App& app, int& exit_code);
+void register_tests(CLI::App& app, int& exit_code);
 
 }  // namespace kiln::runner

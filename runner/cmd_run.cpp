@@ -12,6 +12,7 @@
 #include "runner/exit_codes.h"
 #include "runner/interrupt.h"
 #include "runner/run_command.h"
+#include "runner/test_listing.h"
 
 #include <memory>
 
@@ -21,6 +22,7 @@ namespace {
 struct RunCliOptions {
   VmOptions vm;
   RunArgs args;
+  bool list_tests_on_host = false;
 };
 
 Result<int> run(RunCliOptions& o, Progress& progress) {
@@ -93,7 +95,17 @@ void register_run(CLI::App& app, int& exit_code) {
   cmd->add_flag("--no-layers", o->args.no_layers,
                 "Build no payload or fixture layers: ship the payload (and run the setup) on every run "
                 "(also KILN_NO_LAYERS=1)");
+  cmd->add_flag("--list-tests-on-host", o->list_tests_on_host,
+                "If the command only lists test cases (EXE --gtest_list_tests [--gtest_*...]), run it on the "
+                "host: the launcher mode of the whole-project switch, so test discovery boots no VM");
   cmd->add_option("command", o->args.argv, "The command and its arguments (put them after --)")->required();
+  // Before kiln prepares its cache (main.cpp): a listing needs no cache, no golden and no VM.
+  cmd->parse_complete_callback([o] {
+    if (!o->list_tests_on_host || !is_test_listing(o->args.argv)) return;
+    auto listed = exec_listing_on_host(o->args.argv);
+    log::error(listed.error().message);
+    throw CLI::RuntimeError(exit_code_for(listed.error()));
+  });
   cmd->callback([o, cmd, &exit_code] {
     o->args.setup_given = cmd->count("--setup") > 0;
     exit_code = execute(*o);

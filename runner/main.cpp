@@ -18,8 +18,11 @@ int main(int argc, char** argv) {
   kiln::runner::register_bake(app, exit_code);
   kiln::runner::register_snapshots(app, exit_code);
   kiln::runner::register_resources(app, exit_code);
-  // After parsing, before any subcommand touches the cache (--help and --version do not).
-  app.parse_complete_callback([] {
+  kiln::runner::register_tests(app, exit_code);
+  // After parsing, before any subcommand touches the cache (--help and --version do
+  // not, nor `kiln tests`, which only reads a build tree).
+  app.parse_complete_callback([&app] {
+    if (app.got_subcommand("tests")) return;
     if (auto cache = kiln::fs::prepare_cache_root(); !cache) {
       kiln::log::error(cache.error().message);
       throw CLI::RuntimeError(kiln::exit_code::kiln_error);

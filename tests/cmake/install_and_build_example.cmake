@@ -3,6 +3,9 @@
 # find_package(Kiln) only. Sets `prefix`, `build` and `bake_test` (the name of the
 # example's bake fixture test).
 #
+# EXAMPLE_CONFIGURE_ARGS (a list) is added to the configure command line, and the
+# build runs with the variables of EXAMPLE_BUILD_ENV (a list of K=V) set.
+#
 # The examples use the engine the VM suite targets: KILN_TEST_ENGINE (kvm in the
 # nested-KVM lab) becomes the example's KILN_DEFAULT_ENGINE; unset means kiln's own
 # default (auto).
@@ -34,5 +37,6 @@ if(NOT "$ENV{KILN_TEST_ENGINE}" STREQUAL "")
   string(APPEND bake_test ".$ENV{KILN_TEST_ENGINE}")
 endif()
 run("configuring the example" "${CMAKE_COMMAND}" -S "${EXAMPLE_DIR}" -B "${build}" -G "${GENERATOR}"
-    "-DCMAKE_PREFIX_PATH=${prefix}" ${engine_args})
-run("building the example" "${CMAKE_COMMAND}" --build "${build}")
+    "-DCMAKE_PREFIX_PATH=${prefix}" ${engine_args} ${EXAMPLE_CONFIGURE_ARGS})
+set(configure_out "${out}")
+run("building the example" "${CMAKE_COMMAND}" -E env ${EXAMPLE_BUILD_ENV} "${CMAKE_COMMAND}" --build "${build}")
