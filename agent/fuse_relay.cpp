@@ -75,9 +75,8 @@ Stop deliver_reply(int fuse_fd, std::string_view reply) {
   }
 }
 
-// Reads what the port has and delivers every reply it completes.
-Stop pass_replies(int port_fd, int fuse_fd, FuseReplyAssembler& replies) {
-  static std::vector<char> chunk(kPortChunk);
+// Reads what the port has (into `chunk`) and delivers every reply it completes.
+Stop pass_replies(int port_fd, int fuse_fd, std::vector<char>& chunk, FuseReplyAssembler& replies) {
   ssize_t n = ::read(port_fd, chunk.data(), chunk.size());
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return std::nullopt;
   if (n == 0) return "the host closed the share port";
@@ -120,6 +119,7 @@ std::string relay_fuse(int fuse_fd, int port_fd) {
   ::fcntl(fuse_fd, F_SETFL, ::fcntl(fuse_fd, F_GETFL) | O_NONBLOCK);
   ::fcntl(port_fd, F_SETFL, ::fcntl(port_fd, F_GETFL) | O_NONBLOCK);
   Outgoing out;
+  std::vector<char> chunk(kPortChunk);
   FuseReplyAssembler replies;
   for (;;) {
     // One request in flight to the port at a time bounds what is buffered; replies are
@@ -133,7 +133,7 @@ std::string relay_fuse(int fuse_fd, int port_fd) {
     const short fuse_ev = fds[0].revents;
     const short port_ev = fds[1].revents;
     if ((port_ev & (POLLIN | POLLHUP | POLLERR)) != 0)
-      if (Stop stop = pass_replies(port_fd, fuse_fd, replies)) return *stop;
+      if (Stop stop = pass_replies(port_fd, fuse_fd, chunk, replies)) return *stop;
     if ((port_ev & POLLOUT) != 0)
       if (Stop stop = push_request(port_fd, out)) return *stop;
     if ((fuse_ev & POLLIN) != 0) {
