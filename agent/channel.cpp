@@ -1,6 +1,5 @@
 #include "agent/channel.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <termios.h>
@@ -11,28 +10,10 @@
 #include <vector>
 
 #include "agent/log.h"
+#include "agent/virtio_port.h"
 #include "common/clock.h"
 
 namespace kiln::agent {
-
-static std::string find_virtio_port(const char* name) {
-  DIR* dir = ::opendir("/sys/class/virtio-ports");
-  if (dir == nullptr) return {};
-  std::string found;
-  while (dirent* d = ::readdir(dir)) {
-    if (d->d_name[0] == '.') continue;
-    char buf[256] = {};
-    int fd = ::open(cat("/sys/class/virtio-ports/", d->d_name, "/name").c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    ssize_t n = ::read(fd, buf, sizeof buf - 1);
-    ::close(fd);
-    std::string_view got(buf, n > 0 ? static_cast<size_t>(n) : 0);
-    while (!got.empty() && got.back() == '\n') got.remove_suffix(1);
-    if (got == name) found = cat("/dev/", d->d_name);
-  }
-  ::closedir(dir);
-  return found;
-}
 
 std::optional<Channel> Channel::open_port(const char* name, int wait_ms, std::string* error) {
   const Deadline deadline = deadline_after(std::chrono::milliseconds(wait_ms));

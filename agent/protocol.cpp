@@ -11,7 +11,7 @@ bool is_guest_message(MsgType t) {
 
 bool is_host_message(MsgType t) {
   auto v = static_cast<uint8_t>(t);
-  return v >= 16 && v <= 25;
+  return v >= 16 && v <= 26;
 }
 
 bool is_stream_message(MsgType t) { return t == MsgType::stdin_data || t == MsgType::stdin_eof; }
@@ -36,6 +36,7 @@ const char* type_name(MsgType t) {
     case MsgType::poweroff: return "poweroff";
     case MsgType::stdin_data: return "stdin_data";
     case MsgType::stdin_eof: return "stdin_eof";
+    case MsgType::share: return "share";
   }
   return "unknown";
 }
@@ -197,6 +198,7 @@ std::string encode(const Exit& m) {
 std::string encode(const ExecFailed& m) { return Writer().i32(m.err).str(m.message).take(); }
 std::string encode(const ErrorReply& m) { return Writer().str(m.message).take(); }
 std::string encode(const StdinCredit& m) { return Writer().u32(m.bytes).take(); }
+std::string encode(const Share& m) { return Writer().strs(m.roots).take(); }
 
 template <typename T>
 static std::optional<T> finish(const Reader& r, T value) {
@@ -308,6 +310,16 @@ std::optional<StdinCredit> decode_stdin_credit(std::string_view p) {
   m.bytes = r.u32();
   if (m.bytes == 0) return std::nullopt;
   return finish(r, m);
+}
+
+std::optional<Share> decode_share(std::string_view p) {
+  Reader r(p);
+  Share m;
+  m.roots = r.strs(kMaxShareRoots);
+  if (m.roots.empty()) return std::nullopt;
+  for (const auto& root : m.roots)
+    if (!is_safe_guest_path(root)) return std::nullopt;
+  return finish(r, std::move(m));
 }
 
 std::optional<uint32_t> common_version(uint32_t peer_min, uint32_t peer_max) {

@@ -28,16 +28,23 @@ inline constexpr uint32_t kMaxArgs = 4096;          // argv / env entries per ex
 inline constexpr uint32_t kMaxEntropy = 4096;
 inline constexpr uint32_t kMaxMessage = 4096;       // error / exec_failed text
 inline constexpr uint32_t kMaxAgentVersion = 256;
+inline constexpr uint32_t kMaxShareRoots = 64;      // trees one share request mounts
 /// Name of the virtio-serial port carrying the protocol (/sys/class/virtio-ports/*/name).
 inline constexpr const char* kAgentPortName = "org.kiln.agent.0";
+/// Name of the port carrying a share's raw FUSE messages (SHARES: no kiln framing on it).
+inline constexpr const char* kSharePortName = "org.kiln.share.0";
+/// Largest FUSE message either way on the share port: a 1 MiB READ reply plus headers.
+/// Longer is a protocol error; the side that sees it stops the share.
+inline constexpr uint32_t kMaxShareMessage = (1u << 20) + 4096;
 
 /// Optional features, offered by the agent in hello and chosen by the host in hello_ack.
 /// Bits not listed are reserved: an agent never offers them, a host never picks them.
 namespace feature {
 inline constexpr uint64_t stdin_stream = 1u << 0;  ///< exec with StdinMode::stream, stdin_* messages
+inline constexpr uint64_t shares = 1u << 1;        ///< share: host trees mounted read-only over the share port
 }  // namespace feature
 /// Every feature this build implements.
-inline constexpr uint64_t kFeatures = feature::stdin_stream;
+inline constexpr uint64_t kFeatures = feature::stdin_stream | feature::shares;
 
 /// What the command's standard input is (exec). 2 is reserved for a terminal.
 enum class StdinMode : uint8_t {
@@ -66,6 +73,7 @@ enum class MsgType : uint8_t {
   poweroff = 23,    ///< sync disks and power off; no reply
   stdin_data = 24,  ///< bytes for the running command's stdin (within credit); no reply
   stdin_eof = 25,   ///< the running command's stdin ends; no reply
+  share = 26,       ///< strs root paths: mount the host's trees there (feature::shares) -> ok
 };
 
 /// True for message types a guest may send.
@@ -195,6 +203,11 @@ struct ExecFailed {
 struct ErrorReply {
   std::string message;
 };
+/// The host's shared trees, by the guest path each appears at; root i is the share's
+/// entry "i". Paths are safe guest paths (is_safe_guest_path), 1 to kMaxShareRoots of them.
+struct Share {
+  std::vector<std::string> roots;
+};
 
 std::string encode(const Hello& m);
 std::string encode(const HelloAck& m);
@@ -207,6 +220,7 @@ std::string encode(const Exit& m);
 std::string encode(const ExecFailed& m);
 std::string encode(const ErrorReply& m);
 std::string encode(const StdinCredit& m);
+std::string encode(const Share& m);
 
 /// Also accepts protocol 1's shorter hello (version and agent version only; it
 /// then offers no features and speaks only that version), so the error can name it.
@@ -221,6 +235,7 @@ std::optional<Exit> decode_exit(std::string_view payload);
 std::optional<ExecFailed> decode_exec_failed(std::string_view payload);
 std::optional<ErrorReply> decode_error(std::string_view payload);
 std::optional<StdinCredit> decode_stdin_credit(std::string_view payload);
+std::optional<Share> decode_share(std::string_view payload);
 
 /// The newest protocol version both this build and a peer speaking
 /// [peer_min, peer_max] know, or nothing when the ranges do not meet.

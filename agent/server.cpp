@@ -10,6 +10,7 @@
 #include "agent/exec_session.h"
 #include "agent/guest_sync.h"
 #include "agent/log.h"
+#include "agent/share_mount.h"
 #include "common/clock.h"
 
 #ifndef KILN_VERSION
@@ -188,6 +189,9 @@ void Server::handle(proto::Frame& frame) {
     case MsgType::exec:
       on_exec(frame.payload);
       break;
+    case MsgType::share:
+      on_share(frame.payload);
+      break;
     default:
       reply(Status::fail(cat("unexpected ", proto::type_name(frame.type), " frame (type ",
                              static_cast<int>(frame.type), ") from the host")));
@@ -252,6 +256,19 @@ void Server::on_exec(const std::string& payload) {
       power_off();
       break;
   }
+}
+
+void Server::on_share(const std::string& payload) {
+  auto req = proto::decode_share(payload);
+  if (!req)
+    return reply(Status::fail(cat("malformed share request (1 to ", proto::kMaxShareRoots,
+                                  " absolute paths without '.', '..', '//' or NUL)")));
+  if (!agreed_ || (agreed_->features & proto::feature::shares) == 0)
+    return reply(Status::fail("not shared: the shares feature was not agreed in hello_ack"));
+  // Mounts cannot be taken back cleanly while the relay serves them: one share per VM.
+  if (share_requested_) return reply(Status::fail("not shared: this VM already had a share request"));
+  share_requested_ = true;
+  reply(mount_shares(*req));
 }
 
 }  // namespace kiln::agent

@@ -7,6 +7,7 @@
 // lost to garbage), a later EXEC is refused: it would run against a payload
 // that is not what the host sent. EXEC also needs a protocol version agreed by
 // HELLO_ACK; STDIN_DATA / STDIN_EOF are no requests and outside an EXEC are dropped.
+// A failed SHARE poisons too: the command would not see the trees it was promised.
 #pragma once
 
 #include <optional>
@@ -39,6 +40,8 @@ class Server {
   void on_put_file(const std::string& payload);
   void on_file_data(const std::string& payload);
   void on_exec(const std::string& payload);
+  /// SHARE: once per VM, and only when hello_ack chose feature::shares.
+  void on_share(const std::string& payload);
   void finish_put(Status status);
 
   /// Sends the terminal OK / ERROR reply of the current request; an ERROR poisons.
@@ -50,7 +53,8 @@ class Server {
   std::optional<FilePut> put_;
   std::optional<proto::HelloAck> agreed_;  // what the last good HELLO_ACK chose
   bool poisoned_ = false;
-  bool reply_owed_ = false;  // the current request has not had its terminal reply yet
+  bool reply_owed_ = false;       // the current request has not had its terminal reply yet
+  bool share_requested_ = false;  // a SHARE came (mounted or not): its mounts stay
 };
 
 /// sync(), then power the VM off. Returns only if the kernel refused.

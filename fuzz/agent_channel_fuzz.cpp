@@ -31,6 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case MsgType::symlink: (void)decode_symlink(frame->payload); break;
         case MsgType::mkdir: (void)decode_mkdir(frame->payload); break;
         case MsgType::exec: (void)decode_exec(frame->payload); break;
+        case MsgType::share: (void)decode_share(frame->payload); break;
         default: break;
       }
     }

@@ -66,6 +66,8 @@ inline constexpr GuestModule kGuestModules[] = {
     {"virtio_console", "the agent's channel to the host", true},
     {"virtio_blk", "the engines' disks (vmm::DiskSpec)", true},
     {"dummy", "a non-loopback address, without which getaddrinfo(AI_ADDRCONFIG) finds no localhost", false},
+    {"fuse", "tree shares: the host's trees, read on demand through the share port (agent/share_mount)", false},
+    {"overlay", "tree shares: the guest-only layer that takes the test's writes to shared trees", false},
 };
 
 /// The load order of kGuestModules for the kernel whose lib/modules/<version> is

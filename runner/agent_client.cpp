@@ -148,7 +148,8 @@ Result<proto::Hello> AgentClient::handshake(Deadline deadline) {
             "different kiln builds; use the kiln-agent built with this kiln (KILN_AGENT, or beside the kiln binary)",
             h->agent_version, proto::version_range(h->min_protocol_version, h->protocol_version),
             proto::version_range(proto::kMinProtocolVersion, proto::kProtocolVersion));
-      send(MsgType::hello_ack, proto::encode(proto::HelloAck{*version, h->features & proto::kFeatures}));
+      features_ = h->features & proto::kFeatures;
+      send(MsgType::hello_ack, proto::encode(proto::HelloAck{*version, *features_}));
       hello = std::move(h);
       continue;
     }
@@ -166,7 +167,29 @@ Result<proto::Hello> AgentClient::handshake(Deadline deadline) {
 }
 
 void AgentClient::restate_agreement() {
+  features_ = proto::kFeatures;
   send(MsgType::hello_ack, proto::encode(proto::HelloAck{proto::kProtocolVersion, proto::kFeatures}));
+}
+
+Result<void> AgentClient::queue_share(const std::vector<std::string>& roots) {
+  if (!features_) return make_error("internal: a share request before any protocol agreement with the guest agent");
+  if ((*features_ & proto::feature::shares) == 0)
+    return make_error("cannot share host trees with this guest: its agent does not offer tree shares (a kiln-agent "
+                      "from before them); use the kiln-agent built with this kiln");
+  if (roots.empty() || roots.size() > proto::kMaxShareRoots)
+    return make_error("cannot share {} host trees: a share takes 1 to {}", roots.size(), proto::kMaxShareRoots);
+  for (const std::string& root : roots)
+    if (!proto::is_safe_guest_path(root))
+      return make_error("cannot share {:?}: a share root must be an absolute path of at most 4096 bytes without "
+                        "'.', '..' or empty components",
+                        root);
+  send(MsgType::share, proto::encode(proto::Share{roots}));
+  return {};
+}
+
+Result<void> AgentClient::share(const std::vector<std::string>& roots, Deadline deadline) {
+  KILN_TRY(queue_share(roots));
+  return expect_ok(deadline, "sharing the host's trees with the guest");
 }
 
 }  // namespace kiln::runner

@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace kiln::runner {
 
@@ -27,6 +28,16 @@ class AgentClient {
   /// The agent in a snapshot agreed with the kiln that baked it, which need not be
   /// this one; its ok / error is the reply to the next expect_ok.
   void restate_agreement();
+  /// Queue a share request (feature::shares): the agent mounts the host's trees read-only
+  /// at `roots` (guest paths, the share's entries "0", "1", ... in this order) with a
+  /// guest-only layer for writes, served by the ShareServer on the VM's share port, which
+  /// must be running before this request reaches the guest. Queue it after the payload
+  /// (the payload's files under a root stay on top of the host's) and before exec; its
+  /// ok / error is the reply to the expect_ok in its turn. Fails at once, queueing
+  /// nothing, if the agent did not agree to shares or a root is not a path it takes.
+  Result<void> queue_share(const std::vector<std::string>& roots);
+  /// queue_share, then wait for its reply: for when no other request is outstanding.
+  Result<void> share(const std::vector<std::string>& roots, Deadline deadline);
   /// Queue a request; it is written by the next wait. Requests pipeline: each gets one reply.
   void send(proto::MsgType type, std::string_view payload);
   /// Queue a file's bytes as file_data frames after its put_file header; `on_chunk`, if
@@ -50,6 +61,9 @@ class AgentClient {
   int fd_;
   std::function<std::optional<std::string>()> vm_dead_;
   proto::FrameDecoder decoder_;
+  // The features agreed by handshake() or restated by restate_agreement() (an agent that
+  // lacks one refuses the restatement, and that error is the reply before any later one).
+  std::optional<uint64_t> features_;
   std::string out_;
   size_t out_pos_ = 0;
 };

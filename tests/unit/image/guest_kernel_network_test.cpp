@@ -49,13 +49,14 @@ TEST(GuestKernelFetch, FetchesDebianCloudKernelOnceForConcurrentCallers) {
   std::sort(top.begin(), top.end());
   EXPECT_EQ(top, (std::vector<std::string>{"boot", "kiln-kernel.complete", "lib"}));
 
-  // Every guest module, the optional dummy included, comes with Debian's cloud kernel.
+  // Every guest module, the optional ones included, comes with Debian's cloud kernel.
   auto order = guest_module_load_order(a->modules_dir);
   ASSERT_TRUE(order) << order.error().message;
   EXPECT_EQ(*order, (std::vector<std::string>{
                         "kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",
                         "kernel/drivers/virtio/virtio_mmio.ko", "kernel/drivers/char/virtio_console.ko",
-                        "kernel/drivers/block/virtio_blk.ko", "kernel/drivers/net/dummy.ko"}));
+                        "kernel/drivers/block/virtio_blk.ko", "kernel/drivers/net/dummy.ko", "kernel/fs/fuse/fuse.ko",
+                        "kernel/fs/overlayfs/overlay.ko"}));
 
   // Afterwards: the cache, no subprocess.
   testing::ScopedEnv path("PATH", "/nonexistent");

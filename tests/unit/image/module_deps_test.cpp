@@ -181,6 +181,17 @@ TEST(ModuleDeps, GuestModulesNeedTheRequiredOnesAndSkipAMissingOptionalOne) {
   ASSERT_TRUE(builtin) << builtin.error().message;
   EXPECT_EQ(*builtin, virtio);
 
+  // The tree shares' modules are optional too, and loaded after the others when the kernel has them.
+  testing::write(dir / "modules.dep", std::string(kDep) + blk +
+                                          "kernel/fs/overlayfs/overlay.ko:\nkernel/fs/fuse/fuse.ko:\n");
+  std::filesystem::remove(dir / "modules.builtin");
+  auto shares = guest_module_load_order(dir);
+  ASSERT_TRUE(shares) << shares.error().message;
+  Paths with_shares = virtio;
+  with_shares.push_back("kernel/fs/fuse/fuse.ko");
+  with_shares.push_back("kernel/fs/overlayfs/overlay.ko");
+  EXPECT_EQ(*shares, with_shares);
+
   // Without virtio_blk no engine can attach a disk: not a guest kiln can use.
   testing::write(dir / "modules.dep", std::string(kDep) + "kernel/drivers/net/dummy.ko:\n");
   auto no_blk = guest_module_load_order(dir);

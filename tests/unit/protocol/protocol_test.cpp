@@ -180,6 +180,42 @@ TEST(Messages, PutFileValidatesPathAndMode) {
   EXPECT_FALSE(decode_put_file(encode(PutFile{"/x", 0100644, 1})));
 }
 
+TEST(Messages, ShareRoundTripKeepsTheRootsInOrder) {
+  Share s{{"/w/proj", "/w/build", "/opt/data set"}};
+  auto back = decode_share(encode(s));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->roots, s.roots);
+  // Byte layout: strs = u32 count, then u32 length + bytes each.
+  EXPECT_EQ(encode(Share{{"/a"}}), std::string("\x01\0\0\0\x02\0\0\0/a", 10));
+  EXPECT_FALSE(decode_share(encode(s) + "x"));
+}
+
+TEST(Messages, ShareIsBoundedAndTakesOnlySafeAbsolutePaths) {
+  EXPECT_FALSE(decode_share(encode(Share{})));  // nothing to share is no request
+  EXPECT_FALSE(decode_share(encode(Share{{"relative/path"}})));
+  EXPECT_FALSE(decode_share(encode(Share{{"/w/../etc"}})));
+  EXPECT_FALSE(decode_share(encode(Share{{"/w//proj"}})));
+  EXPECT_FALSE(decode_share(encode(Share{{std::string("/w/p\0roj", 8)}})));
+  EXPECT_FALSE(decode_share(encode(Share{{"/" + std::string(4096, 'a')}})));  // longer than PATH_MAX
+  EXPECT_TRUE(decode_share(encode(Share{{"/" + std::string(4095, 'a')}})));
+
+  std::vector<std::string> many;
+  for (uint32_t i = 0; i < kMaxShareRoots; ++i) many.push_back("/r" + std::to_string(i));
+  EXPECT_TRUE(decode_share(encode(Share{many})));
+  many.push_back("/one-more");
+  EXPECT_FALSE(decode_share(encode(Share{many})));
+  // A count far past what the payload holds fails before allocating.
+  EXPECT_FALSE(decode_share(Writer().u32(0xffffffffu).take()));
+}
+
+TEST(Messages, SharesIsAnOfferedFeatureNextToStdin) {
+  EXPECT_EQ(feature::shares, 2u);
+  EXPECT_NE(kFeatures & feature::shares, 0u);
+  EXPECT_NE(kFeatures & feature::stdin_stream, 0u);
+  EXPECT_STREQ(type_name(MsgType::share), "share");
+  EXPECT_EQ(static_cast<int>(MsgType::share), 26);
+}
+
 TEST(Paths, SafeGuestPaths) {
   EXPECT_TRUE(is_safe_guest_path("/"));
   EXPECT_TRUE(is_safe_guest_path("/a/b.c/d"));
@@ -198,7 +234,8 @@ TEST(Types, DirectionIsKnown) {
   EXPECT_FALSE(is_guest_message(MsgType::stdin_data));
   EXPECT_TRUE(is_host_message(MsgType::exec));
   EXPECT_TRUE(is_host_message(MsgType::stdin_eof));
-  EXPECT_FALSE(is_host_message(static_cast<MsgType>(26)));
+  EXPECT_TRUE(is_host_message(MsgType::share));
+  EXPECT_FALSE(is_host_message(static_cast<MsgType>(27)));
   EXPECT_FALSE(is_host_message(static_cast<MsgType>(99)));
   EXPECT_TRUE(is_stream_message(MsgType::stdin_data));
   EXPECT_TRUE(is_stream_message(MsgType::stdin_eof));

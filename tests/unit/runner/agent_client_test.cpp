@@ -3,6 +3,7 @@
 #include "runner/agent_client.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -200,4 +201,92 @@ TEST_F(AgentClientTest, ErrorReplyIsEscaped) {
   auto r = agent.expect_ok(soon(), "placing /x");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("no\\x1b[2J\\rspace"), std::string::npos) << r.error().message;
+}
+
+namespace {
+
+// Every frame the fake guest has received so far.
+std::vector<proto::Frame> frames_to_guest(int fd) {
+  proto::FrameDecoder d;
+  char buf[65536];
+  for (;;) {
+    pollfd pfd{fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 100) <= 0) break;
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    EXPECT_TRUE(d.feed(buf, static_cast<size_t>(n))) << d.error();
+  }
+  std::vector<proto::Frame> out;
+  while (auto f = d.next()) out.push_back(std::move(*f));
+  return out;
+}
+
+}  // namespace
+
+TEST_F(AgentClientTest, ShareGoesOutInItsTurnWithTheRootsInOrder) {
+  auto agent = client();
+  agent.restate_agreement();  // after a restore: this build's features, shares included
+  ASSERT_TRUE(agent.queue_share({"/w/proj", "/w/build"}).ok());
+  guest_sends(proto::encode_frame(MsgType::ok, "") + proto::encode_frame(MsgType::ok, ""));
+  ASSERT_TRUE(agent.expect_ok(soon(), "agreeing").ok());
+  ASSERT_TRUE(agent.expect_ok(soon(), "sharing").ok());
+  auto frames = frames_to_guest(fds_[1]);
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0].type, MsgType::hello_ack);
+  EXPECT_EQ(frames[1].type, MsgType::share);
+  auto share = proto::decode_share(frames[1].payload);
+  ASSERT_TRUE(share);
+  EXPECT_EQ(share->roots, (std::vector<std::string>{"/w/proj", "/w/build"}));
+}
+
+TEST_F(AgentClientTest, ShareIsRefusedWhenTheAgentDidNotOfferIt) {
+  auto agent = client();
+  // An agent from before shares: offers stdin streaming only.
+  guest_sends(proto::encode_frame(MsgType::hello, proto::encode(proto::Hello{2, "old", 2, proto::feature::stdin_stream})) +
+              proto::encode_frame(MsgType::ok, ""));
+  ASSERT_TRUE(agent.handshake(soon()).ok());
+  ASSERT_EQ(frames_to_guest(fds_[1]).size(), 1u);  // the hello_ack
+  auto r = agent.share({"/w/proj"}, soon());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("does not offer tree shares"), std::string::npos) << r.error().message;
+  EXPECT_EQ(agent.queued(), 0u);
+  EXPECT_TRUE(frames_to_guest(fds_[1]).empty());
+}
+
+TEST_F(AgentClientTest, ShareBeforeAnyAgreementIsAnInternalError) {
+  auto agent = client();
+  auto r = agent.queue_share({"/w/proj"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("before any protocol agreement"), std::string::npos) << r.error().message;
+}
+
+TEST_F(AgentClientTest, ShareRootsTheAgentWouldRefuseAreNotSent) {
+  auto agent = client();
+  agent.restate_agreement();
+  for (const std::vector<std::string>& roots :
+       {std::vector<std::string>{}, std::vector<std::string>{"relative"}, std::vector<std::string>{"/w/../etc"},
+        std::vector<std::string>(proto::kMaxShareRoots + 1, "/w")}) {
+    auto r = agent.queue_share(roots);
+    EXPECT_FALSE(r.ok()) << roots.size();
+  }
+  EXPECT_EQ(agent.queued(), proto::kHeaderSize + 12);  // the hello_ack alone
+  auto r = agent.queue_share({"/w/proj", "/w/a\nb"});
+  ASSERT_TRUE(r.ok()) << r.error().message;  // odd, but a path the agent takes
+  auto bad = agent.queue_share({"/w//x"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("cannot share \"/w//x\""), std::string::npos) << bad.error().message;
+}
+
+TEST_F(AgentClientTest, ShareFailureCarriesTheAgentsReason) {
+  auto agent = client();
+  agent.restate_agreement();
+  guest_sends(proto::encode_frame(MsgType::ok, "") +
+              proto::encode_frame(MsgType::error, proto::encode(proto::ErrorReply{"mount overlay on /w/proj: No such device"})));
+  ASSERT_TRUE(agent.expect_ok(soon(), "agreeing").ok());
+  auto r = agent.share({"/w/proj"}, soon());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("sharing the host's trees with the guest: the guest agent says: mount overlay on "
+                                   "/w/proj: No such device"),
+            std::string::npos)
+      << r.error().message;
 }
