@@ -26,6 +26,10 @@ struct DiskSpec {
 /// Most disks a guest may have (each takes a virtio-mmio slot and an interrupt line).
 inline constexpr size_t kMaxDisks = 4;
 
+/// The name of the share channel's virtio-serial port (Vm::share_fd()). The guest finds
+/// it under /sys/class/virtio-ports/*/name, as it finds the agent's (proto::kAgentPortName).
+inline constexpr const char* kSharePortName = "org.kiln.share.0";
+
 struct GuestSpec {
   std::filesystem::path kernel;     ///< bzImage
   std::filesystem::path initramfs;  ///< newc cpio with the agent as /init
@@ -65,6 +69,11 @@ class Vm {
   virtual ~Vm() = default;
   /// Connected stream fd to the guest agent channel (virtio-console). Owned by the Vm.
   virtual int agent_fd() const = 0;
+  /// Connected stream fd to the share channel: a second virtio-serial port, named
+  /// kSharePortName, that carries a byte stream between the guest and the host (tree
+  /// shares relay FUSE messages over it). Present from the cold boot on, so part of every
+  /// golden; unused until a run starts sharing. Owned by the Vm: dup() it to hand it on.
+  virtual int share_fd() const = 0;
   /// Everything the guest wrote to its serial console so far (kernel log), for -v and errors.
   virtual std::string console_output() = 0;
   /// If the VMM process has died: a description ("qemu exited with code 1: <stderr tail>").
