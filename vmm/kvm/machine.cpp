@@ -20,6 +20,7 @@ namespace {
 constexpr const char* kMachineCmdline = "pci=off reboot=k i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
 
 // Devices on the virtio-mmio window, in order: index i sits at base + i * size, IRQ first + i.
+// The layout is part of every snapshot: a change bumps kDeviceLayoutVersion (vmm/engine.h).
 constexpr uint32_t kAgentConsoleSlot = 0;
 constexpr uint32_t kShareConsoleSlot = 1;
 constexpr uint32_t kFirstDiskSlot = 2;
