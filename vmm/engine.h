@@ -26,6 +26,22 @@ struct DiskSpec {
 /// Most disks a guest may have (each takes a virtio-mmio slot and an interrupt line).
 inline constexpr size_t kMaxDisks = 4;
 
+/// The name of the share channel's virtio-serial port (Vm::share_fd()). The guest finds
+/// it under /sys/class/virtio-ports/*/name, as it finds the agent's (proto::kAgentPortName).
+inline constexpr const char* kSharePortName = "org.kiln.share.0";
+
+/// The set of devices every engine gives a guest, as a number. Bump it whenever a device
+/// is added or removed or changes what the guest sees: each engine's identity() carries
+/// it (device_layout_tag()), so it is part of the snapshot key, and a golden baked with
+/// another set of devices is never restored into this one (a new golden is baked).
+///   1 (identities without a tag): the agent port, the disks
+///   2: the share port (kSharePortName) too
+inline constexpr uint32_t kDeviceLayoutVersion = 2;
+
+/// "devices-2": kDeviceLayoutVersion as engines put it in their identity(). Inline: the
+/// engines' libraries do not link the engine-choice code (engine.cpp).
+inline std::string device_layout_tag() { return "devices-" + std::to_string(kDeviceLayoutVersion); }
+
 struct GuestSpec {
   std::filesystem::path kernel;     ///< bzImage
   std::filesystem::path initramfs;  ///< newc cpio with the agent as /init
@@ -65,6 +81,11 @@ class Vm {
   virtual ~Vm() = default;
   /// Connected stream fd to the guest agent channel (virtio-console). Owned by the Vm.
   virtual int agent_fd() const = 0;
+  /// Connected stream fd to the share channel: a second virtio-serial port, named
+  /// kSharePortName, that carries a byte stream between the guest and the host (tree
+  /// shares relay FUSE messages over it). Present from the cold boot on, so part of every
+  /// golden; unused until a run starts sharing. Owned by the Vm: dup() it to hand it on.
+  virtual int share_fd() const = 0;
   /// Everything the guest wrote to its serial console so far (kernel log), for -v and errors.
   virtual std::string console_output() = 0;
   /// If the VMM process has died: a description ("qemu exited with code 1: <stderr tail>").
@@ -82,7 +103,8 @@ class Engine {
   virtual ~Engine() = default;
   /// Engine name as the user types it: "qemu".
   virtual std::string name() const = 0;
-  /// Everything about the engine a snapshot depends on ("qemu-7.2.0/tcg"): part of the snapshot key.
+  /// Everything about the engine a snapshot depends on, the device layout included
+  /// ("qemu-7.2.0/devices-2/tcg"): part of the snapshot key.
   virtual std::string identity() const = 0;
   /// Cold-boot `spec` with guest RAM backed by a new shared file at `files.memory`.
   virtual Result<std::unique_ptr<Vm>> boot(const GuestSpec& spec, const SnapshotFiles& files) = 0;

@@ -147,7 +147,9 @@ EngineLimits KvmEngine::limits() {
   return EngineLimits{64, static_cast<uint32_t>(layout::kMmioStart >> 20), kMaxVcpus};
 }
 
-std::string KvmEngine::identity() const { return std::string("kvm-") + KILN_VERSION + "/" + identity_.to_string(); }
+std::string KvmEngine::identity() const {
+  return std::string("kvm-") + KILN_VERSION + "/" + device_layout_tag() + "/" + identity_.to_string();
+}
 
 std::string KvmEngine::full_cmdline(const GuestSpec& spec) {
   return spec.cmdline.empty() ? Machine::device_cmdline() : spec.cmdline + " " + Machine::device_cmdline();

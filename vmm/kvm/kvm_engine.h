@@ -21,7 +21,8 @@ class KvmEngine final : public Engine {
   static Result<std::unique_ptr<KvmEngine>> create(const EngineOptions& options);
 
   std::string name() const override { return "kvm"; }
-  /// "kvm-<kiln version>/<cpu identity>": another kiln or CPU never finds this snapshot.
+  /// "kvm-<kiln version>/<device layout>/<cpu identity>": another kiln, device set or CPU
+  /// never finds this snapshot.
   std::string identity() const override;
   Result<std::unique_ptr<Vm>> boot(const GuestSpec& spec, const SnapshotFiles& files) override;
   Result<std::unique_ptr<Vm>> restore(const GuestSpec& spec, const SnapshotFiles& files) override;

@@ -1,5 +1,5 @@
 // A running guest of the kvm engine as the runner sees it (vmm/engine.h Vm):
-// the agent channel, the console, why it stopped, and saving it as a snapshot.
+// the agent and share channels, the console, why it stopped, and saving it as a snapshot.
 #pragma once
 
 #include "vmm/engine.h"
@@ -35,6 +35,7 @@ class KvmVmInstance final : public Vm {
   ~KvmVmInstance() override { destroy(); }
 
   int agent_fd() const override { return machine_ ? machine_->agent_fd() : -1; }
+  int share_fd() const override { return machine_ ? machine_->share_fd() : -1; }
   std::string console_output() override;
   std::optional<std::string> vmm_exited() override;
   Result<void> save_snapshot(const SnapshotFiles& files) override;

@@ -20,8 +20,10 @@ namespace {
 constexpr const char* kMachineCmdline = "pci=off reboot=k i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
 
 // Devices on the virtio-mmio window, in order: index i sits at base + i * size, IRQ first + i.
-constexpr uint32_t kVirtioConsoleSlot = 0;
-constexpr uint32_t kFirstDiskSlot = 1;
+// The layout is part of every snapshot: a change bumps kDeviceLayoutVersion (vmm/engine.h).
+constexpr uint32_t kAgentConsoleSlot = 0;
+constexpr uint32_t kShareConsoleSlot = 1;
+constexpr uint32_t kFirstDiskSlot = 2;
 
 uint64_t virtio_base(uint32_t slot) { return layout::kVirtioMmioBase + slot * layout::kVirtioMmioSize; }
 uint32_t virtio_irq(uint32_t slot) { return layout::kVirtioFirstIrq + slot; }
@@ -32,14 +34,14 @@ std::string Machine::device_cmdline() { return kMachineCmdline; }
 
 std::vector<AcpiMmioDevice> Machine::acpi_devices(size_t disks) {
   std::vector<AcpiMmioDevice> out;
-  for (uint32_t slot = kVirtioConsoleSlot; slot <= kFirstDiskSlot - 1 + disks; ++slot)
+  for (uint32_t slot = kAgentConsoleSlot; slot < kFirstDiskSlot + disks; ++slot)
     out.push_back(AcpiMmioDevice{virtio_base(slot), layout::kVirtioMmioSize, virtio_irq(slot)});
   return out;
 }
 
 std::vector<std::string> Machine::device_sections(size_t disks) {
   std::vector<std::string> out = {"dev.serial", "dev.i8042"};
-  for (uint32_t slot = kVirtioConsoleSlot; slot <= kFirstDiskSlot - 1 + disks; ++slot)
+  for (uint32_t slot = kAgentConsoleSlot; slot < kFirstDiskSlot + disks; ++slot)
     out.push_back(fmt::format("dev.virtio{}", slot));
   return out;
 }
@@ -85,6 +87,41 @@ Result<void> Machine::add_disk(uint32_t slot, const DiskSpec& disk) {
   return {};
 }
 
+Result<Machine::Channel> Machine::add_console(uint32_t slot, const char* port_name,
+                                              std::function<void(const std::string&)> on_failure) {
+  // The device owns one end of a socketpair, the channel's host_end is the other.
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+    return make_error("socketpair for the {} channel failed: {}", port_name, std::strerror(errno));
+  UniqueFd device_end(pair[0]);
+  Channel channel{nullptr, UniqueFd(pair[1])};
+  if (int flags = ::fcntl(device_end.get(), F_GETFL); flags < 0 || ::fcntl(device_end.get(), F_SETFL, flags | O_NONBLOCK) < 0)
+    return make_error("cannot make the {} channel nonblocking: {}", port_name, std::strerror(errno));
+
+  EventLoop* io = io_.get();
+  auto console = std::make_unique<VirtioConsole>(std::move(device_end), [io] { io->wake(); }, port_name);
+  console->set_on_failure(std::move(on_failure));
+  VirtioConsole* c = console.get();
+  channel.console = c;
+  irqs_.push_back(vm_->irq_line(virtio_irq(slot)));
+  auto mmio = std::make_shared<VirtioMmio>(*memory_, *irqs_.back(), std::move(console));
+  KILN_TRY(mmio_.add(virtio_base(slot), layout::kVirtioMmioSize, mmio));
+  devices_.push_back({fmt::format("dev.virtio{}", slot), mmio});
+
+  io_->add(EventLoop::Source{
+      c->host_fd(),
+      [c] {
+        auto want = c->io_interest();
+        return static_cast<short>((want.readable ? POLLIN : 0) | (want.writable ? POLLOUT : 0));
+      },
+      [c](short revents) {
+        if (revents & (POLLIN | POLLHUP | POLLERR)) c->on_host_readable();
+        // On HUP/ERR too: the send then fails and reports the output it could not deliver.
+        if (revents & (POLLOUT | POLLHUP | POLLERR)) c->on_host_writable();
+      }});
+  return channel;
+}
+
 Result<void> Machine::add_devices(const std::vector<DiskSpec>& disks) {
   serial_ = std::make_shared<Serial8250>(vm_->irq_line(Serial8250::kIrq));
   KILN_TRY(pio_.add(Serial8250::kPort, Serial8250::kPorts, serial_));
@@ -99,38 +136,21 @@ Result<void> Machine::add_devices(const std::vector<DiskSpec>& disks) {
   KILN_TRY(pio_.add(AcpiSleepControl::kPort, AcpiSleepControl::kPorts,
                     std::make_shared<AcpiSleepControl>([this] { guest_stopped("the guest powered off"); })));
 
-  // The agent channel: the device owns one end of a socketpair, agent_fd() is the other.
-  int pair[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
-    return make_error("socketpair for the agent channel failed: {}", std::strerror(errno));
-  UniqueFd device_end(pair[0]);
-  agent_fd_.reset(pair[1]);
-  if (int flags = ::fcntl(device_end.get(), F_GETFL); flags < 0 || ::fcntl(device_end.get(), F_SETFL, flags | O_NONBLOCK) < 0)
-    return make_error("cannot make the agent channel nonblocking: {}", std::strerror(errno));
-
   KILN_ASSIGN_OR_RETURN(io_, EventLoop::create());
-  EventLoop* io = io_.get();
-  auto console = std::make_unique<VirtioConsole>(std::move(device_end), [io] { io->wake(); });
-  // Guest output the channel could not deliver ends the run, saying so (never a silent loss).
-  console->set_on_failure([this](const std::string& why) { guest_stopped(why); });
-  console_ = console.get();
-  irqs_.push_back(vm_->irq_line(virtio_irq(kVirtioConsoleSlot)));
-  auto mmio = std::make_shared<VirtioMmio>(*memory_, *irqs_.back(), std::move(console));
-  KILN_TRY(mmio_.add(virtio_base(kVirtioConsoleSlot), layout::kVirtioMmioSize, mmio));
-  devices_.push_back({"dev.virtio0", mmio});
-
-  VirtioConsole* c = console_;
-  io_->add(EventLoop::Source{
-      c->host_fd(),
-      [c] {
-        auto want = c->io_interest();
-        return static_cast<short>((want.readable ? POLLIN : 0) | (want.writable ? POLLOUT : 0));
-      },
-      [c](short revents) {
-        if (revents & (POLLIN | POLLHUP | POLLERR)) c->on_host_readable();
-        // On HUP/ERR too: the send then fails and reports the output it could not deliver.
-        if (revents & (POLLOUT | POLLHUP | POLLERR)) c->on_host_writable();
-      }});
+  // Guest output the agent channel could not deliver ends the run, saying so (never a
+  // silent loss).
+  KILN_ASSIGN_OR_RETURN(agent_, add_console(kAgentConsoleSlot, VirtioConsole::kAgentPortName,
+                                            [this](const std::string& why) {
+                                              guest_stopped(fmt::format(
+                                                  "the agent channel failed: {}; guest output was lost, so the "
+                                                  "run's output is incomplete (run it again; -v shows the VMM's log)",
+                                                  why));
+                                            }));
+  // Guest output the share channel cannot deliver (kiln shut its end down: it stopped
+  // serving the share) is logged; the guest's share files then fail, the run goes on.
+  KILN_ASSIGN_OR_RETURN(share_, add_console(kShareConsoleSlot, kSharePortName, [](const std::string& why) {
+    log::verbose("kvm: the share channel failed: {}", why);
+  }));
   for (uint32_t i = 0; i < disks.size(); ++i) KILN_TRY(add_disk(kFirstDiskSlot + i, disks[i]));
   return {};
 }
@@ -159,7 +179,8 @@ void Machine::shutdown() {
   shut_down_ = true;
   for (auto& v : vcpus_) v->stop();
   if (io_) io_->stop();
-  agent_fd_.reset();
+  agent_.host_end.reset();
+  share_.host_end.reset();
 }
 
 void Machine::guest_stopped(const std::string& why) {
@@ -171,7 +192,9 @@ void Machine::guest_stopped(const std::string& why) {
   log::verbose("kvm: the guest stopped: {}", why);
   for (auto& v : vcpus_) v->request_stop();
   // The runner waits on the agent channel: EOF there makes it ask vmm_exited() at once.
-  if (console_) ::shutdown(console_->host_fd(), SHUT_RDWR);
+  // A share server reading the share channel sees EOF too, as when qemu exits.
+  for (const Channel* channel : {&agent_, &share_})
+    if (channel->console) ::shutdown(channel->console->host_fd(), SHUT_RDWR);
 }
 
 std::optional<std::string> Machine::stopped_reason() const {

@@ -1,9 +1,9 @@
 // Everything one KVM guest is made of, wired together: the VM and its RAM, the
-// vCPUs and their threads, the buses and devices (8250, i8042, virtio-console
-// for the agent channel, one virtio-blk per disk), the I/O thread. Boot and
-// restore build the same machine (same devices, same addresses, same IRQs, same
-// command-line additions) and differ only in how RAM and CPU state are filled in
-// (kvm_engine.cpp).
+// vCPUs and their threads, the buses and devices (8250, i8042, a virtio-console
+// for the agent channel and one for the share channel, one virtio-blk per disk),
+// the I/O thread. Boot and restore build the same machine (same devices, same
+// addresses, same IRQs, same command-line additions) and differ only in how RAM
+// and CPU state are filled in (kvm_engine.cpp).
 #pragma once
 
 #include "common/result.h"
@@ -21,6 +21,7 @@
 #include "vmm/kvm/virtio/virtio_console.h"
 #include "vmm/kvm/virtio/virtio_mmio.h"
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -59,7 +60,8 @@ class Machine {
   GuestMemory& memory() { return *memory_; }
   std::vector<std::unique_ptr<Vcpu>>& vcpus() { return vcpus_; }
   const std::vector<NamedDevice>& devices() const { return devices_; }
-  int agent_fd() const { return agent_fd_.get(); }
+  int agent_fd() const { return agent_.host_end.get(); }
+  int share_fd() const { return share_.host_end.get(); }
   std::string console_output() const { return serial_->output(); }
 
   /// Start the vCPU threads and the I/O thread.
@@ -68,7 +70,7 @@ class Machine {
   /// RAM or device state until resume() (or ever, before a snapshot save).
   void pause();
   void resume();
-  /// Stop every thread (joined) and close the agent channel. Idempotent.
+  /// Stop every thread (joined) and close the agent and share channels. Idempotent.
   void shutdown();
 
   /// Why the guest stopped running, once it has (first reason wins).
@@ -76,9 +78,20 @@ class Machine {
 
  private:
   Machine() = default;
+  /// A byte stream between a guest port and kiln: a virtio-console on one end of a
+  /// socketpair, `host_end` the other.
+  struct Channel {
+    VirtioConsole* console = nullptr;  // owned through devices_
+    UniqueFd host_end;
+  };
   Result<void> add_devices(const std::vector<DiskSpec>& disks);
+  /// A virtio-console with one port named `port_name` on virtio-mmio `slot`, its end of
+  /// the socketpair polled by the I/O thread. `on_failure`: guest output on this port
+  /// could not be delivered (VirtioConsole::set_on_failure).
+  Result<Channel> add_console(uint32_t slot, const char* port_name,
+                              std::function<void(const std::string&)> on_failure);
   Result<void> add_disk(uint32_t slot, const DiskSpec& disk);
-  /// A vCPU or device reports the guest can no longer run: stop the others, hang up the channel.
+  /// A vCPU or device reports the guest can no longer run: stop the others, hang up the channels.
   void guest_stopped(const std::string& why);
 
   std::optional<GuestMemory> memory_;
@@ -89,8 +102,8 @@ class Machine {
   std::vector<std::unique_ptr<IrqLine>> irqs_;
   std::shared_ptr<Serial8250> serial_;
   std::vector<NamedDevice> devices_;
-  VirtioConsole* console_ = nullptr;  // owned through devices_
-  UniqueFd agent_fd_;
+  Channel agent_;
+  Channel share_;
   std::unique_ptr<EventLoop> io_;
   bool started_ = false;
   bool shut_down_ = false;

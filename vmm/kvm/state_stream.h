@@ -20,7 +20,8 @@
 namespace kiln::vmm::kvm {
 
 /// Bumped on any incompatible change; other versions are rejected (and rebaked).
-inline constexpr uint32_t kStateFormatVersion = 1;
+/// History: docs/kvm-state-format.md, "Version history".
+inline constexpr uint32_t kStateFormatVersion = 2;
 /// Upper bound for a whole state file and for one section.
 inline constexpr uint64_t kMaxStateFileBytes = 64ull << 20;
 

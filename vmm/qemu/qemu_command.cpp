@@ -53,9 +53,12 @@ std::vector<std::string> build_qemu_argv(const QemuCommand& c) {
       // A named virtio-serial port, not a virtconsole: same guest driver (virtio_console),
       // but no tty layer, whose hvc reads move 16 bytes at a time (~5 MB/s under TCG).
       "-device", "virtserialport,chardev=agent,name=" + std::string(proto::kAgentPortName),
+      // The share channel: a second port on the same bus, with its own socket.
+      "-chardev", "socket,id=share,path=" + escape_option_value(c.share_socket.string()) + ",server=on,wait=off",
+      "-device", "virtserialport,chardev=share,name=" + std::string(kSharePortName),
       "-qmp", "unix:" + escape_option_value(c.qmp_socket.string()) + ",server=on,wait=off",
   };
-  // Disks after the agent's port: every virtio device sits on its own virtio-mmio
+  // Disks after the ports: every virtio device sits on its own virtio-mmio
   // transport, and the guest finds them through microvm's ACPI table.
   for (size_t i = 0; i < c.guest.disks.size(); ++i) {
     const DiskSpec& d = c.guest.disks[i];

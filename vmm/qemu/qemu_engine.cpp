@@ -76,7 +76,9 @@ Result<std::unique_ptr<QemuEngine>> QemuEngine::create(const EngineOptions& opti
 
 EngineLimits QemuEngine::limits() { return EngineLimits{32, 1024 * 1024, 255}; }
 
-std::string QemuEngine::identity() const { return "qemu-" + version_ + "/" + accel_name(accel_.accel); }
+std::string QemuEngine::identity() const {
+  return "qemu-" + version_ + "/" + device_layout_tag() + "/" + accel_name(accel_.accel);
+}
 
 QemuCommand QemuEngine::command_for(const GuestSpec& spec, const SnapshotFiles& files, LaunchMode mode) const {
   QemuCommand c;

@@ -18,7 +18,7 @@ class QemuEngine final : public Engine {
   static Result<std::unique_ptr<QemuEngine>> create(const EngineOptions& options);
 
   std::string name() const override { return "qemu"; }
-  /// "qemu-<version>/<accel>", e.g. "qemu-7.2.22/tcg".
+  /// "qemu-<version>/<device layout>/<accel>", e.g. "qemu-7.2.22/devices-2/tcg".
   std::string identity() const override;
   Result<std::unique_ptr<Vm>> boot(const GuestSpec& spec, const SnapshotFiles& files) override;
   Result<std::unique_ptr<Vm>> restore(const GuestSpec& spec, const SnapshotFiles& files) override;

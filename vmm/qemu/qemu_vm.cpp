@@ -70,6 +70,7 @@ Result<std::unique_ptr<QemuVm>> QemuVm::start(QemuCommand command, const QemuTim
   KILN_ASSIGN_OR_RETURN(fs::TempDir runtime, fs::TempDir::create(kRuntimeParent, "kiln-vm-"));
   command.console_log = runtime.path() / "console.log";
   command.agent_socket = runtime.path() / "agent.sock";
+  command.share_socket = runtime.path() / "share.sock";
   command.qmp_socket = runtime.path() / "qmp.sock";
 
   std::unique_ptr<QemuVm> vm(new QemuVm(command, timeouts));
@@ -105,6 +106,12 @@ Result<std::unique_ptr<QemuVm>> QemuVm::start(QemuCommand command, const QemuTim
     auto agent = connect_unix(command.agent_socket, deadline, alive);
     if (!agent) return vm->failure("cannot connect to the guest agent channel of qemu", agent.error());
     vm->agent_ = std::move(*agent);
+  }
+  {
+    log::ScopedTimer t("qemu: connect share socket");
+    auto share = connect_unix(command.share_socket, deadline, alive);
+    if (!share) return vm->failure("cannot connect to the share channel of qemu", share.error());
+    vm->share_ = std::move(*share);
   }
   // O_RDWR only so console_output() can punch out old parts (bounded disk use).
   vm->console_.reset(::open(command.console_log.c_str(), O_RDWR | O_CLOEXEC));
@@ -303,6 +310,7 @@ void QemuVm::destroy() {
   }
   qmp_.reset();
   agent_.reset();
+  share_.reset();
   // console_ and stderr_ stay open: a caller reports them after the VM is gone.
 }
 

@@ -1,4 +1,4 @@
-// One running qemu process: its QMP connection, agent channel, console log and stderr.
+// One running qemu process: its QMP connection, agent and share channels, console log and stderr.
 #pragma once
 
 #include "vmm/engine.h"
@@ -17,7 +17,7 @@ namespace kiln::vmm::qemu {
 
 /// How long kiln waits on qemu. Generous: they bound hangs, they do not pace anything.
 struct QemuTimeouts {
-  std::chrono::milliseconds start{15000};      ///< spawn -> QMP and agent sockets connected
+  std::chrono::milliseconds start{15000};      ///< spawn -> QMP, agent and share sockets connected
   std::chrono::milliseconds command{10000};    ///< one QMP command
   std::chrono::milliseconds migration{60000};  ///< writing or loading the state stream
 };
@@ -27,8 +27,8 @@ class QemuVm final : public Vm {
   /// Largest console log tail kept and returned by console_output().
   static constexpr off_t kMaxConsoleBytes = 1 << 20;
 
-  /// Spawn qemu for `command` (its runtime paths are filled in here), connect QMP and the
-  /// agent socket, then remove every runtime file: from then on only open fds remain, so
+  /// Spawn qemu for `command` (its runtime paths are filled in here), connect QMP, the
+  /// agent socket and the share socket, then remove every runtime file: from then on only open fds remain, so
   /// even a SIGKILLed kiln leaves nothing behind (qemu dies with it: PR_SET_PDEATHSIG).
   /// PR_SET_PDEATHSIG follows the spawning *thread*: call this from a thread that
   /// outlives the VM (the main thread), or qemu is killed when that thread exits.
@@ -42,6 +42,7 @@ class QemuVm final : public Vm {
   QemuVm& operator=(const QemuVm&) = delete;
 
   int agent_fd() const override { return agent_.get(); }
+  int share_fd() const override { return share_.get(); }
   std::string console_output() override;
   std::optional<std::string> vmm_exited() override;
   Result<void> save_snapshot(const SnapshotFiles& files) override;
@@ -73,6 +74,7 @@ class QemuVm final : public Vm {
   bool destroyed_ = false;
   std::optional<QmpClient> qmp_;
   UniqueFd agent_;
+  UniqueFd share_;
   UniqueFd console_;  // the console log, already unlinked; qemu keeps writing to it
   UniqueFd stderr_;   // memfd holding qemu's stdout and stderr
   off_t console_punched_ = 0;

@@ -10,6 +10,7 @@
 // not by the host's VM step; without /dev/kvm they fail.
 #include "common/fs.h"
 #include "process_footprint.h"
+#include "tests/unit/vmm/busybox_guest.h"
 #include "vmm/kvm/kvm_engine.h"
 
 #include <dirent.h>
@@ -216,6 +217,32 @@ TEST_F(KvmEngineVm, TheGuestFindsAndReadsItsDisksThroughVirtioBlk) {
   auto again = engine_->restore(spec_, files_);
   ASSERT_TRUE(again) << again.error().message;
   EXPECT_TRUE(agent_speaks(**again, 60s));
+}
+
+TEST_F(KvmEngineVm, ShareChannelCarriesBytesBothWaysOnBootAndAfterRestore) {
+  // A busybox guest that finds both ports by name (tests/unit/vmm/busybox_guest.h).
+  auto kernel = vmm::testing::cached_kernel();
+  ASSERT_TRUE(kernel) << kernel.error().message;
+  auto cpio = vmm::testing::build_busybox_initramfs(*kernel, dir_->path());
+  ASSERT_TRUE(cpio) << cpio.error().message;
+  spec_.initramfs = *cpio;
+  {
+    auto vm = engine_->boot(spec_, files_);
+    ASSERT_TRUE(vm) << vm.error().message;
+    auto ready = vmm::testing::wait_guest_ready(**vm, 120s);
+    ASSERT_TRUE(ready) << ready.error().message << "\nconsole:\n" << (*vm)->console_output();
+    EXPECT_TRUE(console_shows(**vm, "share port /dev/vport", 10s)) << (*vm)->console_output();
+    auto shared = vmm::testing::share_both_ways(**vm, "boot");
+    ASSERT_TRUE(shared) << shared.error().message << "\nconsole:\n" << (*vm)->console_output();
+    auto saved = (*vm)->save_snapshot(files_);
+    ASSERT_TRUE(saved) << saved.error().message;
+  }
+  // The share console is saved with the VM and restored onto a fresh socketpair.
+  auto vm = engine_->restore(spec_, files_);
+  ASSERT_TRUE(vm) << vm.error().message;
+  ASSERT_GE((*vm)->share_fd(), 0);
+  auto shared = vmm::testing::share_both_ways(**vm, "restore");
+  ASSERT_TRUE(shared) << shared.error().message << "\nconsole:\n" << (*vm)->console_output();
 }
 
 TEST_F(KvmEngineVm, AMissingDiskImageIsAClearError) {

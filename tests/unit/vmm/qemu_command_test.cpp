@@ -20,6 +20,7 @@ QemuCommand sample(LaunchMode mode, Accel accel = Accel::tcg) {
   c.memory_file = "/store/snap/memory";
   c.console_log = "/tmp/kiln-vm-abc/console.log";
   c.agent_socket = "/tmp/kiln-vm-abc/agent.sock";
+  c.share_socket = "/tmp/kiln-vm-abc/share.sock";
   c.qmp_socket = "/tmp/kiln-vm-abc/qmp.sock";
   return c;
 }
@@ -62,15 +63,19 @@ TEST(QemuCommand, KernelInitrdAndCmdlineAreSeparateArguments) {
   EXPECT_EQ(value_of(argv, "-append"), "console=ttyS0 panic=-1 quiet");
 }
 
-TEST(QemuCommand, AgentChannelConsoleAndQmp) {
+TEST(QemuCommand, AgentAndShareChannelsConsoleAndQmp) {
   auto argv = build_qemu_argv(sample(LaunchMode::boot));
   auto chardevs = values_of(argv, "-chardev");
-  ASSERT_EQ(chardevs.size(), 2u);
+  ASSERT_EQ(chardevs.size(), 3u);
   EXPECT_EQ(chardevs[0], "file,id=console,path=/tmp/kiln-vm-abc/console.log");
   EXPECT_EQ(chardevs[1], "socket,id=agent,path=/tmp/kiln-vm-abc/agent.sock,server=on,wait=off");
+  EXPECT_EQ(chardevs[2], "socket,id=share,path=/tmp/kiln-vm-abc/share.sock,server=on,wait=off");
   EXPECT_EQ(value_of(argv, "-serial"), "chardev:console");
+  // Both ports on the one virtio-serial bus, each on its own socket.
   auto devices = values_of(argv, "-device");
-  EXPECT_EQ(devices, (std::vector<std::string>{"virtio-serial-device", "virtserialport,chardev=agent,name=org.kiln.agent.0"}));
+  EXPECT_EQ(devices, (std::vector<std::string>{"virtio-serial-device",
+                                               "virtserialport,chardev=agent,name=org.kiln.agent.0",
+                                               "virtserialport,chardev=share,name=org.kiln.share.0"}));
   EXPECT_EQ(value_of(argv, "-qmp"), "unix:/tmp/kiln-vm-abc/qmp.sock,server=on,wait=off");
 }
 
@@ -82,9 +87,9 @@ TEST(QemuCommand, DisksAreRawVirtioBlkDrivesInOrder) {
             (std::vector<std::string>{"file=/d/a,,b.img,format=raw,if=none,id=disk0,readonly=on",
                                       "file=/d/rw.img,format=raw,if=none,id=disk1,readonly=off"}));
   auto devices = values_of(argv, "-device");
-  ASSERT_EQ(devices.size(), 4u);
-  EXPECT_EQ(devices[2], "virtio-blk-device,drive=disk0,serial=kiln-disk0");
-  EXPECT_EQ(devices[3], "virtio-blk-device,drive=disk1,serial=kiln-disk1");
+  ASSERT_EQ(devices.size(), 5u);
+  EXPECT_EQ(devices[3], "virtio-blk-device,drive=disk0,serial=kiln-disk0");
+  EXPECT_EQ(devices[4], "virtio-blk-device,drive=disk1,serial=kiln-disk1");
 }
 
 TEST(QemuCommand, TscHintIsAppendedOnce) {
@@ -126,9 +131,11 @@ TEST(QemuCommand, CommasInPathsAreDoubled) {
   auto c = sample(LaunchMode::restore);
   c.memory_file = "/store/a,b/memory";
   c.qmp_socket = "/tmp/x,y/qmp.sock";
+  c.share_socket = "/tmp/x,y/share.sock";
   auto argv = build_qemu_argv(c);
   EXPECT_EQ(value_of(argv, "-object"), "memory-backend-file,id=mem,size=384M,mem-path=/store/a,,b/memory,share=off");
   EXPECT_EQ(value_of(argv, "-qmp"), "unix:/tmp/x,,y/qmp.sock,server=on,wait=off");
+  EXPECT_EQ(values_of(argv, "-chardev").back(), "socket,id=share,path=/tmp/x,,y/share.sock,server=on,wait=off");
   EXPECT_EQ(escape_option_value(",,a,"), ",,,,a,,");
   EXPECT_EQ(escape_option_value("plain"), "plain");
 }

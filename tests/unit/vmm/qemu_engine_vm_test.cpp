@@ -2,15 +2,16 @@
 // channel. They boot a real guest (seconds under TCG), so every test is named Vm* for the
 // runner to filter; they use the kernel the vm.setup.bake fixture fetched into $KILN_TEST_CACHE.
 //
-// The guest agent does not exist yet: the initramfs here is busybox with an /init script
-// that loads the virtio-console modules, opens /dev/vport0p1 and then
-// echoes every line back as "echo:<line>".
+// The guest is not kiln's: the initramfs here is busybox with an /init script that
+// echoes every line on the agent port back as "echo:<line>" and moves bytes over the
+// share port on request (busybox_guest.h).
 #include "vmm/engine.h"
 
 #include "common/digest.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/subprocess.h"
+#include "busybox_guest.h"
 #include "env_guard.h"
 #include "vmm/qemu/qemu_engine.h"
 
@@ -32,66 +33,11 @@ namespace {
 using namespace std::chrono_literals;
 namespace stdfs = std::filesystem;
 
-// The kernel kiln fetched into the VM tests' shared cache (the vm.setup.bake fixture).
-stdfs::path cached_kernel_root(std::string* version) {
-  const char* cache = std::getenv("KILN_TEST_CACHE");
-  std::error_code ec;
-  if (cache)
-    for (const auto& e : stdfs::directory_iterator(stdfs::path(cache) / "kernels", ec))
-      if (stdfs::exists(e.path() / "kiln-kernel.complete")) {
-        *version = e.path().filename().string();
-        return e.path();
-      }
-  return {};
-}
-const char* kBusybox = "/usr/bin/busybox";
-
-const char* kInit = R"init(#!/bin/busybox sh
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_mmio virtio_console virtio_blk; do /bin/busybox insmod /lib/modules/$m.ko; done
-/bin/busybox mount -t sysfs sys /sys
-# The node can appear a moment before the port accepts opens (ENXIO): retry in a subshell.
-n=0; until (exec 3<>/dev/vport0p1) 2>/dev/null || /bin/busybox test $n -gt 1000; do /bin/busybox usleep 10000; n=$((n+1)); done
-exec 3<>/dev/vport0p1
-# A virtio-serial port reads EOF while no host is connected (between bake and restore).
-while true; do
-  # "set:V" remembers V in this shell, "get" answers it: guest state a layer must keep.
-  while IFS= read -r line <&3; do
-    case "$line" in
-      set:*) v="${line#set:}";;
-      get) line="get=$v";;
-      disk) line="disk=$(/bin/busybox head -c 16 /dev/vda)";;
-    esac
-    echo "echo:$line" >&3
-  done
-  /bin/busybox usleep 10000
-done
-)init";
-
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
 void report(const std::string& what, const std::string& value) {
   std::printf("[  measure ] %-40s %s\n", what.c_str(), value.c_str());
   std::fflush(stdout);
-}
-
-/// Read from `fd` until `needle` appears; returns everything read, or an error text.
-Result<std::string> read_until(int fd, const std::string& needle, std::chrono::milliseconds timeout) {
-  std::string got;
-  const Deadline deadline = deadline_after(timeout);
-  while (got.find(needle) == std::string::npos) {
-    pollfd pfd{fd, POLLIN, 0};
-    int r = ::poll(&pfd, 1, poll_timeout_ms(deadline));
-    if (r == 0) return make_error("timed out waiting for '{}', got '{}'", needle, got);
-    if (r < 0) continue;
-    char buf[4096];
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n == 0) return make_error("EOF waiting for '{}', got '{}'", needle, got);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    if (got.size() > (1 << 20)) return make_error("runaway output");
-  }
-  return got;
 }
 
 /// Send one line and wait for its echo: proves the guest runs and the channel works both ways.
@@ -100,21 +46,8 @@ Result<double> round_trip(Vm& vm, const std::string& word) {
   std::string line = word + "\n";
   if (::write(vm.agent_fd(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
     return make_error("write to agent socket failed");
-  KILN_TRY(read_until(vm.agent_fd(), "echo:" + word + "\n", 20s));
+  KILN_TRY(testing::read_until(vm.agent_fd(), "echo:" + word + "\n", 20s));
   return ms_since(t0);
-}
-
-Result<std::string> wait_guest_ready(Vm& vm, std::chrono::milliseconds timeout) {
-  const Deadline deadline = deadline_after(timeout);
-  for (;;) {
-    const std::string ping = "ready\n";
-    if (::write(vm.agent_fd(), ping.data(), ping.size()) != static_cast<ssize_t>(ping.size()))
-      return make_error("write to agent socket failed");
-    auto got = read_until(vm.agent_fd(), "echo:ready\n", 200ms);
-    if (got) return got;
-    if (Clock::now() >= deadline) return make_error("guest never echoed: {}", got.error().message);
-    if (got.error().message.starts_with("EOF")) return got;
-  }
 }
 
 std::set<std::string> runtime_dirs() {
@@ -149,30 +82,16 @@ class VmQemuEngine : public ::testing::Test {
   static void SetUpTestSuite() {
     // KILN_TEST_TIMINGS=1 prints the engine's per-step timers (where a slow restore spends its time).
     if (std::getenv("KILN_TEST_TIMINGS")) log::set_timings(true);
-    std::string version;
-    const stdfs::path kernel_root = cached_kernel_root(&version);
-    ASSERT_FALSE(kernel_root.empty()) << "no kernel in $KILN_TEST_CACHE/kernels: run via ctest (vm.setup.bake fetches it)";
-    ASSERT_TRUE(fs::is_executable_file(kBusybox)) << "needs busybox-static (scripts/bootstrap installs it)";
-    const stdfs::path kernel = kernel_root / "boot" / ("vmlinuz-" + version);
+    auto kernel = testing::cached_kernel();
+    ASSERT_TRUE(kernel) << kernel.error().message;
     auto dir = fs::TempDir::create("/tmp", "kiln-vmtest-");
     ASSERT_TRUE(dir) << dir.error().message;
     work_ = new fs::TempDir(std::move(*dir));
     cache_ = new testing::EnvGuard("KILN_CACHE_DIR", (work_->path() / "cache").string());
+    auto cpio = testing::build_busybox_initramfs(*kernel, work_->path());
+    ASSERT_TRUE(cpio) << cpio.error().message;
 
-    const stdfs::path root = work_->path() / "initramfs";
-    for (const char* d : {"bin", "dev", "proc", "sys", "lib/modules"}) ASSERT_TRUE(fs::make_dirs(root / d));
-    stdfs::copy_file(kBusybox, root / "bin" / "busybox");
-    const stdfs::path mods = kernel_root / "lib/modules" / version / "kernel/drivers";
-    for (const char* m : {"virtio/virtio_ring.ko", "virtio/virtio.ko", "virtio/virtio_mmio.ko", "char/virtio_console.ko",
-                          "block/virtio_blk.ko"})
-      stdfs::copy_file(mods / m, root / "lib/modules" / stdfs::path(m).filename());
-    ASSERT_TRUE(fs::write_file_atomic(root / "init", kInit));
-    ::chmod((root / "init").c_str(), 0755);
-    const stdfs::path cpio = work_->path() / "initramfs.cpio";
-    auto built = run_captured({"sh", "-c", "cd '" + root.string() + "' && find . | cpio -o -H newc > '" + cpio.string() + "'"});
-    ASSERT_TRUE(built && built->exit_code == 0) << (built ? built->err : built.error().message);
-
-    spec_ = new GuestSpec{kernel, cpio, "console=ttyS0 panic=-1", 256, 1};
+    spec_ = new GuestSpec{kernel->image(), *cpio, "console=ttyS0 panic=-1", 256, 1};
     files_ = new SnapshotFiles{work_->path() / "state", work_->path() / "memory", {}};
   }
   static void TearDownTestSuite() {
@@ -220,12 +139,15 @@ class VmQemuEngine : public ::testing::Test {
     report("boot: spawn -> QMP+agent connected", fmt::format("{:.0f} ms", ms_since(t0)));
     // Guest writes before the host connects are lost on a virtio-serial port, so the
     // host speaks first: ping until the guest's echo comes back.
-    auto hello = wait_guest_ready(**vm, 60s);
+    auto hello = testing::wait_guest_ready(**vm, 60s);
     ASSERT_TRUE(hello) << hello.error().message << "\nconsole:\n" << (*vm)->console_output();
     report("boot: spawn -> first guest output", fmt::format("{:.0f} ms", ms_since(t0)));
     auto rt = round_trip(**vm, "before-save");
     ASSERT_TRUE(rt) << rt.error().message;
     EXPECT_NE((*vm)->console_output().find("Run /init"), std::string::npos);
+    // The guest finds the ports by name; QEMU numbers the share port after the agent's.
+    EXPECT_NE((*vm)->console_output().find("agent port /dev/vport0p1, share port /dev/vport0p2"), std::string::npos)
+        << (*vm)->console_output();
 
     auto t1 = Clock::now();
     auto saved = (*vm)->save_snapshot(*files_);
@@ -272,6 +194,34 @@ TEST_F(VmQemuEngine, VmBootSaveRestoreTwiceKeepsGoldenIntact) {
   EXPECT_EQ(*before, *after) << "restore modified the golden memory file";
 }
 
+TEST_F(VmQemuEngine, VmShareChannelCarriesBytesBothWaysOnABootedVm) {
+  SnapshotFiles files{work_->path() / "share-state", work_->path() / "share-memory", {}};
+  auto vm = engine_->boot(*spec_, files);
+  ASSERT_TRUE(vm) << vm.error().message;
+  auto ready = testing::wait_guest_ready(**vm, 120s);
+  ASSERT_TRUE(ready) << ready.error().message << "\nconsole:\n" << (*vm)->console_output();
+  auto shared = testing::share_both_ways(**vm, "boot");
+  EXPECT_TRUE(shared) << shared.error().message << "\nconsole:\n" << (*vm)->console_output();
+  vm->reset();
+  std::error_code ec;
+  stdfs::remove(files.memory, ec);
+}
+
+TEST_F(VmQemuEngine, VmShareChannelCarriesBytesBothWaysAfterRestore) {
+  ensure_baked();
+  ASSERT_TRUE(baked_);
+  // The port is part of the golden (never opened there, like kiln's); each restore
+  // connects a fresh socket to it.
+  for (int i = 0; i < 2; ++i) {
+    auto vm = engine_->restore(*spec_, *files_);
+    ASSERT_TRUE(vm) << vm.error().message;
+    ASSERT_GE((*vm)->share_fd(), 0);
+    EXPECT_NE((*vm)->share_fd(), (*vm)->agent_fd());
+    auto shared = testing::share_both_ways(**vm, "restore-" + std::to_string(i));
+    ASSERT_TRUE(shared) << shared.error().message << "\nconsole:\n" << (*vm)->console_output();
+  }
+}
+
 TEST_F(VmQemuEngine, VmGuestReadsItsDisk) {
   const stdfs::path image = work_->path() / "disk.img";
   std::string content(64 << 10, '\0');
@@ -282,11 +232,11 @@ TEST_F(VmQemuEngine, VmGuestReadsItsDisk) {
   SnapshotFiles files{work_->path() / "disk-state", work_->path() / "disk-memory", {}};
   auto vm = engine_->boot(spec, files);
   ASSERT_TRUE(vm) << vm.error().message;
-  auto ready = wait_guest_ready(**vm, 120s);
+  auto ready = testing::wait_guest_ready(**vm, 120s);
   ASSERT_TRUE(ready) << ready.error().message << "\nconsole:\n" << (*vm)->console_output();
   const std::string ask = "disk\n";
   ASSERT_EQ(::write((*vm)->agent_fd(), ask.data(), ask.size()), static_cast<ssize_t>(ask.size()));
-  auto got = read_until((*vm)->agent_fd(), "echo:disk=kiln-disk-bytes!\n", 30s);
+  auto got = testing::read_until((*vm)->agent_fd(), "echo:disk=kiln-disk-bytes!\n", 30s);
   EXPECT_TRUE(got) << got.error().message << "\nconsole:\n" << (*vm)->console_output();
   vm->reset();
   std::error_code ec;
@@ -364,7 +314,7 @@ TEST_F(VmQemuEngine, VmKilledQemuIsReported) {
   ASSERT_TRUE(exited);
   EXPECT_NE(exited->find("signal 9"), std::string::npos) << *exited;
   // The agent channel sees EOF rather than hanging.
-  auto r = read_until((*vm)->agent_fd(), "never", 5s);
+  auto r = testing::read_until((*vm)->agent_fd(), "never", 5s);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("EOF"), std::string::npos);
 }
@@ -374,10 +324,10 @@ Result<std::string> guest_value(Vm& vm) {
   const std::string get = "get\n";
   if (::write(vm.agent_fd(), get.data(), get.size()) != static_cast<ssize_t>(get.size()))
     return make_error("write to agent socket failed");
-  KILN_ASSIGN_OR_RETURN(auto got, read_until(vm.agent_fd(), "echo:get=", 20s));
+  KILN_ASSIGN_OR_RETURN(auto got, testing::read_until(vm.agent_fd(), "echo:get=", 20s));
   const size_t at = got.find("echo:get=") + 9;
   while (got.find('\n', at) == std::string::npos) {
-    KILN_ASSIGN_OR_RETURN(auto rest, read_until(vm.agent_fd(), "\n", 5s));
+    KILN_ASSIGN_OR_RETURN(auto rest, testing::read_until(vm.agent_fd(), "\n", 5s));
     got += rest;
   }
   return got.substr(at, got.find('\n', at) - at);

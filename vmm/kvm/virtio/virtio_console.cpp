@@ -243,10 +243,7 @@ void VirtioConsole::output_lost(uint64_t bytes, const std::string& why) {
   lost_bytes_ += bytes;
   if (output_failed_) return;
   output_failed_ = true;
-  failure_ = fmt::format("the agent channel failed: {}; guest output was lost, so the run's output is incomplete "
-                         "(run it again; -v shows the VMM's log)",
-                         why);
-  if (on_failure_) on_failure_(failure_);
+  if (on_failure_) on_failure_(why);
 }
 
 bool VirtioConsole::flush_tx_pending() {

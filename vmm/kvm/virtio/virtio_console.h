@@ -64,7 +64,8 @@ class VirtioConsole final : public VirtioDevice {
 
   /// Called once, device mutex held (it must not call back into the device), when
   /// guest output could not be delivered to host_fd() and is lost; the argument says
-  /// why, for the user. The engine ends the run with it.
+  /// what was lost and why ("sending 13 bytes of guest output to kiln: Broken pipe").
+  /// The engine decides what that means for the run (the agent's channel: it ends).
   void set_on_failure(std::function<void(const std::string&)> on_failure) { on_failure_ = std::move(on_failure); }
   /// Guest output bytes that could not be delivered (0 unless on_failure was called).
   uint64_t lost_bytes() const;
@@ -124,7 +125,6 @@ class VirtioConsole final : public VirtioDevice {
   // The host fd failed for good: not device state (a restore gets a fresh fd), and a
   // guest reset does not mend the fd.
   bool output_failed_ = false;
-  std::string failure_;
   uint64_t lost_bytes_ = 0;
   GuestErrorLog log_{"virtio-console"};
 };
