@@ -23,6 +23,7 @@ This module defines three functions:
                      [CPUS <n>]
                      [TIMEOUT <seconds>]
                      [FILES <path>...]
+                     [SHARE <dir>... | SHARE NONE]
                      [ENVIRONMENT <K=V>...]
                      [WORKING_DIRECTORY <dir>]
                      [LABELS <label>...]
@@ -66,6 +67,19 @@ This module defines three functions:
     Relative paths are relative to the current source directory. Each must
     exist at configure time (generator expressions are not checked).
 
+  ``SHARE <dir>... | SHARE NONE``
+    Host directories the test reads at their own paths in the guest, read-only
+    and live, each file read when the test opens it (nothing is copied or
+    listed up front); whatever the test writes there stays in a guest-only
+    layer and never reaches the host. Relative paths are relative to the
+    current source directory; each must be an existing directory at configure
+    time. Default: ``KILN_DEFAULT_SHARE``, else the project's source and build
+    trees (``CMAKE_SOURCE_DIR`` and ``CMAKE_BINARY_DIR``), so a test that
+    opens ``data/x.txt`` relative to its working directory finds it as on the
+    host. ``SHARE NONE``: the strictly hermetic mode, where the guest has only
+    the executable, its libraries and ``FILES``. ``kiln run --share``; see
+    ``docs/shares.md``.
+
   ``ENVIRONMENT <K=V>...``
     Variables set in the command's environment in the guest (which is
     otherwise hermetic: ``PATH``, ``HOME=/root``, ``LANG=C.UTF-8``). This is
@@ -74,7 +88,8 @@ This module defines three functions:
 
   ``WORKING_DIRECTORY <dir>``
     Working directory in the guest. Default: the test's host working
-    directory, created empty in the guest.
+    directory: inside a shared tree it holds the host's files, elsewhere it
+    is created empty in the guest.
 
   ``LABELS <label>...``
     ctest labels; ``microvm`` is always added.
@@ -129,7 +144,8 @@ This module defines three functions:
                         [TEST_PREFIX <prefix>]
                         [TEST_SUFFIX <suffix>]
                         [MEMORY <MiB>] [CPUS <n>] [TIMEOUT <seconds>]
-                        [FILES <path>...] [ENVIRONMENT <K=V>...]
+                        [FILES <path>...] [SHARE <dir>... | SHARE NONE]
+                        [ENVIRONMENT <K=V>...]
                         [WORKING_DIRECTORY <dir>] [LABELS <label>...]
                         [ENGINE <engine>] [IMAGE <ref>]
                         [SETUP <command> [SETUP_FILES <path>...]]
@@ -162,7 +178,8 @@ This module defines three functions:
   Run every test of an existing project in microVMs, without rewriting its
   :command:`add_test` calls::
 
-    kiln_run_all_tests([MEMORY <MiB>] [CPUS <n>] [TIMEOUT <seconds>] [ENGINE <engine>])
+    kiln_run_all_tests([MEMORY <MiB>] [CPUS <n>] [TIMEOUT <seconds>] [ENGINE <engine>]
+                       [SHARE <dir>... | SHARE NONE])
 
   Call it before any target is defined (early in the top-level
   ``CMakeLists.txt``), or leave the project untouched and configure it with
@@ -186,9 +203,10 @@ This module defines three functions:
   ``COMMAND $<TARGET_FILE:x>`` gets no launcher (CMake adds it only to a
   target name) and stays on the host; kiln cannot add labels or timeouts to
   the project's tests; the first test bakes the golden snapshot (run
-  ``kiln bake`` first to keep that out of the tests' time); and a test sees
-  only its executable and its libraries in the guest, not the files of the
-  source and build trees.
+  ``kiln bake`` first to keep that out of the tests' time); and a test that
+  writes files in the build tree for later tests (a ``FIXTURES_SETUP`` test
+  generating data) writes them into its own VM only: run such a step on the
+  host (``add_custom_command``, or a setup test that is a script) instead.
 
 Variables
 ^^^^^^^^^
@@ -196,7 +214,7 @@ Variables
 ``KILN_EXECUTABLE``
   The kiln binary. Default: the imported target ``Kiln::kiln`` from the
   package, else ``find_program(kiln)``.
-``KILN_DEFAULT_MEMORY``, ``KILN_DEFAULT_CPUS``, ``KILN_DEFAULT_TIMEOUT``, ``KILN_DEFAULT_ENGINE``
+``KILN_DEFAULT_MEMORY``, ``KILN_DEFAULT_CPUS``, ``KILN_DEFAULT_TIMEOUT``, ``KILN_DEFAULT_ENGINE``, ``KILN_DEFAULT_SHARE``
   Project-wide defaults for the keywords above.
 ``KILN_TIMEOUT_MARGIN``
   Seconds the ctest ``TIMEOUT`` exceeds kiln's own. Default: 30.
@@ -275,6 +293,41 @@ function(_kiln_check_range fn keyword value min max)
   endif()
 endfunction()
 
+# The `kiln run --share` options for SHARE <dir>... (relative to the current source
+# directory; each an existing directory), `NONE` for none; without SHARE the project's
+# source and build trees (KILN_DEFAULT_SHARE overrides that default).
+function(_kiln_share_args fn out given)
+  if(NOT given)
+    if(DEFINED KILN_DEFAULT_SHARE)
+      set(dirs ${KILN_DEFAULT_SHARE})
+    else()
+      set(dirs "${CMAKE_SOURCE_DIR}" "${CMAKE_BINARY_DIR}")
+    endif()
+  else()
+    set(dirs ${ARGN})
+  endif()
+  set(args "")
+  if(dirs STREQUAL "NONE")
+    set(${out} "" PARENT_SCOPE)
+    return()
+  endif()
+  foreach(dir IN LISTS dirs)
+    if(dir STREQUAL "NONE")
+      message(FATAL_ERROR "${fn}: SHARE NONE cannot be combined with directories")
+    endif()
+    if(NOT dir MATCHES "\\$<")
+      cmake_path(ABSOLUTE_PATH dir BASE_DIRECTORY "${CMAKE_CURRENT_SOURCE_DIR}" NORMALIZE)
+      if(NOT EXISTS "${dir}")
+        message(FATAL_ERROR "${fn}: SHARE directory \"${dir}\" does not exist")
+      elseif(NOT IS_DIRECTORY "${dir}")
+        message(FATAL_ERROR "${fn}: SHARE \"${dir}\" is a file, not a directory (use FILES for files)")
+      endif()
+    endif()
+    list(APPEND args --share "${dir}")
+  endforeach()
+  set(${out} "${args}" PARENT_SCOPE)
+endfunction()
+
 # Validate the VM keywords shared by both functions (in the caller's `arg_` variables),
 # apply defaults, and set `run_args` (the options of `kiln run`) and `ctest_timeout`.
 macro(_kiln_vm_options fn)
@@ -321,6 +374,12 @@ macro(_kiln_vm_options fn)
     endif()
     list(APPEND run_args --file "${_kiln_file}")
   endforeach()
+  set(_kiln_share_given OFF)
+  if("SHARE" IN_LIST arg_KEYWORDS_MISSING_VALUES OR DEFINED arg_SHARE)
+    set(_kiln_share_given ON)
+  endif()
+  _kiln_share_args("${fn}" _kiln_shares ${_kiln_share_given} ${arg_SHARE})
+  list(APPEND run_args ${_kiln_shares})
   if(DEFINED arg_SETUP)
     if(arg_SETUP STREQUAL "" OR arg_SETUP MATCHES "^[ \t\n]*$")
       message(FATAL_ERROR "${fn}: SETUP needs a command")
@@ -409,7 +468,7 @@ function(add_microvm_test)
   set(fn "add_microvm_test")
   cmake_parse_arguments(PARSE_ARGV 0 arg ""
     "NAME;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;SETUP"
-    "COMMAND;FILES;ENVIRONMENT;LABELS;SETUP_FILES")
+    "COMMAND;FILES;ENVIRONMENT;LABELS;SETUP_FILES;SHARE")
   if(NOT arg_NAME)
     message(FATAL_ERROR "${fn}: NAME is required")
   endif()
@@ -512,7 +571,7 @@ endfunction()
 
 function(kiln_run_all_tests)
   set(fn "kiln_run_all_tests")
-  cmake_parse_arguments(PARSE_ARGV 0 arg "" "MEMORY;CPUS;TIMEOUT;ENGINE" "")
+  cmake_parse_arguments(PARSE_ARGV 0 arg "" "MEMORY;CPUS;TIMEOUT;ENGINE" "SHARE")
   if(arg_UNPARSED_ARGUMENTS)
     list(GET arg_UNPARSED_ARGUMENTS 0 word)
     message(FATAL_ERROR "${fn}: unknown keyword: ${word}")
@@ -547,8 +606,13 @@ function(kiln_run_all_tests)
                     "their tests stay on the host. Call it before any target.")
   endif()
 
+  set(share_given OFF)
+  if(DEFINED arg_SHARE)
+    set(share_given ON)
+  endif()
+  _kiln_share_args("${fn}" shares ${share_given} ${arg_SHARE})
   _kiln_executable_path(kiln "${fn}")
-  set(launcher "${kiln}" run --list-tests-on-host --memory ${arg_MEMORY} --cpus ${arg_CPUS})
+  set(launcher "${kiln}" run --list-tests-on-host ${shares} --memory ${arg_MEMORY} --cpus ${arg_CPUS})
   if(DEFINED arg_TIMEOUT)
     list(APPEND launcher --timeout ${arg_TIMEOUT})
   endif()
@@ -635,8 +699,8 @@ function(_kiln_all_tests_summary)
       "  - a test written as COMMAND $<TARGET_FILE:x> gets no launcher and stays on the host: write COMMAND x\n"
       "  - kiln adds no labels or timeouts to the project's tests; the first test bakes the golden snapshot "
       "(run `kiln bake` before ctest to keep that out of its time)\n"
-      "  - a test sees its executable and its libraries in the guest, not the files of the source and build "
-      "trees; list what it reads with add_microvm_test(... FILES)\n"
+      "  - a test reads the source and build trees, but what it writes there stays in its VM: a FIXTURES_SETUP "
+      "test that generates files for later tests must run on the host\n"
       "  - tests of commands that are not built executables (cmake -P, python3, sh) run on the host")
   endif()
 endfunction()
@@ -654,7 +718,7 @@ function(kiln_discover_tests target)
   set(fn "kiln_discover_tests(${target})")
   cmake_parse_arguments(PARSE_ARGV 1 arg ""
     "TEST_PREFIX;TEST_SUFFIX;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;DISCOVERY_TIMEOUT;SETUP"
-    "EXTRA_ARGS;FILES;ENVIRONMENT;LABELS;PROPERTIES;SETUP_FILES")
+    "EXTRA_ARGS;FILES;ENVIRONMENT;LABELS;PROPERTIES;SETUP_FILES;SHARE")
   if(NOT TARGET ${target})
     message(FATAL_ERROR "${fn}: \"${target}\" is not a target")
   endif()

@@ -23,6 +23,7 @@ struct RunCliOptions {
   VmOptions vm;
   RunArgs args;
   bool list_tests_on_host = false;
+  bool no_share = false;
 };
 
 Result<int> run(RunCliOptions& o, Progress& progress) {
@@ -95,6 +96,14 @@ void register_run(CLI::App& app, int& exit_code) {
   cmd->add_flag("--no-layers", o->args.no_layers,
                 "Build no payload or fixture layers: ship the payload (and run the setup) on every run "
                 "(also KILN_NO_LAYERS=1)");
+  cmd->add_option("--share", o->args.shares,
+                                "Host directory the guest reads at the same path, read-only and live; the "
+                                "guest's writes there stay in the guest (repeatable; docs/shares.md)")
+                    ->allow_extra_args(false)
+                    ->check(CLI::ExistingDirectory);
+  cmd->add_flag("--no-share", o->no_share,
+                "Share no host directory, even where --share is given (e.g. in a launcher): the guest sees "
+                "only the payload and the --files");
   cmd->add_flag("--list-tests-on-host", o->list_tests_on_host,
                 "If the command only lists test cases (EXE --gtest_list_tests [--gtest_*...]), run it on the "
                 "host: the launcher mode of the whole-project switch, so test discovery boots no VM");
@@ -108,6 +117,7 @@ void register_run(CLI::App& app, int& exit_code) {
   });
   cmd->callback([o, cmd, &exit_code] {
     o->args.setup_given = cmd->count("--setup") > 0;
+    if (o->no_share) o->args.shares.clear();
     exit_code = execute(*o);
   });
 }

@@ -7,6 +7,7 @@
 #include "runner/guest_text.h"
 #include "runner/payload_send.h"
 #include "runner/stdin_forward.h"
+#include "runner/tree_shares.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -121,19 +122,23 @@ Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, cons
   }
 }
 
-// Queue sync + payload (+ exec), then wait for their replies in order.
-Result<void> sync_and_place(AgentClient& agent, const Payload& payload, const proto::Exec* exec) {
+// Queue sync + payload (+ shares, + exec), then wait for their replies in order.
+Result<void> sync_and_place(AgentClient& agent, const Payload& payload, const proto::Exec* exec,
+                            const std::vector<std::string>& shares = {}) {
   log::ScopedTimer setup("sync + payload");
   auto deadline = Clock::now() + kSetupTimeout;
   // Pipeline everything: agreement, sync, payload, exec go out back to back; replies come in order.
   agent.restate_agreement();
   agent.send(MsgType::sync, proto::encode(proto::Sync{realtime_ns(), fresh_entropy()}));
   KILN_ASSIGN_OR_RETURN(size_t payload_requests, queue_payload(agent, payload));
+  // After the payload: the share's overlays put what the payload placed above the host trees.
+  if (!shares.empty()) KILN_TRY(agent.queue_share(shares));
   if (exec) agent.send(MsgType::exec, proto::encode(*exec));
   KILN_TRY(agent.expect_ok(deadline, "agreeing on the agent protocol"));
   KILN_TRY(agent.expect_ok(deadline, "setting the guest clock and entropy"));
   for (size_t i = 0; i < payload_requests; ++i)
     KILN_TRY(agent.expect_ok(deadline, "placing " + payload.entries()[i].path + " in the guest"));
+  if (!shares.empty()) KILN_TRY(agent.expect_ok(deadline, "sharing the host's trees with the guest"));
   return {};
 }
 
@@ -149,7 +154,9 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
   proto::Exec exec{request.argv, default_guest_env(), request.cwd.empty() ? "/" : request.cwd,
                    stdin_mode_for(request.stdin_fd)};
   exec.env.insert(exec.env.end(), request.env.begin(), request.env.end());
-  KILN_TRY(sync_and_place(agent, payload, &exec));
+  // Serving before the request goes out: mounting the share already asks for its roots.
+  KILN_ASSIGN_OR_RETURN(auto share_server, serve_shares(vm, request.shares));
+  KILN_TRY(sync_and_place(agent, payload, &exec, request.shares));
   std::optional<StdinForwarder> input;
   if (exec.stdin_mode == proto::StdinMode::stream) input.emplace(request.stdin_fd);
   const CommandIo io{input ? &*input : nullptr, request.memory_mib};
@@ -160,6 +167,7 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
                       : Clock::time_point::max();
   log::ScopedTimer exec_timer("command");
   auto outcome = stream_until_exit(agent, deadline, request.argv.front(), to_host_streams, io);
+  if (share_server) report_share(*share_server);
   if (request.verbose) write_all(STDERR_FILENO, escape_guest_text(vm.console_output(), true));
   if (!outcome && outcome.error().kind == ErrorKind::general)
     return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message, guest_console_tail(vm));

@@ -22,6 +22,9 @@ struct RunRequest {
   /// Forwarded to the command's stdin unless it is /dev/null, a terminal or closed
   /// (then the command gets the guest's /dev/null); see stdin_forward.h.
   int stdin_fd = 0;
+  /// Host directories shared read-only at their own paths (share_roots(): absolute,
+  /// none inside another); the guest's writes there stay in the guest.
+  std::vector<std::string> shares;
 };
 
 /// How the command ended, already mapped to kiln's exit code convention.

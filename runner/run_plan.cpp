@@ -1,5 +1,7 @@
 #include "runner/run_plan.h"
 
+#include "runner/tree_shares.h"
+
 #include "common/fs.h"
 #include "runner/layers.h"
 
@@ -57,6 +59,7 @@ Result<RunPlan> plan_run(const RunArgs& args) {
   plan.request.cwd = args.cwd.empty() ? std::filesystem::current_path(ec).string() : args.cwd;
   if (args.timeout > 0) plan.request.timeout_seconds = args.timeout;
   plan.request.verbose = args.verbose;
+  KILN_ASSIGN_OR_RETURN(plan.request.shares, share_roots(args.shares));
   plan.use_layers = layers_enabled(args.no_layers);
   plan.label = std::filesystem::path(plan.request.argv.front()).filename().string();
   return plan;

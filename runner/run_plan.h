@@ -26,6 +26,7 @@ struct RunArgs {
   std::vector<std::string> setup_files;
   bool no_layers = false;
   bool verbose = false;
+  std::vector<std::string> shares;  ///< --share: host trees the guest reads read-only (docs/shares.md)
 };
 
 struct RunPlan {

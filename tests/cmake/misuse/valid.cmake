@@ -6,6 +6,6 @@ add_microvm_test(NAME bare COMMAND sh -c "exit 0" MEMORY 512 CPUS 2 TIMEOUT 5 EN
 add_microvm_test(NAME abs COMMAND /bin/true $<1:LITERAL_UPPER>)
 add_microvm_test(NAME target COMMAND tool)
 set_tests_properties(bare PROPERTIES WILL_FAIL TRUE SKIP_RETURN_CODE 77 RESOURCE_LOCK r)
-# ctest-file: "run" "--env" "A=1" "--file" "[^"]*/misuse/valid.cmake" "--cwd" "/tmp" "--timeout" "5" "--memory" "512" "--cpus" "2" "--engine" "qemu" "--" "sh" "-c" "exit 0"
+# ctest-file: "run" "--env" "A=1" "--file" "[^"]*/misuse/valid.cmake" "--share" "[^"]*/valid/src" "--share" "[^"]*/valid/build" "--cwd" "/tmp" "--timeout" "5" "--memory" "512" "--cpus" "2" "--engine" "qemu" "--" "sh" "-c" "exit 0"
 # ctest-file: "/bin/true" "LITERAL_UPPER"
 # ctest-file: FIXTURES_REQUIRED "kiln.bake.512M.2cpu.qemu" LABELS "x.microvm" RESOURCE_LOCK "r" SKIP_RETURN_CODE "77" TIMEOUT "36" WILL_FAIL "TRUE"

@@ -16,6 +16,16 @@ TEST(Cases, First) { say_where(); }
 
 TEST(Cases, Second) { say_where(); }
 
+// Run in the source directory (gtest_discover_tests WORKING_DIRECTORY).
+TEST(Files, ReadsTheDataFileRelativeToItsWorkingDirectory) {
+  say_where();
+  std::ifstream in("data/words.txt");
+  ASSERT_TRUE(in) << "Error opening test file data/words.txt";
+  std::string first;
+  in >> first;
+  EXPECT_EQ(first, "alpha");
+}
+
 // Each case gets its own VM: whichever of these runs second would see the other's
 // write if they shared a machine. On the host they leave /etc alone.
 void write_marker_alone() {
