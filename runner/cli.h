@@ -3,6 +3,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <functional>
+
 #include "runner/guest.h"
 #include "vmm/engine.h"
 
@@ -16,7 +18,9 @@ struct VmOptions {
   bool timings = false;
 };
 
-void add_vm_options(CLI::App& cmd, VmOptions& options);
+/// Adds the options and, as `cmd`'s parse_complete_callback (CLI11 keeps one per
+/// command), the engine-limits check; `then` runs after that check passed.
+void add_vm_options(CLI::App& cmd, VmOptions& options, std::function<void()> then = {});
 /// Apply -v / --timings to the logger.
 void apply_log_options(const VmOptions& options);
 

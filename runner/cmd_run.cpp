@@ -74,7 +74,14 @@ void register_run(CLI::App& app, int& exit_code) {
       "loader resolves them) and every --file appear in the guest at the same absolute paths.\n"
       "A bare name runs from the guest's PATH (busybox applets).\n"
       "Example: kiln run --timeout 30 --file ./testdata -- ./build/my_test --gtest_brief=1");
-  add_vm_options(*cmd, o->vm);
+  // Once parsed, before kiln prepares its cache (main.cpp): a listing needs no cache,
+  // no golden and no VM.
+  add_vm_options(*cmd, o->vm, [o] {
+    if (!o->list_tests_on_host || !is_test_listing(o->args.argv)) return;
+    auto listed = exec_listing_on_host(o->args.argv);
+    log::error(listed.error().message);
+    throw CLI::RuntimeError(exit_code_for(listed.error()));
+  });
   // One value per flag (repeat the flag for more), so `--file X -- cmd --flag` keeps `--`
   // as the end of kiln's options rather than the end of --file's values.
   cmd->add_option("--env", o->args.env, "Set K=V in the command's environment (repeatable)")
@@ -108,13 +115,6 @@ void register_run(CLI::App& app, int& exit_code) {
                 "If the command only lists test cases (EXE --gtest_list_tests [--gtest_*...]), run it on the "
                 "host: the launcher mode of the whole-project switch, so test discovery boots no VM");
   cmd->add_option("command", o->args.argv, "The command and its arguments (put them after --)")->required();
-  // Before kiln prepares its cache (main.cpp): a listing needs no cache, no golden and no VM.
-  cmd->parse_complete_callback([o] {
-    if (!o->list_tests_on_host || !is_test_listing(o->args.argv)) return;
-    auto listed = exec_listing_on_host(o->args.argv);
-    log::error(listed.error().message);
-    throw CLI::RuntimeError(exit_code_for(listed.error()));
-  });
   cmd->callback([o, cmd, &exit_code] {
     o->args.setup_given = cmd->count("--setup") > 0;
     if (o->no_share) o->args.shares.clear();

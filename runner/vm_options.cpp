@@ -3,7 +3,7 @@
 
 namespace kiln::runner {
 
-void add_vm_options(CLI::App& cmd, VmOptions& o) {
+void add_vm_options(CLI::App& cmd, VmOptions& o, std::function<void()> then) {
   cmd.add_option("--memory", o.guest.memory_mib, "Guest memory in MiB")
       ->check(CLI::Range(64u, 65536u))
       ->capture_default_str();
@@ -23,11 +23,12 @@ void add_vm_options(CLI::App& cmd, VmOptions& o) {
   cmd.add_flag("--timings", o.timings, "Print how long each step of bake and restore took");
   // A size the engine cannot boot is a bad command line (exit 2), refused before any
   // kernel fetch, lock or VM: never a failed bake that could be taken for a broken KVM.
-  cmd.parse_complete_callback([&o] {
+  cmd.parse_complete_callback([&o, then = std::move(then)] {
     vmm::GuestSpec size;
     size.memory_mib = o.guest.memory_mib;
     size.vcpus = o.guest.vcpus;
     if (auto fits = vmm::check_engine_limits(o.engine, size); !fits) throw CLI::ValidationError(fits.error().message);
+    if (then) then();
   });
 }
 
