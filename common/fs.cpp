@@ -155,6 +155,11 @@ stdfs::path self_dir() {
   return ec ? stdfs::current_path() : exe.parent_path();
 }
 
+bool is_within(const stdfs::path& path, const stdfs::path& dir) {
+  auto rel = path.lexically_normal().lexically_relative(dir.lexically_normal());
+  return !rel.empty() && *rel.begin() != "..";
+}
+
 bool is_executable_file(const stdfs::path& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;

@@ -60,4 +60,7 @@ stdfs::path self_dir();
 /// Is `path` a regular file the current user may execute?
 bool is_executable_file(const stdfs::path& path);
 
+/// Is `path` `dir` or below it? Lexical (both normalised, no symlink resolved).
+bool is_within(const stdfs::path& path, const stdfs::path& dir);
+
 }  // namespace kiln::fs

@@ -1,5 +1,7 @@
 #include "runner/ctest_plan.h"
 
+#include "common/fs.h"
+
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -13,12 +15,6 @@ constexpr size_t kNamesInSummary = 5;
 bool starts_kiln_run(const std::vector<std::string>& command, bool (*is_kiln)(const std::string&)) {
   if (command.size() < 2 || command[1] != "run") return false;
   return std::filesystem::path(command[0]).filename() == "kiln" || (is_kiln && is_kiln(command[0]));
-}
-
-bool inside(const std::string& path, const std::string& dir) {
-  auto rel = std::filesystem::path(path).lexically_normal().lexically_relative(
-      std::filesystem::path(dir).lexically_normal());
-  return !rel.empty() && *rel.begin() != "..";
 }
 
 }  // namespace
@@ -43,7 +39,7 @@ Result<std::vector<PlannedTest>> plan_from_ctest_json(std::string_view json, con
       }
     }
     p.in_vm = starts_kiln_run(p.command, is_kiln);
-    p.built_but_on_host = !p.in_vm && !p.command.empty() && inside(p.command[0], build_dir);
+    p.built_but_on_host = !p.in_vm && !p.command.empty() && fs::is_within(p.command[0], build_dir);
     planned.push_back(std::move(p));
   }
   return planned;

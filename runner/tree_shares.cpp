@@ -1,5 +1,6 @@
 #include "runner/tree_shares.h"
 
+#include "common/fs.h"
 #include "common/log.h"
 
 #include <fcntl.h>
@@ -13,12 +14,6 @@
 
 namespace kiln::runner {
 namespace {
-
-/// Strictly below: a directory is not inside itself.
-bool is_inside(const std::filesystem::path& inner, const std::filesystem::path& outer) {
-  auto rel = inner.lexically_relative(outer);
-  return !rel.empty() && rel != "." && *rel.begin() != "..";
-}
 
 /// Every node the guest holds open is one host fd: let kiln use as many as it may.
 void raise_fd_limit() {
@@ -44,7 +39,8 @@ Result<std::vector<std::string>> share_roots(const std::vector<std::string>& dir
   }
   std::vector<std::string> kept;
   for (const auto& root : roots) {
-    bool covered = std::ranges::any_of(roots, [&](const auto& other) { return is_inside(root, other); });
+    bool covered =
+        std::ranges::any_of(roots, [&](const auto& other) { return other != root && fs::is_within(root, other); });
     bool repeated = std::ranges::find(kept, root.string()) != kept.end();
     if (!covered && !repeated) kept.push_back(root.string());
   }

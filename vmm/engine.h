@@ -26,16 +26,12 @@ struct DiskSpec {
 /// Most disks a guest may have (each takes a virtio-mmio slot and an interrupt line).
 inline constexpr size_t kMaxDisks = 4;
 
-/// The name of the share channel's virtio-serial port (Vm::share_fd()). The guest finds
-/// it under /sys/class/virtio-ports/*/name, as it finds the agent's (proto::kAgentPortName).
-inline constexpr const char* kSharePortName = "org.kiln.share.0";
-
 /// The set of devices every engine gives a guest, as a number. Bump it whenever a device
 /// is added or removed or changes what the guest sees: each engine's identity() carries
 /// it (device_layout_tag()), so it is part of the snapshot key, and a golden baked with
 /// another set of devices is never restored into this one (a new golden is baked).
 ///   1 (identities without a tag): the agent port, the disks
-///   2: the share port (kSharePortName) too
+///   2: the share port (proto::kSharePortName) too
 inline constexpr uint32_t kDeviceLayoutVersion = 2;
 
 /// "devices-2": kDeviceLayoutVersion as engines put it in their identity(). Inline: the
@@ -82,7 +78,7 @@ class Vm {
   /// Connected stream fd to the guest agent channel (virtio-console). Owned by the Vm.
   virtual int agent_fd() const = 0;
   /// Connected stream fd to the share channel: a second virtio-serial port, named
-  /// kSharePortName, that carries a byte stream between the guest and the host (tree
+  /// proto::kSharePortName, that carries a byte stream between the guest and the host (tree
   /// shares relay FUSE messages over it). Present from the cold boot on, so part of every
   /// golden; unused until a run starts sharing. Owned by the Vm: dup() it to hand it on.
   virtual int share_fd() const = 0;

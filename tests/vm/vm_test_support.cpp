@@ -35,15 +35,10 @@ std::string env_or(const char* name, const std::string& fallback) {
   return v && *v ? v : fallback;
 }
 
-bool starts_with_path(const stdfs::path& path, const stdfs::path& dir) {
-  auto rel = path.lexically_relative(dir);
-  return !rel.empty() && *rel.begin() != "..";
-}
-
 // A private /tmp needs a mount namespace (root), and must not hide kiln or the cache.
 bool can_give_private_tmp(const PrivateCache& cache) {
-  return ::geteuid() == 0 && fs::is_executable_file("/usr/bin/unshare") && !starts_with_path(KILN_BINARY, "/tmp") &&
-         !starts_with_path(cache.path(), "/tmp");
+  return ::geteuid() == 0 && fs::is_executable_file("/usr/bin/unshare") && !fs::is_within(KILN_BINARY, "/tmp") &&
+         !fs::is_within(cache.path(), "/tmp");
 }
 
 std::string cmdline_of(pid_t pid) {

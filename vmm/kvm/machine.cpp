@@ -1,5 +1,6 @@
 #include "vmm/kvm/machine.h"
 
+#include "agent/protocol.h"
 #include "common/log.h"
 #include "vmm/kvm/acpi_sleep_control.h"
 #include "vmm/kvm/virtio/virtio_blk.h"
@@ -148,7 +149,7 @@ Result<void> Machine::add_devices(const std::vector<DiskSpec>& disks) {
                                             }));
   // Guest output the share channel cannot deliver (kiln shut its end down: it stopped
   // serving the share) is logged; the guest's share files then fail, the run goes on.
-  KILN_ASSIGN_OR_RETURN(share_, add_console(kShareConsoleSlot, kSharePortName, [](const std::string& why) {
+  KILN_ASSIGN_OR_RETURN(share_, add_console(kShareConsoleSlot, proto::kSharePortName, [](const std::string& why) {
     log::verbose("kvm: the share channel failed: {}", why);
   }));
   for (uint32_t i = 0; i < disks.size(); ++i) KILN_TRY(add_disk(kFirstDiskSlot + i, disks[i]));

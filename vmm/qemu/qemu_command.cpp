@@ -55,7 +55,7 @@ std::vector<std::string> build_qemu_argv(const QemuCommand& c) {
       "-device", "virtserialport,chardev=agent,name=" + std::string(proto::kAgentPortName),
       // The share channel: a second port on the same bus, with its own socket.
       "-chardev", "socket,id=share,path=" + escape_option_value(c.share_socket.string()) + ",server=on,wait=off",
-      "-device", "virtserialport,chardev=share,name=" + std::string(kSharePortName),
+      "-device", "virtserialport,chardev=share,name=" + std::string(proto::kSharePortName),
       "-qmp", "unix:" + escape_option_value(c.qmp_socket.string()) + ",server=on,wait=off",
   };
   // Disks after the ports: every virtio device sits on its own virtio-mmio

@@ -29,7 +29,7 @@ struct QemuCommand {
   std::filesystem::path memory_file;   ///< guest RAM backing file
   std::filesystem::path console_log;   ///< serial console (ttyS0) output
   std::filesystem::path agent_socket;  ///< qemu listens here; port proto::kAgentPortName in the guest
-  std::filesystem::path share_socket;  ///< qemu listens here; port kSharePortName in the guest
+  std::filesystem::path share_socket;  ///< qemu listens here; port proto::kSharePortName in the guest
   std::filesystem::path qmp_socket;    ///< qemu listens here for QMP
   /// Appended to the kernel command line as tsc_early_khz= (TCG: see tcg_tsc.h), unless
   /// the command line already sets it.
