@@ -23,7 +23,7 @@ inline constexpr uint64_t kDefaultMaxRootfsBytes = 8ull << 30;
 
 struct RootfsOptions {
   uint64_t max_bytes = kDefaultMaxRootfsBytes;  ///< refuse an image whose file data exceeds this
-  std::string compressor = "zstd";              ///< zstd, xz, lz4 or gzip (what the guest kernel reads)
+  std::string compressor = "zstd";              ///< zstd (level 6), xz, lz4 or gzip: what the guest kernel reads
   std::function<void(const std::string&)> progress;  ///< notes for the user (may be empty)
 };
 
