@@ -5,6 +5,9 @@
 #include "rootfs_test_util.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <csignal>
 
 namespace kiln::rootfs {
 namespace {
@@ -213,6 +216,28 @@ TEST_F(RootfsDisk, DamagedLayerIsAnErrorNamingItAndLeavesNothing) {
   auto stats = write({layer});
   ASSERT_FALSE(stats.ok());
   EXPECT_NE(stats.error().message.find("sha256:test-cut"), std::string::npos) << stats.error().message;
+  EXPECT_EQ(names_in(dir_->path()), before);
+}
+
+// tar2sqfs failing (here: a file size limit it inherits, so its writes fail with EFBIG)
+// is an error carrying tar2sqfs's own message, and leaves no file behind.
+TEST_F(RootfsDisk, Tar2sqfsFailureIsReportedWithItsMessageAndLeavesNothing) {
+  std::string noise;
+  for (int i = 0; i < 200000; ++i) noise += std::to_string(i * 7919u % 104729u);
+  auto layer = write_layer(dir_->path(), "l", {file("noise", noise)});
+  auto before = names_in(dir_->path());
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);  // inherited: tar2sqfs gets EFBIG, not a signal
+  rlimit small = old;
+  small.rlim_cur = 64 * 1024;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  auto stats = write({layer});
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(stats.ok());
+  EXPECT_NE(stats.error().message.find("tar2sqfs exited with code"), std::string::npos) << stats.error().message;
+  EXPECT_NE(stats.error().message.find("I/O error"), std::string::npos) << stats.error().message;  // tar2sqfs's words
   EXPECT_EQ(names_in(dir_->path()), before);
 }
 
