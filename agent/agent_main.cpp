@@ -6,12 +6,14 @@
 
 #include <csignal>
 #include <exception>
+#include <fstream>
 #include <optional>
 #include <string>
 
 #include "agent/channel.h"
 #include "agent/guest_network.h"
 #include "agent/guest_setup.h"
+#include "agent/image_root.h"
 #include "agent/log.h"
 #include "agent/reaper.h"
 #include "agent/server.h"
@@ -32,6 +34,20 @@ constexpr const char* kHostnameFile = "/etc/hostname";
   }
 }
 
+std::string read_cmdline() {
+  std::ifstream in("/proc/cmdline");
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+void enter_image(const std::string& cmdline) {
+  using namespace kiln::agent;
+  const std::string disk = image_disk_from_cmdline(cmdline);
+  if (disk.empty()) return;
+  if (std::string error = enter_image_root(disk); !error.empty()) give_up("cannot use the OCI image: " + error);
+}
+
 [[noreturn]] void run() {
   using namespace kiln::agent;
   std::signal(SIGPIPE, SIG_IGN);  // a host or command that goes away must not kill PID 1
@@ -41,6 +57,7 @@ constexpr const char* kHostnameFile = "/etc/hostname";
   set_hostname(kHostnameFile);
   bring_up_loopback();
   bring_up_private_interface();  // after load_modules: the dummy module creates its interface
+  enter_image(read_cmdline());    // after load_modules: virtio_blk, squashfs, overlay
 
   std::string error;
   std::optional<Reaper> reaper = Reaper::create(&error);

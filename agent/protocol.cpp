@@ -190,7 +190,10 @@ std::string encode(const PutFile& m) { return Writer().str(m.path).u32(m.mode).u
 std::string encode(const Symlink& m) { return Writer().str(m.path).str(m.target).take(); }
 std::string encode(const Mkdir& m) { return Writer().str(m.path).u32(m.mode).take(); }
 std::string encode(const Exec& m) {
-  return Writer().strs(m.argv).strs(m.env).str(m.cwd).u8(static_cast<uint8_t>(m.stdin_mode)).take();
+  Writer w;
+  w.strs(m.argv).strs(m.env).str(m.cwd).u8(static_cast<uint8_t>(m.stdin_mode));
+  if (!m.user.empty()) w.str(m.user);
+  return w.take();
 }
 std::string encode(const Exit& m) {
   return Writer().u8(m.signaled ? 1 : 0).i32(m.code).u64(m.stdout_bytes).u64(m.stderr_bytes).u32(m.oom_kills).take();
@@ -270,6 +273,10 @@ std::optional<Exec> decode_exec(std::string_view p) {
   uint8_t stdin_mode = r.u8();
   if (stdin_mode > static_cast<uint8_t>(StdinMode::stream)) return std::nullopt;
   m.stdin_mode = static_cast<StdinMode>(stdin_mode);
+  if (r.more()) {
+    m.user = r.str(kMaxUser);
+    if (m.user.empty() || m.user.find('\0') != std::string::npos) return std::nullopt;
+  }
   if (m.argv.empty()) return std::nullopt;
   for (const auto& s : m.argv)
     if (s.find('\0') != std::string::npos) return std::nullopt;

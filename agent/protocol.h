@@ -28,6 +28,7 @@ inline constexpr uint32_t kMaxArgs = 4096;          // argv / env entries per ex
 inline constexpr uint32_t kMaxEntropy = 4096;
 inline constexpr uint32_t kMaxMessage = 4096;       // error / exec_failed text
 inline constexpr uint32_t kMaxAgentVersion = 256;
+inline constexpr uint32_t kMaxUser = 256;          // exec user name[:group]
 inline constexpr uint32_t kMaxShareRoots = 64;      // trees one share request mounts
 /// Name of the virtio-serial port carrying the protocol (/sys/class/virtio-ports/*/name).
 inline constexpr const char* kAgentPortName = "org.kiln.agent.0";
@@ -42,9 +43,10 @@ inline constexpr uint32_t kMaxShareMessage = (1u << 20) + 4096;
 namespace feature {
 inline constexpr uint64_t stdin_stream = 1u << 0;  ///< exec with StdinMode::stream, stdin_* messages
 inline constexpr uint64_t shares = 1u << 1;        ///< share: host trees mounted read-only over the share port
+inline constexpr uint64_t exec_user = 1u << 2;     ///< exec may name the user to run as (Exec::user)
 }  // namespace feature
 /// Every feature this build implements.
-inline constexpr uint64_t kFeatures = feature::stdin_stream | feature::shares;
+inline constexpr uint64_t kFeatures = feature::stdin_stream | feature::shares | feature::exec_user;
 
 /// What the command's standard input is (exec). 2 is reserved for a terminal.
 enum class StdinMode : uint8_t {
@@ -143,6 +145,8 @@ class Reader {
   bool failed() const { return failed_; }
   /// Whole payload consumed and nothing failed.
   bool done() const { return !failed_ && pos_ == in_.size(); }
+  /// True if bytes remain (an optional trailing field follows).
+  bool more() const { return !failed_ && pos_ < in_.size(); }
 
  private:
   bool need(size_t n);
@@ -185,6 +189,10 @@ struct Exec {
   std::vector<std::string> env;
   std::string cwd;
   StdinMode stdin_mode = StdinMode::null;
+  /// feature::exec_user: run as this user of the guest's /etc/passwd and /etc/group —
+  /// "name", "uid", "name:group", "uid:gid" (the OCI config's User syntax). Encoded only
+  /// when non-empty, after stdin_mode; "" runs as root.
+  std::string user;
 };
 struct Exit {
   bool signaled = false;

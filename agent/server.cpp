@@ -237,6 +237,8 @@ void Server::on_exec(const std::string& payload) {
   if (!agreed_) return reply(Status::fail("not run: no protocol version was agreed (hello_ack missing or refused)"));
   if (req->stdin_mode == proto::StdinMode::stream && (agreed_->features & proto::feature::stdin_stream) == 0)
     return reply(Status::fail("not run: stdin streaming was not agreed in hello_ack"));
+  if (!req->user.empty() && (agreed_->features & proto::feature::exec_user) == 0)
+    return reply(Status::fail("not run: exec as another user was not agreed in hello_ack"));
   ExecResult r = run_exec(channel_, reaper_, *req);
   switch (r.kind) {
     case ExecResult::Kind::exited:

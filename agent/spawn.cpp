@@ -1,6 +1,7 @@
 #include "agent/spawn.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "agent/fs_util.h"
+#include "agent/guest_user.h"
 #include "agent/log.h"
 #include "common/unique_fd.h"
 
@@ -26,6 +28,7 @@ struct ChildError {
 constexpr int kStageChdir = 1;
 constexpr int kStageStdio = 2;
 constexpr int kStageExec = 3;
+constexpr int kStageUser = 4;
 
 // Everything the child needs, prepared before fork so the child only makes syscalls.
 struct ChildPlan {
@@ -33,6 +36,7 @@ struct ChildPlan {
   std::vector<char*> argv;
   std::vector<char*> envp;
   std::string cwd;
+  std::optional<GuestUser> user;  // absent: stay root
 };
 
 // execvpe semantics with the PATH of the command's own environment.
@@ -81,6 +85,11 @@ std::vector<char*> c_strings(const std::vector<std::string>& v) {
   ::setsid();  // own session and process group: POWEROFF can kill the whole tree
 
   if (::chdir(plan.cwd.c_str()) != 0) child_fail(errpipe, kStageChdir, errno);
+  if (plan.user) {
+    const GuestUser& u = *plan.user;
+    if (::setgroups(u.groups.size(), u.groups.data()) != 0 || ::setgid(u.gid) != 0 || ::setuid(u.uid) != 0)
+      child_fail(errpipe, kStageUser, errno);
+  }
   int in = stdio.in >= 0 ? stdio.in : ::open("/dev/null", O_RDONLY);
   if (in < 0 || ::dup2(in, 0) < 0 || ::dup2(stdio.out, 1) < 0 || ::dup2(stdio.err, 2) < 0)
     child_fail(errpipe, kStageStdio, errno);
@@ -126,7 +135,19 @@ Spawned spawn_command(const proto::Exec& req, const ChildStdio& stdio, Reaper& r
   }
   plan.candidates = exec_candidates(req);
   plan.argv = c_strings(req.argv);
-  plan.envp = c_strings(req.env);
+  std::vector<std::string> env = req.env;
+  if (!req.user.empty()) {
+    GuestUser user;
+    if (std::string e = resolve_guest_user(req.user, user); !e.empty()) {
+      result.error = cat("not run: ", e);
+      return result;
+    }
+    bool has_home = false;
+    for (const std::string& e : env) has_home = has_home || e.rfind("HOME=", 0) == 0;
+    if (!has_home) env.push_back("HOME=" + user.home);  // as login(1) would set it
+    plan.user = std::move(user);
+  }
+  plan.envp = c_strings(env);
 
   int errpipe[2];
   if (::pipe2(errpipe, O_CLOEXEC) != 0) {
@@ -150,6 +171,8 @@ Spawned spawn_command(const proto::Exec& req, const ChildStdio& stdio, Reaper& r
     result.failed.err = ce->err;
     if (ce->stage == kStageChdir)
       result.failed.message = cat("cannot change directory to ", plan.cwd, ": ", errno_text(ce->err));
+    else if (ce->stage == kStageUser)
+      result.failed.message = cat("cannot run ", req.argv[0], " as user ", req.user, ": ", errno_text(ce->err));
     else if (ce->stage == kStageStdio)
       result.failed.message = cat("cannot set up stdio for ", req.argv[0], ": ", errno_text(ce->err));
     else

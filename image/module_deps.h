@@ -67,7 +67,8 @@ inline constexpr GuestModule kGuestModules[] = {
     {"virtio_blk", "the engines' disks (vmm::DiskSpec)", true},
     {"dummy", "a non-loopback address, without which getaddrinfo(AI_ADDRCONFIG) finds no localhost", false},
     {"fuse", "tree shares: the host's trees, read on demand through the share port (agent/share_mount)", false},
-    {"overlay", "tree shares: the guest-only layer that takes the test's writes to shared trees", false},
+    {"overlay", "tree shares and OCI images: the guest-only layer that takes the guest's writes", false},
+    {"squashfs", "OCI images: the image's read-only root filesystem (agent/image_root)", false},
 };
 
 /// The load order of kGuestModules for the kernel whose lib/modules/<version> is

@@ -3,10 +3,18 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <functional>
+#include <string>
 
+#include "common/result.h"
 #include "runner/guest.h"
 #include "vmm/engine.h"
+
+namespace kiln::snapshot {
+class Store;
+}
 
 namespace kiln::runner {
 
@@ -29,5 +37,13 @@ void register_bake(CLI::App& app, int& exit_code);
 void register_snapshots(CLI::App& app, int& exit_code);
 void register_resources(CLI::App& app, int& exit_code);
 void register_tests(CLI::App& app, int& exit_code);
+void register_images(CLI::App& app, int& exit_code);
+
+/// "1.5 MiB", and "3m ago" (shared by the listing commands).
+std::string human_bytes(uint64_t bytes);
+std::string age(std::chrono::system_clock::time_point t);
+/// The image part of `kiln snapshots gc` (cmd_images.cpp): prints what it removes and
+/// keeps (an image a snapshot in `snapshots` was baked from is kept); returns bytes freed.
+Result<uint64_t> gc_images(const snapshot::Store& snapshots, bool dry_run);
 
 }  // namespace kiln::runner

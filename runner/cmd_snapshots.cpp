@@ -14,7 +14,6 @@
 #include <set>
 
 namespace kiln::runner {
-namespace {
 
 std::string human_bytes(uint64_t b) {
   if (b >= (1ull << 30)) return fmt::format("{:.1f} GiB", static_cast<double>(b) / (1ull << 30));
@@ -30,6 +29,8 @@ std::string age(std::chrono::system_clock::time_point t) {
   if (secs < 172800) return fmt::format("{}h ago", secs / 3600);
   return fmt::format("{}d ago", secs / 86400);
 }
+
+namespace {
 
 // Goldens first, each followed by the layers built on it (depth-first), so the parent
 // of every layer is the row above it at one less indent. Layers whose base is gone last.
@@ -149,7 +150,13 @@ int gc(const snapshot::Store& store, double max_unused_days, const std::string& 
     std::printf("%s %s (%s): %s\n", dry_run ? "would remove" : "removed", item.name.c_str(),
                 human_bytes(item.bytes).c_str(), item.why.c_str());
   for (const auto& item : report->kept) std::printf("kept %s: %s\n", item.name.c_str(), item.why.c_str());
-  std::printf("%s %s\n", dry_run ? "would free" : "freed", human_bytes(report->bytes_freed).c_str());
+  // Images: those a remaining snapshot was baked from are kept (kiln images rm removes the others).
+  auto images = gc_images(store, dry_run);
+  if (!images) {
+    log::error(images.error().message);
+    return exit_code::kiln_error;
+  }
+  std::printf("%s %s\n", dry_run ? "would free" : "freed", human_bytes(report->bytes_freed + *images).c_str());
   return 0;
 }
 

@@ -38,12 +38,14 @@ std::string short_label(const std::string& command) {
 
 }  // namespace
 
-Result<Payload> setup_payload(const SetupSpec& setup) {
+Result<Payload> setup_payload(const SetupSpec& setup, SetupCommandFrom from) {
   Payload payload;
   const std::string word = first_word(setup.command);
   if (word.empty()) return make_error("--setup is empty: give the command to run once, e.g. --setup 'redis-server --daemonize yes'");
   std::optional<std::filesystem::path> exe;
-  if (word.find('/') != std::string::npos) {
+  if (from == SetupCommandFrom::guest) {
+    // The image's own program.
+  } else if (word.find('/') != std::string::npos) {
     if (fs::is_executable_file(word)) exe = std::filesystem::absolute(word).lexically_normal();
   } else {
     exe = on_host_path(word);
@@ -59,7 +61,7 @@ Result<Payload> setup_payload(const SetupSpec& setup) {
 }
 
 Result<void> run_setup_in(vmm::Vm& vm, const SetupSpec& setup, const Payload& payload, bool echo) {
-  KILN_ASSIGN_OR_RETURN(auto outcome, run_setup(vm, payload, setup.command, setup.env, echo));
+  KILN_ASSIGN_OR_RETURN(auto outcome, run_setup(vm, payload, setup.command, setup.base_env, setup.env, echo));
   if (outcome.exit_code == 0) return {};
   std::string output = outcome.output.empty() ? "(it printed nothing)\n" : outcome.output;
   if (output.back() != '\n') output += '\n';
@@ -71,6 +73,8 @@ Result<LayerRecipe> fixture_recipe(const SetupSpec& setup, const Payload& payloa
   KILN_ASSIGN_OR_RETURN(auto payload_digest, payload.content_digest());
   std::string keyed = "command\n" + setup.command + "\npayload\n" + payload_digest + "\nenv\n";
   for (const auto& e : setup.env) keyed += e + '\n';
+  if (!setup.base_env.empty()) keyed += "base env\n";  // (absent for the default guest: its keys stay)
+  for (const auto& e : setup.base_env) keyed += e + '\n';
   LayerRecipe r;
   r.kind = std::string(snapshot::kLayerKindFixture);
   r.content_digest = digest_bytes(keyed);

@@ -150,7 +150,12 @@ Result<void> Payload::add_executable_with_closure(const std::filesystem::path& e
                       run.err.empty() ? run.out : run.err);
   KILN_ASSIGN_OR_RETURN(auto libs, parse_loader_list(run.out, exe.string()));
   KILN_TRY(add_path(*interp));
-  for (const auto& lib : libs) KILN_TRY(add_path(lib));
+  for (const auto& lib : libs) {
+    KILN_TRY(add_path(lib));
+    std::string dir = std::filesystem::path(lib).parent_path().string();
+    if (std::find(library_dirs_.begin(), library_dirs_.end(), dir) == library_dirs_.end())
+      library_dirs_.push_back(std::move(dir));
+  }
   return {};
 }
 
@@ -167,11 +172,16 @@ Result<std::string> Payload::content_digest() const {
       if (!d) return with_context("digesting the payload", d.error());
       file_digests[i] = std::move(*d);
     }
-    text += fmt::format("{}{}{}{}{:o}{}{}{}{}\n", kind, '\0', e.path, '\0', e.mode, '\0', e.symlink_target, '\0',
-                        file_digests[i]);
+    text += fmt::format("{}{}{}{}{:o}{}{}{}{}\n", kind, '\0', guest_path(e), '\0', e.mode, '\0',
+                        guest_symlink_target(e), '\0', file_digests[i]);
   }
   keyed_file_digests_ = std::move(file_digests);
   return digest_bytes(text);
+}
+
+std::string Payload::guest_symlink_target(const PayloadEntry& e) const {
+  if (e.symlink_target.empty() || e.symlink_target.front() != '/') return e.symlink_target;
+  return guest_prefix_ + e.symlink_target;
 }
 
 const std::string& Payload::keyed_file_digest(size_t index) const {

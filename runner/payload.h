@@ -32,6 +32,17 @@ class Payload {
   Result<void> add_executable_with_closure(const std::filesystem::path& exe, int depth = 0);
 
   const std::vector<PayloadEntry>& entries() const { return entries_; }
+  /// The directories the host's loader found the closures' libraries in, in the order
+  /// first seen (host paths): an image guest starts the executable with exactly these.
+  const std::vector<std::string>& library_dirs() const { return library_dirs_; }
+  /// Place everything under `prefix` in the guest instead of at the host paths (an OCI
+  /// image guest keeps the host's files apart from the image's: docs/images.md).
+  /// Absolute symlink targets move with it. "" (the default): the host paths.
+  void place_under(std::string prefix) { guest_prefix_ = std::move(prefix); }
+  const std::string& guest_prefix() const { return guest_prefix_; }
+  /// Where entry `e` lands in the guest, and what a symlink there points to.
+  std::string guest_path(const PayloadEntry& e) const { return guest_prefix_ + e.path; }
+  std::string guest_symlink_target(const PayloadEntry& e) const;
   bool empty() const { return entries_.empty(); }
   uint64_t total_bytes() const;
 
@@ -51,6 +62,8 @@ class Payload {
   bool seen(const std::string& path);
   std::vector<PayloadEntry> entries_;
   std::unordered_set<std::string> seen_;
+  std::string guest_prefix_;
+  std::vector<std::string> library_dirs_;
   /// Parallel to entries_, set by content_digest(): a record of what keyed the layer,
   /// not part of the payload's value (hence mutable in a const digest).
   mutable std::vector<std::string> keyed_file_digests_;

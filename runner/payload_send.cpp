@@ -18,10 +18,11 @@ namespace {
 // Send one file after its put_file header. If a payload layer was keyed by the file's
 // digest, the bytes sent must be those bytes: a file rewritten between digest and send
 // would give a layer keyed by old content that holds new content, restored forever.
-Result<void> send_file(AgentClient& agent, const PayloadEntry& e, const std::string& keyed_digest) {
+Result<void> send_file(AgentClient& agent, const PayloadEntry& e, const std::string& guest_path,
+                       const std::string& keyed_digest) {
   UniqueFd fd(::open(e.path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return make_error("cannot open {} to send it to the guest: {}", e.path, std::strerror(errno));
-  agent.send(MsgType::put_file, proto::encode(proto::PutFile{e.path, e.mode, e.size}));
+  agent.send(MsgType::put_file, proto::encode(proto::PutFile{guest_path, e.mode, e.size}));
   DigestStream sent;
   auto streamed = agent.send_file_data(fd.get(), e.size, [&sent](std::string_view chunk) { sent.update(chunk); });
   if (!streamed) return with_context("sending " + e.path, streamed.error());
@@ -40,13 +41,13 @@ Result<size_t> queue_payload(AgentClient& agent, const Payload& payload) {
     const auto& e = payload.entries()[i];
     switch (e.kind) {
       case PayloadEntry::Kind::directory:
-        agent.send(MsgType::mkdir, proto::encode(proto::Mkdir{e.path, e.mode}));
+        agent.send(MsgType::mkdir, proto::encode(proto::Mkdir{payload.guest_path(e), e.mode}));
         break;
       case PayloadEntry::Kind::symlink:
-        agent.send(MsgType::symlink, proto::encode(proto::Symlink{e.path, e.symlink_target}));
+        agent.send(MsgType::symlink, proto::encode(proto::Symlink{payload.guest_path(e), payload.guest_symlink_target(e)}));
         break;
       case PayloadEntry::Kind::file:
-        KILN_TRY(send_file(agent, e, payload.keyed_file_digest(i)));
+        KILN_TRY(send_file(agent, e, payload.guest_path(e), payload.keyed_file_digest(i)));
         break;
     }
     ++requests;

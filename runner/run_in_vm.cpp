@@ -151,8 +151,8 @@ std::vector<std::string> default_guest_env() {
 
 Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunRequest& request) {
   AgentClient agent(vm.agent_fd(), [&vm] { return vm.vmm_exited(); });
-  proto::Exec exec{request.argv, default_guest_env(), request.cwd.empty() ? "/" : request.cwd,
-                   stdin_mode_for(request.stdin_fd)};
+  proto::Exec exec{request.argv, request.base_env.empty() ? default_guest_env() : request.base_env,
+                   request.cwd.empty() ? "/" : request.cwd, stdin_mode_for(request.stdin_fd), request.user};
   exec.env.insert(exec.env.end(), request.env.begin(), request.env.end());
   // Serving before the request goes out: mounting the share already asks for its roots.
   KILN_ASSIGN_OR_RETURN(auto share_server, serve_shares(vm, request.shares));
@@ -181,9 +181,11 @@ Result<void> place_payload(vmm::Vm& vm, const Payload& payload) {
 }
 
 Result<SetupOutcome> run_setup(vmm::Vm& vm, const Payload& payload, const std::string& command,
-                               const std::vector<std::string>& env, bool echo) {
+                               const std::vector<std::string>& base_env, const std::vector<std::string>& env,
+                               bool echo) {
   AgentClient agent(vm.agent_fd(), [&vm] { return vm.vmm_exited(); });
-  proto::Exec exec{{"/bin/sh", "-c", command}, default_guest_env(), "/"};
+  proto::Exec exec{{"/bin/sh", "-c", command}, base_env.empty() ? default_guest_env() : base_env, "/",
+                   proto::StdinMode::null, {}};
   exec.env.insert(exec.env.end(), env.begin(), env.end());
   KILN_TRY(sync_and_place(agent, payload, &exec));
   log::ScopedTimer t("setup command");

@@ -25,6 +25,11 @@ struct RunRequest {
   /// Host directories shared read-only at their own paths (share_roots(): absolute,
   /// none inside another); the guest's writes there stay in the guest.
   std::vector<std::string> shares;
+  /// The environment `env` goes on top of: empty = default_guest_env(); an OCI image
+  /// guest's Env otherwise.
+  std::vector<std::string> base_env;
+  /// Run as this guest user ("name", "uid", "name:group", "uid:gid"); "" = root.
+  std::string user;
 };
 
 /// How the command ended, already mapped to kiln's exit code convention.
@@ -54,10 +59,12 @@ struct SetupOutcome {
   std::string output;   ///< stdout and stderr interleaved (the last 64 KiB)
 };
 
-/// Sync, place `payload` and run `command` with `/bin/sh -c` in the guest (cwd /, the
-/// default environment plus `env`), collecting its output; `echo` also copies it to the
-/// host's stderr (-v). Errors are VM-level failures; a non-zero exit is an outcome.
+/// Sync, place `payload` and run `command` with `/bin/sh -c` in the guest (cwd /,
+/// `base_env` — empty: the default environment — plus `env`), collecting its output;
+/// `echo` also copies it to the host's stderr (-v). Errors are VM-level failures; a
+/// non-zero exit is an outcome.
 Result<SetupOutcome> run_setup(vmm::Vm& vm, const Payload& payload, const std::string& command,
-                               const std::vector<std::string>& env, bool echo);
+                               const std::vector<std::string>& base_env, const std::vector<std::string>& env,
+                               bool echo);
 
 }  // namespace kiln::runner

@@ -41,7 +41,7 @@ Result<void> plan_setup(const RunArgs& args, RunPlan& plan) {
     if (!args.setup_files.empty()) return make_error("--setup-file needs --setup: it lists files the setup command uses");
     return {};
   }
-  plan.setup = SetupSpec{args.setup, args.setup_files, args.env};
+  plan.setup = SetupSpec{args.setup, args.setup_files, args.env, {}};
   KILN_ASSIGN_OR_RETURN(plan.setup_files, setup_payload(*plan.setup));
   return {};
 }
@@ -55,6 +55,7 @@ Result<RunPlan> plan_run(const RunArgs& args) {
   KILN_TRY(add_files(args.files, plan.payload));
   KILN_TRY(plan_setup(args, plan));
   plan.request.env = args.env;
+  plan.request.user = args.user;
   std::error_code ec;
   plan.request.cwd = args.cwd.empty() ? std::filesystem::current_path(ec).string() : args.cwd;
   if (args.timeout > 0) plan.request.timeout_seconds = args.timeout;

@@ -27,6 +27,7 @@ struct RunArgs {
   bool no_layers = false;
   bool verbose = false;
   std::vector<std::string> shares;  ///< --share: host trees the guest reads read-only (docs/shares.md)
+  std::string user;                 ///< --user: the guest user the command runs as (an image's User otherwise)
 };
 
 struct RunPlan {

@@ -69,13 +69,31 @@ TEST(Frame, BuffersOnlyWhatIsPending) {
 }
 
 TEST(Messages, ExecRoundTrip) {
-  Exec e{{"/bin/echo", "a b", ""}, {"A=1", "PATH=/bin"}, "/work/dir", StdinMode::stream};
+  Exec e{{"/bin/echo", "a b", ""}, {"A=1", "PATH=/bin"}, "/work/dir", StdinMode::stream, {}};
   auto back = decode_exec(encode(e));
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(back->argv, e.argv);
   EXPECT_EQ(back->env, e.env);
   EXPECT_EQ(back->cwd, e.cwd);
   EXPECT_EQ(back->stdin_mode, StdinMode::stream);
+  EXPECT_EQ(back->user, "");
+}
+
+// feature::exec_user: the user is a trailing field, present only when set, so an
+// exec without one encodes exactly as before the feature existed.
+TEST(Messages, ExecUserIsAnOptionalTrailingField) {
+  Exec plain{{"id"}, {}, "/", StdinMode::null, {}};
+  Exec as_user = plain;
+  as_user.user = "postgres:ssl-cert";
+  EXPECT_EQ(encode(as_user).size(), encode(plain).size() + 4 + as_user.user.size());
+  auto back = decode_exec(encode(as_user));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->user, "postgres:ssl-cert");
+  std::string empty_user = encode(plain) + Writer().str("").take();
+  EXPECT_FALSE(decode_exec(empty_user));
+  std::string long_user = encode(plain) + Writer().str(std::string(kMaxUser + 1, 'u')).take();
+  EXPECT_FALSE(decode_exec(long_user));
+  EXPECT_FALSE(decode_exec(encode(as_user) + "x"));
 }
 
 TEST(Messages, ExecStdinModeIsChecked) {
@@ -147,9 +165,9 @@ TEST(Messages, StdinCreditIsPositive) {
 }
 
 TEST(Messages, ExecRejectsEmptyArgvAndBadEnv) {
-  EXPECT_FALSE(decode_exec(encode(Exec{{}, {}, "/"})));
-  EXPECT_FALSE(decode_exec(encode(Exec{{"x"}, {"NOEQUALS"}, "/"})));
-  EXPECT_FALSE(decode_exec(encode(Exec{{"x"}, {}, "relative"})));
+  EXPECT_FALSE(decode_exec(encode(Exec{{}, {}, "/", StdinMode::null, {}})));
+  EXPECT_FALSE(decode_exec(encode(Exec{{"x"}, {"NOEQUALS"}, "/", StdinMode::null, {}})));
+  EXPECT_FALSE(decode_exec(encode(Exec{{"x"}, {}, "relative", StdinMode::null, {}})));
 }
 
 TEST(Messages, ExitCodesAreRangeChecked) {

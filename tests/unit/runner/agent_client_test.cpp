@@ -52,7 +52,7 @@ TEST_F(AgentClientTest, OversizedFrameIsRefusedFromItsHeader) {
 
 TEST_F(AgentClientTest, HostOnlyMessageTypeFromTheGuestIsRejected) {
   auto agent = client();
-  guest_sends(proto::encode_frame(MsgType::exec, proto::encode(proto::Exec{{"x"}, {}, "/"})));
+  guest_sends(proto::encode_frame(MsgType::exec, proto::encode(proto::Exec{{"x"}, {}, "/", proto::StdinMode::null, {}})));
   auto f = agent.next_frame(soon());
   ASSERT_FALSE(f.ok());
   EXPECT_NE(f.error().message.find("unknown type"), std::string::npos) << f.error().message;

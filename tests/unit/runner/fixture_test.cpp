@@ -31,7 +31,7 @@ std::string digest_of(const SetupSpec& s) {
 }  // namespace
 
 TEST(SetupPayload, FirstWordIsResolvedOnTheHostPathWithItsClosure) {
-  auto p = setup_payload({"sh -c 'echo hi' && true", {}, {}});
+  auto p = setup_payload({"sh -c 'echo hi' && true", {}, {}, {}});
   ASSERT_TRUE(p.ok()) << p.error().message;
   EXPECT_TRUE(ships(*p, "/usr/bin/dash")) << "sh resolves to dash on Debian";
   EXPECT_TRUE(std::any_of(p->entries().begin(), p->entries().end(),
@@ -40,7 +40,7 @@ TEST(SetupPayload, FirstWordIsResolvedOnTheHostPathWithItsClosure) {
 
 TEST(SetupPayload, UnknownFirstWordShipsNothing) {
   // A shell builtin or a guest-only command: nothing on the host to ship.
-  auto p = setup_payload({"cd / && kiln-no-such-command-xyz", {}, {}});
+  auto p = setup_payload({"cd / && kiln-no-such-command-xyz", {}, {}, {}});
   ASSERT_TRUE(p.ok()) << p.error().message;
   EXPECT_TRUE(p->empty());
 }
@@ -50,7 +50,7 @@ TEST(SetupPayload, SetupFilesAreAddedExecutablesWithClosure) {
   const std::string data = ::testing::TempDir() + "kiln-fixture-seed.sql";
   { std::ofstream(data) << "INSERT 1;\n"; }
   ::chmod(data.c_str(), 0755);
-  auto p = setup_payload({"true", {"/usr/share/common-licenses/GPL-3", data, "/usr/bin/env"}, {}});
+  auto p = setup_payload({"true", {"/usr/share/common-licenses/GPL-3", data, "/usr/bin/env"}, {}, {}});
   ASSERT_TRUE(p.ok()) << p.error().message;
   EXPECT_TRUE(ships(*p, "/usr/share/common-licenses/GPL-3"));
   EXPECT_TRUE(ships(*p, data));
@@ -58,24 +58,26 @@ TEST(SetupPayload, SetupFilesAreAddedExecutablesWithClosure) {
   EXPECT_TRUE(std::any_of(p->entries().begin(), p->entries().end(),
                           [](const PayloadEntry& e) { return e.path.find("libc.so") != std::string::npos; }));
   ::unlink(data.c_str());
-  auto bad = setup_payload({"true", {"/no/such/seed.sql"}, {}});
+  auto bad = setup_payload({"true", {"/no/such/seed.sql"}, {}, {}});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("--setup-file /no/such/seed.sql"), std::string::npos) << bad.error().message;
 }
 
 TEST(SetupPayload, EmptySetupIsRefused) {
-  auto p = setup_payload({"   ", {}, {}});
+  auto p = setup_payload({"   ", {}, {}, {}});
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.error().message.find("--setup is empty"), std::string::npos);
 }
 
 TEST(FixtureRecipe, KeyedByCommandPayloadAndEnvironment) {
-  const SetupSpec base{"echo seed > /x", {}, {"A=1"}};
+  const SetupSpec base{"echo seed > /x", {}, {"A=1"}, {}};
   const auto d = digest_of(base);
   EXPECT_EQ(d, digest_of(base));
-  EXPECT_NE(d, digest_of({"echo seed > /y", {}, {"A=1"}}));
-  EXPECT_NE(d, digest_of({"echo seed > /x", {}, {"A=2"}}));
-  EXPECT_NE(d, digest_of({"echo seed > /x", {"/usr/share/common-licenses/GPL-3"}, {"A=1"}}));
+  EXPECT_NE(d, digest_of({"echo seed > /y", {}, {"A=1"}, {}}));
+  EXPECT_NE(d, digest_of({"echo seed > /x", {}, {"A=2"}, {}}));
+  EXPECT_NE(d, digest_of({"echo seed > /x", {"/usr/share/common-licenses/GPL-3"}, {"A=1"}, {}}));
+  // An OCI image guest's base environment keys the layer too.
+  EXPECT_NE(d, digest_of({"echo seed > /x", {}, {"A=1"}, {"PATH=/usr/bin"}}));
   auto payload = setup_payload(base);
   ASSERT_TRUE(payload.ok());
   auto recipe = fixture_recipe(base, *payload, false);

@@ -57,3 +57,30 @@ TEST(Payload, TextFileIsNotAnExecutable) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("neither an ELF"), std::string::npos) << r.error().message;
 }
+
+namespace kiln::runner {
+namespace {
+
+// An OCI image guest keeps the host's files apart (runner/image_plan): under a prefix,
+// absolute symlink targets moved with them, relative ones unchanged, and the prefix
+// part of the content digest (a payload layer holds the files where they were put).
+TEST(PayloadPrefix, PathsAndAbsoluteSymlinkTargetsMoveUnderThePrefix) {
+  Payload p;
+  ASSERT_TRUE(p.add_executable_with_closure("/bin/true").ok());
+  auto plain = p.content_digest();
+  ASSERT_TRUE(plain.ok());
+  p.place_under("/.kiln/host");
+  auto placed = p.content_digest();
+  ASSERT_TRUE(placed.ok());
+  EXPECT_NE(*plain, *placed);
+  ASSERT_FALSE(p.library_dirs().empty());
+  for (const auto& e : p.entries()) {
+    EXPECT_EQ(p.guest_path(e), "/.kiln/host" + e.path);
+    if (e.kind != PayloadEntry::Kind::symlink) continue;
+    if (e.symlink_target.front() == '/') EXPECT_EQ(p.guest_symlink_target(e), "/.kiln/host" + e.symlink_target);
+    else EXPECT_EQ(p.guest_symlink_target(e), e.symlink_target);
+  }
+}
+
+}  // namespace
+}  // namespace kiln::runner

@@ -1,0 +1,303 @@
+#include "image/oci/http_transfer.h"
+
+#include "common/clock.h"
+
+#include <curl/curl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <mutex>
+
+namespace kiln::image {
+
+std::string HttpResponse::header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (key == name) return value;
+  }
+  return {};
+}
+
+std::string HttpResponse::joined(std::string_view name) const {
+  std::string out;
+  for (const auto& [key, value] : headers) {
+    if (key != name) continue;
+    if (!out.empty()) out += ", ";
+    out += value;
+  }
+  return out;
+}
+
+namespace {
+
+constexpr size_t kMaxHeaderBytes = 64 * 1024;
+constexpr size_t kMaxHeaders = 200;
+
+void global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+struct CurlDeleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+};
+struct SlistDeleter {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+struct UrlDeleter {
+  void operator()(CURLU* u) const { curl_url_cleanup(u); }
+};
+
+/// State the libcurl callbacks fill in.
+struct Transfer {
+  CURL* curl = nullptr;
+  HttpResponse response;
+  size_t header_bytes = 0;
+  uint64_t max_body = 0;
+  const HttpBodyFile* file = nullptr;
+  bool too_large = false;
+  bool started = false;  ///< the first body byte of a 200/206 arrived
+  long stall_s = 30;
+  bool stalled = false;
+  curl_off_t last_now = -1;          ///< bytes received at the last progress call
+  size_t last_headers = 0;           ///< header bytes at the last progress call
+  Clock::time_point last_progress{};  ///< when that count last grew
+  uint64_t base = 0;     ///< bytes in the file before this transfer's body
+  std::string write_error;
+};
+
+std::string trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) s.remove_suffix(1);
+  return std::string(s);
+}
+
+size_t on_header(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  size_t n = size * count;
+  t->header_bytes += n;
+  if (t->header_bytes > kMaxHeaderBytes || t->response.headers.size() >= kMaxHeaders) return 0;
+  std::string_view line(data, n);
+  if (line.rfind("HTTP/", 0) == 0) {  // a new response (after 1xx): forget the earlier one's headers
+    t->response.headers.clear();
+    return n;
+  }
+  size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return n;
+  std::string name = trim(line.substr(0, colon));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  t->response.headers.emplace_back(std::move(name), trim(line.substr(colon + 1)));
+  return n;
+}
+
+bool write_all(int fd, const char* data, size_t n, std::string* error) {
+  while (n > 0) {
+    ssize_t w = ::write(fd, data, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      *error = std::strerror(errno);
+      return false;
+    }
+    data += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+/// Before the first byte of a success body: a 206 must continue exactly at the file's end;
+/// a 200 is the whole blob (the server ignored Range), so what the file held goes.
+bool start_file(Transfer* t, long status) {
+  const HttpBodyFile& f = *t->file;
+  if (status == 206) {
+    std::string range = t->response.header("content-range");
+    std::string expected = fmt::format("bytes {}-", f.offset);
+    if (range.rfind(expected, 0) != 0) {
+      t->write_error = fmt::format("asked for bytes from {}, the server sent Content-Range '{}'", f.offset,
+                                   range.substr(0, 100));
+      return false;
+    }
+    t->base = f.offset;
+    return true;
+  }
+  if (f.offset > 0) {
+    if (::ftruncate(f.fd, 0) != 0 || ::lseek(f.fd, 0, SEEK_SET) != 0) {
+      t->write_error = std::strerror(errno);
+      return false;
+    }
+    t->response.restarted = true;
+  }
+  t->base = 0;
+  return true;
+}
+
+size_t on_body(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  size_t n = size * count;
+  long status = 0;
+  curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+  if (t->file && (status == 200 || status == 206)) {
+    if (!t->started && !start_file(t, status)) return 0;
+    t->started = true;
+    if (t->base + t->response.file_bytes + n > t->file->size_limit) {
+      t->too_large = true;
+      return 0;
+    }
+    if (!write_all(t->file->fd, data, n, &t->write_error)) return 0;
+    t->response.file_bytes += n;
+    if (t->file->progress) t->file->progress(t->base + t->response.file_bytes);
+    return n;
+  }
+  if (t->response.body.size() + n > t->max_body) {
+    t->too_large = true;
+    return 0;
+  }
+  t->response.body.append(data, n);
+  return n;
+}
+
+/// No byte for stall_s (headers included: a server that accepts and never answers): cut.
+/// CURLOPT_LOW_SPEED_* stays set as the backstop, but libcurl averages the speed over a
+/// window of several seconds, so after a burst it notices a dead transfer late.
+int on_progress(void* user, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t) {
+  auto* t = static_cast<Transfer*>(user);
+  auto now = Clock::now();
+  if (dlnow != t->last_now || t->header_bytes != t->last_headers) {
+    t->last_now = dlnow;
+    t->last_headers = t->header_bytes;
+    t->last_progress = now;
+    return 0;
+  }
+  if (now - t->last_progress >= std::chrono::seconds(t->stall_s)) {
+    t->stalled = true;
+    return 1;  // aborts the transfer (CURLE_ABORTED_BY_CALLBACK)
+  }
+  return 0;
+}
+
+HttpFailure classify(CURLcode code) {
+  switch (code) {
+    case CURLE_OPERATION_TIMEDOUT:
+      return HttpFailure::stalled;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+      return HttpFailure::tls;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_WRITE_ERROR:
+    case CURLE_OUT_OF_MEMORY:
+      return HttpFailure::local;
+    default:
+      return HttpFailure::transport;
+  }
+}
+
+}  // namespace
+
+HttpOutcome http_get(const std::string& url, const std::vector<std::string>& headers, const HttpSettings& settings,
+                     uint64_t max_body, const HttpBodyFile* file) {
+  global_init();
+  HttpOutcome out;
+  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
+  if (!curl) {
+    out.error = {HttpFailure::local, "libcurl could not start a transfer (out of memory?)", 0};
+    return out;
+  }
+  std::unique_ptr<curl_slist, SlistDeleter> list;
+  for (const std::string& h : headers) {
+    curl_slist* next = curl_slist_append(list.get(), h.c_str());
+    if (!next) {
+      out.error = {HttpFailure::local, "out of memory building request headers", 0};
+      return out;
+    }
+    (void)list.release();
+    list.reset(next);
+  }
+  Transfer t;
+  t.curl = curl.get();
+  t.max_body = max_body;
+  t.file = file;
+  t.stall_s = settings.stall_s;
+  t.last_progress = Clock::now();
+  char curl_error[CURL_ERROR_SIZE] = {};
+  CURL* c = curl.get();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // registry_client follows redirects itself
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_error);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "kiln/" KILN_VERSION);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!settings.ca_bundle.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, settings.ca_bundle.c_str());
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, settings.stall_s);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, settings.stall_s);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  // Proxies: libcurl reads http_proxy/HTTPS_PROXY/NO_PROXY itself; nothing set here overrides it.
+  CURLcode code = curl_easy_perform(c);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t.response.status);
+  if (code == CURLE_OK) {
+    out.ok = true;
+    out.response = std::move(t.response);
+    return out;
+  }
+  std::string why = curl_error[0] ? curl_error : curl_easy_strerror(code);
+  if (t.too_large) {
+    out.error = {HttpFailure::too_large, fmt::format("GET {}: the response is larger than kiln accepts", url),
+                 t.response.file_bytes};
+  } else if (!t.write_error.empty()) {
+    out.error = {HttpFailure::local, fmt::format("GET {}: writing the download failed: {}", url, t.write_error),
+                 t.response.file_bytes};
+  } else if (t.header_bytes > kMaxHeaderBytes || t.response.headers.size() >= kMaxHeaders) {
+    out.error = {HttpFailure::too_large, fmt::format("GET {}: response headers larger than kiln accepts", url),
+                 t.response.file_bytes};
+  } else if (t.stalled) {
+    out.error = {HttpFailure::stalled, fmt::format("GET {}: no data for {} s", url, t.stall_s), t.response.file_bytes};
+  } else {
+    out.error = {classify(code), fmt::format("GET {}: {}", url, why), t.response.file_bytes};
+  }
+  return out;
+}
+
+Result<UrlParts> resolve_url(const std::string& base, const std::string& location) {
+  std::unique_ptr<CURLU, UrlDeleter> u(curl_url());
+  if (!u) return make_error("out of memory parsing a URL");
+  if (curl_url_set(u.get(), CURLUPART_URL, base.c_str(), 0) != CURLUE_OK) {
+    return make_error("'{}' is not a valid URL", base);
+  }
+  if (!location.empty() && curl_url_set(u.get(), CURLUPART_URL, location.c_str(), 0) != CURLUE_OK) {
+    return make_error("the registry redirected to '{}', which is not a valid URL", location.substr(0, 300));
+  }
+  auto part = [&](CURLUPart which, unsigned flags) -> std::string {
+    char* p = nullptr;
+    if (curl_url_get(u.get(), which, &p, flags) != CURLUE_OK || !p) return {};
+    std::string s(p);
+    curl_free(p);
+    return s;
+  };
+  UrlParts parts;
+  parts.url = part(CURLUPART_URL, 0);
+  parts.scheme = part(CURLUPART_SCHEME, 0);
+  parts.host = part(CURLUPART_HOST, 0);
+  parts.port = part(CURLUPART_PORT, CURLU_DEFAULT_PORT);
+  for (char& ch : parts.host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (parts.scheme != "http" && parts.scheme != "https") {
+    return make_error("'{}' is not an http(s) URL", parts.url.substr(0, 300));
+  }
+  return parts;
+}
+
+}  // namespace kiln::image
