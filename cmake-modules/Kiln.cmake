@@ -28,7 +28,7 @@ This module defines three functions:
                      [WORKING_DIRECTORY <dir>]
                      [LABELS <label>...]
                      [ENGINE <engine>]
-                     [IMAGE <ref>]
+                     [IMAGE <ref>] [USER <user>]
                      [SETUP <command> [SETUP_FILES <path>...]])
 
   The test runs ``kiln run [options] -- <exe> <arg>...`` and its result is the
@@ -100,8 +100,19 @@ This module defines three functions:
     kvm where it works, else qemu).
 
   ``IMAGE <ref>``
-    Guest image. Only ``default`` (Debian's cloud kernel with kiln's
-    initramfs) is supported for now.
+    The guest's root filesystem: an OCI image — ``registry/name:tag``,
+    ``name@sha256:...``, a Docker Hub name such as ``debian:bookworm``,
+    ``oci:<dir>[:tag]`` (an OCI image layout) or ``docker-archive:<file>`` —
+    pulled once, verified and flattened into a read-only disk, with one golden
+    snapshot per image digest. ``default`` (the default) is kiln's busybox
+    guest. With an image, a bare ``COMMAND`` name is the image's program (its
+    ``PATH``), and a target's executable runs with its own libraries, apart
+    from the image's (docs/images.md). A plain-HTTP loopback registry needs
+    ``KILN_INSECURE_REGISTRIES=host:port`` in the test environment of ctest.
+
+  ``USER <user>``
+    Run the command as this user of the guest (``name``, ``uid``,
+    ``name:group``, ``uid:gid``). Default: the image's ``User``, else root.
 
   ``SETUP <command>``
     A fixture: ``<command>`` runs once with ``/bin/sh -c`` (in ``/``, with the
@@ -147,7 +158,7 @@ This module defines three functions:
                         [FILES <path>...] [SHARE <dir>... | SHARE NONE]
                         [ENVIRONMENT <K=V>...]
                         [WORKING_DIRECTORY <dir>] [LABELS <label>...]
-                        [ENGINE <engine>] [IMAGE <ref>]
+                        [ENGINE <engine>] [IMAGE <ref>] [USER <user>]
                         [SETUP <command> [SETUP_FILES <path>...]]
                         [PROPERTIES <name> <value>...]
                         [DISCOVERY_TIMEOUT <seconds>])
@@ -353,8 +364,11 @@ macro(_kiln_vm_options fn)
   if(NOT arg_ENGINE STREQUAL "" AND NOT arg_ENGINE MATCHES "^(auto|kvm|qemu)$")
     message(FATAL_ERROR "${fn}: ENGINE \"${arg_ENGINE}\" is not supported: use auto, kvm or qemu")
   endif()
-  if(DEFINED arg_IMAGE AND NOT arg_IMAGE STREQUAL "default")
-    message(FATAL_ERROR "${fn}: IMAGE \"${arg_IMAGE}\" is not supported: only IMAGE default exists for now")
+  if(NOT DEFINED arg_IMAGE OR arg_IMAGE STREQUAL "")
+    set(arg_IMAGE "default")
+  endif()
+  if(arg_IMAGE MATCHES "[ \t\n]")
+    message(FATAL_ERROR "${fn}: IMAGE \"${arg_IMAGE}\" is not an image reference (it has white space)")
   endif()
   # The repeatable options (--env, --file) come first: kiln's CLI would take a
   # `--` right after one of them as the end of its values, not of the options.
@@ -411,13 +425,19 @@ macro(_kiln_vm_options fn)
   if(arg_ENGINE)
     list(APPEND run_args --engine ${arg_ENGINE})
   endif()
+  if(NOT arg_IMAGE STREQUAL "default")
+    list(APPEND run_args --image ${arg_IMAGE})
+  endif()
+  if(DEFINED arg_USER)
+    list(APPEND run_args --user ${arg_USER})
+  endif()
   # Seconds may be fractional: ctest's TIMEOUT is the integer part plus the margin.
   string(REGEX REPLACE "\\..*" "" _kiln_whole "${arg_TIMEOUT}")
   math(EXPR ctest_timeout "${_kiln_whole} + 1 + ${KILN_TIMEOUT_MARGIN}")
 endmacro()
 
 # The fixture that bakes the golden snapshot of one VM shape; sets `fixture` (empty when off).
-function(_kiln_bake_fixture out memory cpus engine)
+function(_kiln_bake_fixture out memory cpus engine image)
   set(${out} "" PARENT_SCOPE)
   if(NOT KILN_BAKE_FIXTURE)
     return()
@@ -426,6 +446,13 @@ function(_kiln_bake_fixture out memory cpus engine)
   if(engine)
     string(APPEND name ".${engine}")
   endif()
+  if(NOT image STREQUAL "default")
+    # One fixture per image: it pulls the image and bakes its golden once, before the tests.
+    string(SHA256 _kiln_image_id "${image}")
+    string(SUBSTRING "${_kiln_image_id}" 0 12 _kiln_image_id)
+    string(REGEX REPLACE "[^A-Za-z0-9_.-]+" "_" _kiln_image_name "${image}")
+    string(APPEND name ".${_kiln_image_name}.${_kiln_image_id}")
+  endif()
   get_property(defined GLOBAL PROPERTY _KILN_FIXTURE_${name} SET)
   if(NOT defined)
     set_property(GLOBAL PROPERTY _KILN_FIXTURE_${name} 1)
@@ -433,6 +460,9 @@ function(_kiln_bake_fixture out memory cpus engine)
     set(args --memory ${memory} --cpus ${cpus})
     if(engine)
       list(APPEND args --engine ${engine})
+    endif()
+    if(NOT image STREQUAL "default")
+      list(APPEND args --image ${image})
     endif()
     # Defined in the top-level directory so every directory's tests can require it.
     cmake_language(EVAL CODE "
@@ -467,7 +497,7 @@ endfunction()
 function(add_microvm_test)
   set(fn "add_microvm_test")
   cmake_parse_arguments(PARSE_ARGV 0 arg ""
-    "NAME;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;SETUP"
+    "NAME;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;USER;SETUP"
     "COMMAND;FILES;ENVIRONMENT;LABELS;SETUP_FILES;SHARE")
   if(NOT arg_NAME)
     message(FATAL_ERROR "${fn}: NAME is required")
@@ -521,7 +551,7 @@ function(add_microvm_test)
   if(KILN_USE_RESOURCE_GROUPS)
     set_property(TEST ${arg_NAME} APPEND PROPERTY RESOURCE_GROUPS "microvm_slots:1")
   endif()
-  _kiln_bake_fixture(fixture ${arg_MEMORY} ${arg_CPUS} "${arg_ENGINE}")
+  _kiln_bake_fixture(fixture ${arg_MEMORY} ${arg_CPUS} "${arg_ENGINE}" "${arg_IMAGE}")
   if(fixture)
     set_property(TEST ${arg_NAME} APPEND PROPERTY FIXTURES_REQUIRED ${fixture})
   endif()
@@ -717,7 +747,7 @@ endfunction()
 function(kiln_discover_tests target)
   set(fn "kiln_discover_tests(${target})")
   cmake_parse_arguments(PARSE_ARGV 1 arg ""
-    "TEST_PREFIX;TEST_SUFFIX;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;DISCOVERY_TIMEOUT;SETUP"
+    "TEST_PREFIX;TEST_SUFFIX;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;USER;DISCOVERY_TIMEOUT;SETUP"
     "EXTRA_ARGS;FILES;ENVIRONMENT;LABELS;PROPERTIES;SETUP_FILES;SHARE")
   if(NOT TARGET ${target})
     message(FATAL_ERROR "${fn}: \"${target}\" is not a target")
@@ -741,7 +771,7 @@ function(kiln_discover_tests target)
 
   list(APPEND arg_LABELS microvm)
   list(REMOVE_DUPLICATES arg_LABELS)
-  _kiln_bake_fixture(fixture ${arg_MEMORY} ${arg_CPUS} "${arg_ENGINE}")
+  _kiln_bake_fixture(fixture ${arg_MEMORY} ${arg_CPUS} "${arg_ENGINE}" "${arg_IMAGE}")
 
   # Discovery parameters go through a generated file, not -D arguments, so lists
   # and generator expressions survive intact.

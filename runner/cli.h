@@ -10,6 +10,7 @@
 
 #include "common/result.h"
 #include "runner/guest.h"
+#include "runner/guest_image.h"
 #include "vmm/engine.h"
 
 namespace kiln::snapshot {
@@ -21,6 +22,7 @@ namespace kiln::runner {
 /// Options every VM-starting subcommand shares (run, bake).
 struct VmOptions {
   GuestOptions guest;
+  ImageOptions image;
   vmm::EngineOptions engine;
   int verbosity = 0;
   bool timings = false;

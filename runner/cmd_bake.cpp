@@ -1,4 +1,5 @@
-// `kiln bake`: make sure the golden snapshot exists (e.g. before a parallel ctest run).
+// `kiln bake`: make sure the golden snapshot exists (e.g. before a parallel ctest run);
+// with --image, the image is pulled and its root disk written first.
 #include "common/fs.h"
 #include "common/log.h"
 #include "runner/cli.h"
@@ -25,8 +26,11 @@ int execute(BakeCliOptions& o) {
     log::error(e.message);
     return e.kind == ErrorKind::interrupted ? exit_code::signal_base + interrupt::received() : exit_code::kiln_error;
   };
+  auto image = resolve_guest_image(o.vm.image, progress);
+  if (!image) return fail(image.error());
   auto guest = prepare_guest(o.vm.guest);
   if (!guest) return fail(guest.error());
+  if (*image) attach_image(**image, *guest);
   snapshot::Store store(fs::cache_root() / "snapshots");
   auto golden = ensure_golden(store, *guest, o.vm.engine, progress, o.force, o.vm.verbosity > 0);
   if (!golden) return fail(golden.error());

@@ -1,7 +1,9 @@
 // `kiln run [options] -- COMMAND [ARGS...]`: a short sequence of named phases,
 // each in its own file —
 //   plan (run_plan)          what to run: command, payload, setup, request
-//   guest (guest, golden)    kernel + initramfs, and the golden snapshot for them
+//   image (guest_image)      --image: the pulled OCI image and its root disk; the plan
+//                            adapted to it (image_plan)
+//   guest (guest, golden)    kernel + initramfs (+ image disk), and their golden snapshot
 //   restore chain            golden -> fixture layer -> payload layer
 //   get a VM (acquire_vm)    restored from that point (healed if corrupt)
 //   run (run_command)        setup if needed, payload, exec, stream; VM destroyed
@@ -10,6 +12,7 @@
 #include "runner/acquire_vm.h"
 #include "runner/cli.h"
 #include "runner/exit_codes.h"
+#include "runner/image_plan.h"
 #include "runner/interrupt.h"
 #include "runner/run_command.h"
 #include "runner/test_listing.h"
@@ -28,7 +31,10 @@ struct RunCliOptions {
 
 Result<int> run(RunCliOptions& o, Progress& progress) {
   KILN_ASSIGN_OR_RETURN(RunPlan plan, plan_run(o.args));
+  KILN_ASSIGN_OR_RETURN(std::optional<GuestImage> image, resolve_guest_image(o.vm.image, progress));
+  if (image) KILN_TRY(plan_for_image(*image, o.args, plan));
   KILN_ASSIGN_OR_RETURN(PreparedGuest guest, prepare_guest(o.vm.guest));
+  if (image) attach_image(*image, guest);
   plan.request.memory_mib = guest.spec.memory_mib;
   snapshot::Store store(fs::cache_root() / "snapshots");
   KILN_ASSIGN_OR_RETURN(Golden golden, ensure_golden(store, guest, o.vm.engine, progress, false, plan.request.verbose));
@@ -72,7 +78,7 @@ void register_run(CLI::App& app, int& exit_code) {
   cmd->footer(
       "A COMMAND containing '/' is a host executable: it, its shared libraries (as the host's dynamic\n"
       "loader resolves them) and every --file appear in the guest at the same absolute paths.\n"
-      "A bare name runs from the guest's PATH (busybox applets).\n"
+      "A bare name runs from the guest's PATH (busybox applets; the image's programs with --image).\n"
       "Example: kiln run --timeout 30 --file ./testdata -- ./build/my_test --gtest_brief=1");
   // Once parsed, before kiln prepares its cache (main.cpp): a listing needs no cache,
   // no golden and no VM.
@@ -90,6 +96,9 @@ void register_run(CLI::App& app, int& exit_code) {
                                                     ? std::string("expected K=V")
                                                     : std::string(); });
   cmd->add_option("--cwd", o->args.cwd, "Working directory in the guest (default: the current directory, created empty)");
+  cmd->add_option("--user", o->args.user,
+                  "Run the command as this guest user (name, uid, name:group, uid:gid; default: the image's "
+                  "User, else root)");
   cmd->add_option("--timeout", o->args.timeout, "Kill the VM after SEC seconds; kiln then exits 124")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--file", o->args.files, "Host file or directory to place in the guest at the same path (repeatable)")

@@ -19,6 +19,16 @@ void add_vm_options(CLI::App& cmd, VmOptions& o, std::function<void()> then) {
       ->check(CLI::ExistingFile);
   cmd.add_option("--modules", o.guest.modules, "That kernel's lib/modules/<version> directory")
       ->check(CLI::ExistingDirectory);
+  cmd.add_option("--image", o.image.ref,
+                 "The guest's root: an OCI image (registry/name:tag, name@sha256:..., debian:bookworm, "
+                 "oci:DIR[:tag], docker-archive:FILE) or default (busybox; docs/images.md)")
+      ->capture_default_str();
+  cmd.add_option("--insecure-registry", o.image.insecure_registries,
+                 "Use plain HTTP (no TLS) for this registry HOST[:PORT] only (repeatable; also "
+                 "KILN_INSECURE_REGISTRIES=h1,h2)")
+      ->allow_extra_args(false);
+  cmd.add_option("--registry-ca", o.image.registry_ca, "CA bundle (PEM) that registries' TLS certificates must chain to")
+      ->check(CLI::ExistingFile);
   cmd.add_flag("-v,--verbose", o.verbosity, "Show progress steps and the guest console log on stderr");
   cmd.add_flag("--timings", o.timings, "Print how long each step of bake and restore took");
   // A size the engine cannot boot is a bad command line (exit 2), refused before any

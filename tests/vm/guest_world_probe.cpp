@@ -5,6 +5,7 @@
 // real test programs run, and kiln ships this program with its libraries like any other.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gnu/libc-version.h>
 #include <grp.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -288,7 +289,13 @@ void check_utc() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // image_test.cpp: which glibc this program runs with (its own, shipped with it, even
+  // in an image whose libc is another).
+  if (argc == 2 && std::string(argv[1]) == "libc-version") {
+    std::printf("%s\n", gnu_get_libc_version());
+    return 0;
+  }
   check_localhost_resolves();
   check_loopback_server();
   check_users();

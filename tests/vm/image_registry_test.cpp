@@ -1,0 +1,103 @@
+// OCI images pulled from a real registry on loopback (Debian's docker-registry,
+// started by scripts/test-registry), the way a user pulls: `kiln run --image
+// 127.0.0.1:PORT/kiln-test/pg:15`. The images are pushed there with skopeo from the
+// layouts tests/images/build-test-images made.
+#include "vm_test_support.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace kiln::vmtest {
+namespace {
+
+namespace fs = std::filesystem;
+
+// "KEY=VALUE" lines -> the value of `key`.
+std::string value_of(const std::string& lines, const std::string& key) {
+  std::istringstream in(lines);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
+  return {};
+}
+
+class ImageRegistry : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto started = run_argv({TEST_REGISTRY, "--watch", std::to_string(::getpid())});
+    ASSERT_EQ(started.exit_code, 0) << started.err;
+    addr_ = value_of(started.out, "ADDR");
+    dir_ = value_of(started.out, "DIR");
+    ASSERT_FALSE(addr_.empty()) << started.out;
+    for (const char* name : {"pg", "pg-seeded"}) {
+      auto pushed = run_argv({"skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                              "oci:" + (fs::path(KILN_TEST_IMAGES) / name).string() + ":15",
+                              "docker://" + addr_ + "/kiln-test/" + name + ":15"});
+      ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
+    }
+  }
+  static void TearDownTestSuite() {
+    if (!dir_.empty()) run_argv({TEST_REGISTRY, "--stop", dir_});
+  }
+
+  static KilnRun run(std::vector<std::string> args, const PrivateCache& cache) {
+    std::vector<std::string> argv = {"run"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_kiln(argv, cache, {"KILN_INSECURE_REGISTRIES=" + addr_});
+  }
+
+  static inline std::string addr_;
+  static inline std::string dir_;
+};
+
+TEST_F(ImageRegistry, RunsTheImagesPsqlFromTheRegistry) {
+  PrivateCache cache;
+  auto r = run({"--image", addr_ + "/kiln-test/pg:15", "--", "psql", "--version"}, cache);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("psql (PostgreSQL) 15."), std::string::npos) << r.out;
+  // Pulled once: a second run needs no registry round trip for blobs it has.
+  auto again = run({"--image", addr_ + "/kiln-test/pg:15", "--", "true"}, cache);
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  // (leftovers() would count the registry, a child of this test: look for kiln's own.)
+  EXPECT_EQ(processes_mentioning(cache.path().string()), 0);
+}
+
+uintmax_t bytes_under(const fs::path& dir) {
+  uintmax_t bytes = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) bytes += e.file_size();
+  return bytes;
+}
+
+// Two images sharing their base layer store it once: pulling the second adds only
+// what it does not share (its small seed layer, config, manifest) to the blob store.
+TEST_F(ImageRegistry, TwoImagesSharingABaseLayerStoreItOnce) {
+  PrivateCache cache;
+  auto pull = [&](const std::string& ref) {
+    return run_kiln({"images", "pull", addr_ + ref}, cache, {"KILN_INSECURE_REGISTRIES=" + addr_});
+  };
+  auto first = pull("/kiln-test/pg:15");
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const uintmax_t one = bytes_under(cache.path() / "images" / "blobs");
+  auto second = pull("/kiln-test/pg-seeded:15");
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  const uintmax_t two = bytes_under(cache.path() / "images" / "blobs");
+  EXPECT_GT(one, 20u << 20) << "the base layer is in the store";
+  EXPECT_LT(two - one, 1u << 20) << "the second image stored " << (two - one) << " more bytes";
+}
+
+TEST_F(ImageRegistry, AMissingTagIsAClearError) {
+  PrivateCache cache;
+  auto r = run({"--image", addr_ + "/kiln-test/pg:16", "--", "true"}, cache);
+  EXPECT_EQ(r.exit_code, 125) << "a kiln error, not the command's not-found 127";
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("pg:16"), std::string::npos) << r.err;
+  EXPECT_EQ(processes_mentioning(cache.path().string()), 0);
+}
+
+}  // namespace
+}  // namespace kiln::vmtest
