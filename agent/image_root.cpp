@@ -26,8 +26,13 @@ constexpr const char* kMovedMounts[] = {"/dev", "/proc", "/sys", "/run", "/tmp"}
 
 // Files the default guest has that make names and users resolve (image/initramfs.cpp);
 // an image gets each only where it has none of its own.
-constexpr const char* kBaseFiles[] = {"/etc/hosts", "/etc/hostname", "/etc/nsswitch.conf", "/etc/host.conf",
-                                      "/etc/resolv.conf", "/etc/passwd", "/etc/group"};
+constexpr const char* kBaseFiles[] = {"/etc/hosts", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/resolv.conf",
+                                      "/etc/passwd", "/etc/group"};
+// The guest's name is the agent's (it set the kernel's from the initramfs's): an
+// image's /etc/hostname names whatever machine built it, so kiln's replaces it, as a
+// container runtime's does; and /etc/hosts gets kiln's entries for names it lacks.
+constexpr const char* kHostnameFile = "/etc/hostname";
+constexpr const char* kHostsFile = "/etc/hosts";
 
 std::string wait_for_disk(const std::string& device) {
   for (int waited = 0; waited < kDiskWaitMs; waited += 10) {
@@ -79,6 +84,81 @@ std::string add_base_file(const char* path) {
   }
 }
 
+std::string read_small(const std::string& path, std::string& out) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd) return sys_error(cat("open ", path));
+  char buffer[4096];
+  out.clear();
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error(cat("read ", path));
+    if (n == 0) return {};
+    out.append(buffer, static_cast<size_t>(n));
+    if (out.size() > (1u << 20)) return cat(path, " is larger than 1 MiB");
+  }
+}
+
+// Replaces (or creates) `path` with `text`; a symlink there is replaced, not followed.
+std::string write_small(const std::string& path, const std::string& text) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return sys_error(cat("remove ", path));
+  UniqueFd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!out) return sys_error(cat("create ", path));
+  Status s = write_all(out.get(), text.data(), text.size(), path);
+  return s.is_ok() ? std::string() : s.message();
+}
+
+std::string set_hostname_file() {
+  std::string name;
+  if (auto e = read_small(kHostnameFile, name); !e.empty()) return e;
+  return write_small(cat(kNewRoot, kHostnameFile), name);
+}
+
+bool has_name(const std::string& hosts, const std::string& name) {
+  size_t pos = 0;
+  while (pos < hosts.size()) {
+    size_t end = hosts.find('\n', pos);
+    if (end == std::string::npos) end = hosts.size();
+    std::string line = hosts.substr(pos, end - pos);
+    line = line.substr(0, line.find('#'));
+    size_t f = 0;
+    bool first = true;  // the address
+    while ((f = line.find_first_not_of(" \t", f)) != std::string::npos) {
+      size_t e = line.find_first_of(" \t", f);
+      if (!first && line.compare(f, e == std::string::npos ? std::string::npos : e - f, name) == 0) return true;
+      first = false;
+      f = e;
+    }
+    pos = end + 1;
+  }
+  return false;
+}
+
+// The image's /etc/hosts, plus each line of kiln's that names a host the image's does not.
+std::string merge_hosts() {
+  std::string ours, theirs;
+  if (auto e = read_small(kHostsFile, ours); !e.empty()) return e;
+  const std::string dest = cat(kNewRoot, kHostsFile);
+  if (auto e = read_small(dest, theirs); !e.empty()) return {};  // a symlink or unreadable: left as the image has it
+  std::string added;
+  size_t pos = 0;
+  while (pos < ours.size()) {
+    size_t end = ours.find('\n', pos);
+    if (end == std::string::npos) end = ours.size();
+    const std::string line = ours.substr(pos, end - pos);
+    size_t name_at = line.find_first_of(" \t");
+    name_at = name_at == std::string::npos ? name_at : line.find_first_not_of(" \t", name_at);
+    if (name_at != std::string::npos) {
+      std::string name = line.substr(name_at, line.find_first_of(" \t", name_at) - name_at);
+      if (!has_name(theirs, name)) added += line + "\n";
+    }
+    pos = end + 1;
+  }
+  if (added.empty()) return {};
+  if (!theirs.empty() && theirs.back() != '\n') theirs += '\n';
+  return write_small(dest, theirs + "# added by kiln: names this guest resolves\n" + added);
+}
+
 std::string move_mounts() {
   for (const char* mount_point : kMovedMounts) {
     const std::string target = cat(kNewRoot, mount_point);
@@ -125,6 +205,8 @@ std::string enter_image_root(const std::string& disk) {
   if (auto e = mount_layers(device); !e.empty()) return e;
   for (const char* path : kBaseFiles)
     if (auto e = add_base_file(path); !e.empty()) return e;
+  if (auto e = set_hostname_file(); !e.empty()) return e;
+  if (auto e = merge_hosts(); !e.empty()) return e;
   if (auto e = move_mounts(); !e.empty()) return e;
   return switch_to_new_root();
 }

@@ -59,6 +59,17 @@ TEST(Images, TheImagesEnvironmentAndUsersApply) {
   EXPECT_NE(missing.err.find("no user 'no-such-user'"), std::string::npos) << missing.err;
 }
 
+// The guest world of docs/guest.md holds in an image too: its own /etc files where it
+// has them, kiln's hostname, and the entries its /etc/hosts lacks for that name.
+TEST(Images, TheGuestWorldHoldsInAnImage) {
+  auto r = run_in(kPg, {"--", GUEST_WORLD_PROBE});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("0 failed"), std::string::npos) << r.out;
+  auto name = run_in(kPg, {"--", "sh", "-c", "cat /etc/hostname; hostname; getent hosts kiln | wc -l"});
+  ASSERT_EQ(name.exit_code, 0) << name.err;
+  EXPECT_EQ(name.out, "kiln\nkiln\n1\n");
+}
+
 // Writes land in the guest's tmpfs upper layer: the next VM sees the image unchanged.
 TEST(Images, WritesNeverReachTheImage) {
   const std::string seed = layout("pg-seeded", "15");
