@@ -89,5 +89,27 @@ TEST(Images, ASetupStartsTheImagesPostgresOnce) {
   EXPECT_EQ(r.out, "42\n");
 }
 
+// An image a snapshot was baked from is in use: listed so, kept by gc, and removed
+// only with --force (docs/image-store.md).
+TEST(Images, AnImageInUseByASnapshotIsKept) {
+  PrivateCache cache;
+  const std::string image = layout("bullseye", "11");
+  auto ran = run_kiln({"run", "--image", image, "--", "true"}, cache);
+  ASSERT_EQ(ran.exit_code, 0) << ran.err;
+  auto list = run_kiln({"images", "list"}, cache);
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("1 snapshot"), std::string::npos) << list.out;
+  auto gc = run_kiln({"snapshots", "gc"}, cache);
+  ASSERT_EQ(gc.exit_code, 0) << gc.err;
+  auto after_gc = run_kiln({"images", "list"}, cache);
+  EXPECT_NE(after_gc.out.find("1 snapshot"), std::string::npos) << "gc kept it: " << after_gc.out;
+  auto rm = run_kiln({"images", "rm", image}, cache);
+  EXPECT_NE(rm.exit_code, 0);
+  EXPECT_NE(rm.err.find("in use by snapshot"), std::string::npos) << rm.err;
+  auto forced = run_kiln({"images", "rm", "--force", image}, cache);
+  EXPECT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_EQ(leftovers(cache), "");
+}
+
 }  // namespace
 }  // namespace kiln::vmtest
