@@ -77,7 +77,8 @@ void register_run(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("run", "Run a command in a fresh microVM restored from the golden snapshot");
   cmd->footer(
       "A COMMAND containing '/' is a host executable: it, its shared libraries (as the host's dynamic\n"
-      "loader resolves them) and every --file appear in the guest at the same absolute paths.\n"
+      "loader resolves them) and every --file appear in the guest at the same absolute paths (with\n"
+      "--image: under /.kiln/host, apart from the image's files; docs/images.md).\n"
       "A bare name runs from the guest's PATH (busybox applets; the image's programs with --image).\n"
       "Example: kiln run --timeout 30 --file ./testdata -- ./build/my_test --gtest_brief=1");
   // Once parsed, before kiln prepares its cache (main.cpp): a listing needs no cache,
