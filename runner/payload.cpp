@@ -125,6 +125,13 @@ Result<std::vector<std::string>> parse_loader_list(const std::string& output, co
 }
 
 Result<void> Payload::add_executable_with_closure(const std::filesystem::path& exe, int depth) {
+  const size_t first = entries_.size();
+  auto added = add_closure(exe, depth);
+  for (size_t i = first; i < entries_.size(); ++i) entries_[i].closure = true;
+  return added;
+}
+
+Result<void> Payload::add_closure(const std::filesystem::path& exe, int depth) {
   KILN_TRY(add_path(exe));
   auto prefix = fs::read_file_prefix(exe, 256);
   if (!prefix) return prefix.take_error();
@@ -136,7 +143,7 @@ Result<void> Payload::add_executable_with_closure(const std::filesystem::path& e
     if (begin == std::string::npos || line[begin] != '/' || depth > 4)
       return make_error("{}: unusable #! line", exe.string());
     std::string interpreter = line.substr(begin, line.find_first_of(" \t\r", begin) - begin);
-    return add_executable_with_closure(interpreter, depth + 1);
+    return add_closure(interpreter, depth + 1);
   }
   if (!head.starts_with("\x7f" "ELF"))
     return Error{fmt::format("{} is neither an ELF executable nor a #! script", exe.string()),
@@ -180,7 +187,7 @@ Result<std::string> Payload::content_digest() const {
 }
 
 std::string Payload::guest_symlink_target(const PayloadEntry& e) const {
-  if (e.symlink_target.empty() || e.symlink_target.front() != '/') return e.symlink_target;
+  if (!e.closure || e.symlink_target.empty() || e.symlink_target.front() != '/') return e.symlink_target;
   return guest_prefix_ + e.symlink_target;
 }
 

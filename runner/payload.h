@@ -21,6 +21,10 @@ struct PayloadEntry {
   std::string symlink_target;     ///< for symlinks: the link text, unchanged
   uint32_t mode = 0644;           ///< permission bits for files and directories
   uint64_t size = 0;              ///< for files
+  /// Part of an executable's closure (it, its loader and libraries, the links to them):
+  /// what an OCI image guest places apart under the payload's prefix. Data (--file)
+  /// keeps its host path everywhere.
+  bool closure = false;
 };
 
 class Payload {
@@ -35,13 +39,14 @@ class Payload {
   /// The directories the host's loader found the closures' libraries in, in the order
   /// first seen (host paths): an image guest starts the executable with exactly these.
   const std::vector<std::string>& library_dirs() const { return library_dirs_; }
-  /// Place everything under `prefix` in the guest instead of at the host paths (an OCI
-  /// image guest keeps the host's files apart from the image's: docs/images.md).
-  /// Absolute symlink targets move with it. "" (the default): the host paths.
+  /// Place the executables' closures under `prefix` in the guest instead of at their
+  /// host paths (an OCI image guest keeps the host's programs and libraries apart from
+  /// the image's: docs/images.md); their absolute symlink targets move with them. Data
+  /// entries stay at their host paths. "" (the default): everything at the host paths.
   void place_under(std::string prefix) { guest_prefix_ = std::move(prefix); }
   const std::string& guest_prefix() const { return guest_prefix_; }
   /// Where entry `e` lands in the guest, and what a symlink there points to.
-  std::string guest_path(const PayloadEntry& e) const { return guest_prefix_ + e.path; }
+  std::string guest_path(const PayloadEntry& e) const { return (e.closure ? guest_prefix_ : "") + e.path; }
   std::string guest_symlink_target(const PayloadEntry& e) const;
   bool empty() const { return entries_.empty(); }
   uint64_t total_bytes() const;
@@ -57,6 +62,7 @@ class Payload {
   const std::string& keyed_file_digest(size_t index) const;
 
  private:
+  Result<void> add_closure(const std::filesystem::path& exe, int depth);
   Result<void> add_resolved(const std::string& path, int depth);
   Result<void> add_tree(const std::string& dir, int depth);
   bool seen(const std::string& path);

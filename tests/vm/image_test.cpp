@@ -47,6 +47,14 @@ TEST(Images, AHostExecutableKeepsItsLibrariesAndTheImageKeepsItsOwn) {
   EXPECT_NE(image.out.find("GLIBC 2.31"), std::string::npos) << image.out;
 }
 
+// --file data keeps its host path in an image (only programs and libraries go apart).
+TEST(Images, FilesKeepTheirHostPaths) {
+  const fs::path data = fs::path(KILN_TEST_IMAGES) / "seed-layer.tar";
+  auto r = run_in(kBullseye, {"--file", data.string(), "--", "sh", "-c", "test -f '" + data.string() + "' && echo there"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "there\n");
+}
+
 TEST(Images, TheImagesEnvironmentAndUsersApply) {
   auto env = run_in(kPg, {"--env", "EXTRA=1", "--", "sh", "-c", "echo $LANG $EXTRA; id -un; pwd"});
   ASSERT_EQ(env.exit_code, 0) << env.err;

@@ -67,6 +67,7 @@ namespace {
 TEST(PayloadPrefix, PathsAndAbsoluteSymlinkTargetsMoveUnderThePrefix) {
   Payload p;
   ASSERT_TRUE(p.add_executable_with_closure("/bin/true").ok());
+  ASSERT_TRUE(p.add_path("/usr/share/common-licenses/GPL-3").ok());
   auto plain = p.content_digest();
   ASSERT_TRUE(plain.ok());
   p.place_under("/.kiln/host");
@@ -74,12 +75,21 @@ TEST(PayloadPrefix, PathsAndAbsoluteSymlinkTargetsMoveUnderThePrefix) {
   ASSERT_TRUE(placed.ok());
   EXPECT_NE(*plain, *placed);
   ASSERT_FALSE(p.library_dirs().empty());
+  bool saw_data = false;
   for (const auto& e : p.entries()) {
+    if (e.path == "/usr/share/common-licenses/GPL-3") {
+      saw_data = true;
+      EXPECT_FALSE(e.closure);
+      EXPECT_EQ(p.guest_path(e), e.path) << "data keeps its host path";
+      continue;
+    }
+    EXPECT_TRUE(e.closure) << e.path;
     EXPECT_EQ(p.guest_path(e), "/.kiln/host" + e.path);
     if (e.kind != PayloadEntry::Kind::symlink) continue;
     if (e.symlink_target.front() == '/') EXPECT_EQ(p.guest_symlink_target(e), "/.kiln/host" + e.symlink_target);
     else EXPECT_EQ(p.guest_symlink_target(e), e.symlink_target);
   }
+  EXPECT_TRUE(saw_data);
 }
 
 }  // namespace
