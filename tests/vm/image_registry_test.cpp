@@ -99,5 +99,68 @@ TEST_F(ImageRegistry, AMissingTagIsAClearError) {
   EXPECT_EQ(processes_mentioning(cache.path().string()), 0);
 }
 
+std::string base64(const std::string& in) {
+  static constexpr char kDigits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < in.size(); i += 3) {
+    uint32_t v = static_cast<uint8_t>(in[i]) << 16;
+    if (i + 1 < in.size()) v |= static_cast<uint8_t>(in[i + 1]) << 8;
+    if (i + 2 < in.size()) v |= static_cast<uint8_t>(in[i + 2]);
+    out += kDigits[(v >> 18) & 63];
+    out += kDigits[(v >> 12) & 63];
+    out += i + 1 < in.size() ? kDigits[(v >> 6) & 63] : '=';
+    out += i + 2 < in.size() ? kDigits[v & 63] : '=';
+  }
+  return out;
+}
+
+// A registry as a team runs one: TLS with its own CA, Basic auth. kiln verifies the
+// certificate against --registry-ca, takes the credentials from $REGISTRY_AUTH_FILE,
+// and says what is missing when either is.
+TEST(ImageRegistryTls, BasicAuthOverTlsWithTheRegistrysCa) {
+  auto started = run_argv({TEST_REGISTRY, "--tls", "--htpasswd", "kiln:s3cret", "--watch", std::to_string(::getpid())});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  const std::string addr = value_of(started.out, "ADDR");
+  const std::string dir = value_of(started.out, "DIR");
+  auto pushed = run_argv({"skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", "kiln:s3cret",
+                          "oci:" + (fs::path(KILN_TEST_IMAGES) / "bullseye").string() + ":11",
+                          "docker://" + addr + "/kiln-test/bullseye:11"});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.err;
+  PrivateCache cache;
+  // kiln's runs through a private cache get a /tmp of their own: the CA goes beside the cache.
+  const std::string ca = (cache.path() / "ca.crt").string();
+  fs::copy_file(value_of(started.out, "CA"), ca);
+  const fs::path auth = cache.path() / "auth.json";
+  std::ofstream(auth) << R"({"auths": {")" << addr << R"(": {"auth": ")" << base64("kiln:s3cret") << R"("}}})";
+  const std::string ref = addr + "/kiln-test/bullseye:11";
+
+  const fs::path no_auth = cache.path() / "no-auth.json";
+  std::ofstream(no_auth) << R"({"auths": {}})";
+  auto no_creds = run_kiln({"images", "pull", "--registry-ca", ca, ref}, cache, {"REGISTRY_AUTH_FILE=" + no_auth.string()});
+  EXPECT_NE(no_creds.exit_code, 0);
+  EXPECT_NE(no_creds.err.find("credentials"), std::string::npos) << no_creds.err;
+  auto no_ca = run_kiln({"images", "pull", ref}, cache, {"REGISTRY_AUTH_FILE=" + auth.string()});
+  EXPECT_NE(no_ca.exit_code, 0) << "TLS is verified: the test CA is nobody's";
+  auto pulled = run_kiln({"run", "--registry-ca", ca, "--image", ref, "--", "cat", "/etc/debian_version"}, cache,
+                         {"REGISTRY_AUTH_FILE=" + auth.string()});
+  EXPECT_EQ(pulled.exit_code, 0) << pulled.err;
+  EXPECT_EQ(pulled.out.substr(0, 3), "11.");
+  run_argv({TEST_REGISTRY, "--stop", dir});
+}
+
+// `docker save` tarballs are images too (skopeo writes one from the layout here).
+TEST(ImageArchive, ADockerArchiveRuns) {
+  PrivateCache cache;
+  const fs::path archive = cache.path() / "bullseye.tar";
+  auto saved = run_argv({"skopeo", "copy", "--quiet",
+                         "oci:" + (fs::path(KILN_TEST_IMAGES) / "bullseye").string() + ":11",
+                         "docker-archive:" + archive.string() + ":kiln-test/bullseye:11"});
+  ASSERT_EQ(saved.exit_code, 0) << saved.err;
+  auto r = run_kiln({"run", "--image", "docker-archive:" + archive.string(), "--", "cat", "/etc/debian_version"}, cache);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, 3), "11.");
+  EXPECT_EQ(leftovers(cache), "");
+}
+
 }  // namespace
 }  // namespace kiln::vmtest
