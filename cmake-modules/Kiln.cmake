@@ -105,7 +105,8 @@ This module defines three functions:
     ``oci:<dir>[:tag]`` (an OCI image layout) or ``docker-archive:<file>`` —
     pulled once, verified and flattened into a read-only disk, with one golden
     snapshot per image digest. ``default`` (the default) is kiln's busybox
-    guest. With an image, a bare ``COMMAND`` name is the image's program (its
+    guest; ``KILN_DEFAULT_IMAGE`` sets the default (with the whole-project
+    switch: ``-DKILN_DEFAULT_IMAGE=<ref>``). With an image, a bare ``COMMAND`` name is the image's program (its
     ``PATH``), and a target's executable runs with its own libraries, apart
     from the image's (docs/images.md). A plain-HTTP loopback registry needs
     ``KILN_INSECURE_REGISTRIES=host:port`` in the test environment of ctest.
@@ -190,7 +191,7 @@ This module defines three functions:
   :command:`add_test` calls::
 
     kiln_run_all_tests([MEMORY <MiB>] [CPUS <n>] [TIMEOUT <seconds>] [ENGINE <engine>]
-                       [SHARE <dir>... | SHARE NONE])
+                       [IMAGE <ref>] [USER <user>] [SHARE <dir>... | SHARE NONE])
 
   Call it before any target is defined (early in the top-level
   ``CMakeLists.txt``), or leave the project untouched and configure it with
@@ -225,7 +226,7 @@ Variables
 ``KILN_EXECUTABLE``
   The kiln binary. Default: the imported target ``Kiln::kiln`` from the
   package, else ``find_program(kiln)``.
-``KILN_DEFAULT_MEMORY``, ``KILN_DEFAULT_CPUS``, ``KILN_DEFAULT_TIMEOUT``, ``KILN_DEFAULT_ENGINE``, ``KILN_DEFAULT_SHARE``
+``KILN_DEFAULT_MEMORY``, ``KILN_DEFAULT_CPUS``, ``KILN_DEFAULT_TIMEOUT``, ``KILN_DEFAULT_ENGINE``, ``KILN_DEFAULT_IMAGE``, ``KILN_DEFAULT_SHARE``
   Project-wide defaults for the keywords above.
 ``KILN_TIMEOUT_MARGIN``
   Seconds the ctest ``TIMEOUT`` exceeds kiln's own. Default: 30.
@@ -271,6 +272,7 @@ _kiln_default(KILN_DEFAULT_MEMORY 256 STRING "Default guest memory (MiB) of micr
 _kiln_default(KILN_DEFAULT_CPUS 1 STRING "Default vCPUs of microVM tests")
 _kiln_default(KILN_DEFAULT_TIMEOUT 300 STRING "Default kiln --timeout (seconds) of microVM tests")
 _kiln_default(KILN_DEFAULT_ENGINE "" STRING "Default VM engine of microVM tests (empty: kiln's default)")
+_kiln_default(KILN_DEFAULT_IMAGE "default" STRING "Default guest image of microVM tests (an OCI image reference, or default)")
 _kiln_default(KILN_TIMEOUT_MARGIN 30 STRING "Seconds the ctest TIMEOUT exceeds kiln's --timeout")
 _kiln_default(KILN_USE_RESOURCE_GROUPS OFF BOOL "Give every microVM test RESOURCE_GROUPS microvm_slots:1")
 _kiln_default(KILN_BAKE_FIXTURE ON BOOL "Bake the golden snapshot in a ctest fixture before microVM tests")
@@ -351,7 +353,7 @@ macro(_kiln_vm_options fn)
       message(FATAL_ERROR "${fn}: ${_kiln_kw} needs a value")
     endif()
   endforeach()
-  foreach(_kiln_kw MEMORY CPUS TIMEOUT ENGINE)
+  foreach(_kiln_kw MEMORY CPUS TIMEOUT ENGINE IMAGE)
     if(NOT DEFINED arg_${_kiln_kw})
       set(arg_${_kiln_kw} "${KILN_DEFAULT_${_kiln_kw}}")
     endif()
@@ -364,12 +366,7 @@ macro(_kiln_vm_options fn)
   if(NOT arg_ENGINE STREQUAL "" AND NOT arg_ENGINE MATCHES "^(auto|kvm|qemu)$")
     message(FATAL_ERROR "${fn}: ENGINE \"${arg_ENGINE}\" is not supported: use auto, kvm or qemu")
   endif()
-  if(NOT DEFINED arg_IMAGE OR arg_IMAGE STREQUAL "")
-    set(arg_IMAGE "default")
-  endif()
-  if(arg_IMAGE MATCHES "[ \t\n]")
-    message(FATAL_ERROR "${fn}: IMAGE \"${arg_IMAGE}\" is not an image reference (it has white space)")
-  endif()
+  _kiln_check_image("${fn}" arg_IMAGE)
   # The repeatable options (--env, --file) come first: kiln's CLI would take a
   # `--` right after one of them as the end of its values, not of the options.
   set(run_args "")
@@ -434,6 +431,16 @@ macro(_kiln_vm_options fn)
   # Seconds may be fractional: ctest's TIMEOUT is the integer part plus the margin.
   string(REGEX REPLACE "\\..*" "" _kiln_whole "${arg_TIMEOUT}")
   math(EXPR ctest_timeout "${_kiln_whole} + 1 + ${KILN_TIMEOUT_MARGIN}")
+endmacro()
+
+# IMAGE: empty means default; white space is no reference.
+macro(_kiln_check_image fn var)
+  if("${${var}}" STREQUAL "")
+    set(${var} "default")
+  endif()
+  if("${${var}}" MATCHES "[ \t\n]")
+    message(FATAL_ERROR "${fn}: IMAGE \"${${var}}\" is not an image reference (it has white space)")
+  endif()
 endmacro()
 
 # The fixture that bakes the golden snapshot of one VM shape; sets `fixture` (empty when off).
@@ -601,7 +608,7 @@ endfunction()
 
 function(kiln_run_all_tests)
   set(fn "kiln_run_all_tests")
-  cmake_parse_arguments(PARSE_ARGV 0 arg "" "MEMORY;CPUS;TIMEOUT;ENGINE" "SHARE")
+  cmake_parse_arguments(PARSE_ARGV 0 arg "" "MEMORY;CPUS;TIMEOUT;ENGINE;IMAGE;USER" "SHARE")
   if(arg_UNPARSED_ARGUMENTS)
     list(GET arg_UNPARSED_ARGUMENTS 0 word)
     message(FATAL_ERROR "${fn}: unknown keyword: ${word}")
@@ -609,11 +616,12 @@ function(kiln_run_all_tests)
   foreach(kw IN LISTS arg_KEYWORDS_MISSING_VALUES)
     message(FATAL_ERROR "${fn}: ${kw} needs a value")
   endforeach()
-  foreach(kw MEMORY CPUS ENGINE)
+  foreach(kw MEMORY CPUS ENGINE IMAGE)
     if(NOT DEFINED arg_${kw})
       set(arg_${kw} "${KILN_DEFAULT_${kw}}")
     endif()
   endforeach()
+  _kiln_check_image("${fn}" arg_IMAGE)
   _kiln_check_range("${fn}" MEMORY "${arg_MEMORY}" 64 65536)
   _kiln_check_range("${fn}" CPUS "${arg_CPUS}" 1 64)
   if(NOT arg_ENGINE STREQUAL "" AND NOT arg_ENGINE MATCHES "^(auto|kvm|qemu)$")
@@ -648,6 +656,12 @@ function(kiln_run_all_tests)
   endif()
   if(arg_ENGINE)
     list(APPEND launcher --engine ${arg_ENGINE})
+  endif()
+  if(NOT arg_IMAGE STREQUAL "default")
+    list(APPEND launcher --image ${arg_IMAGE})
+  endif()
+  if(DEFINED arg_USER)
+    list(APPEND launcher --user ${arg_USER})
   endif()
   list(APPEND launcher --)
   set(${var} "${launcher}" PARENT_SCOPE)
