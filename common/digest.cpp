@@ -89,18 +89,23 @@ static Result<void> digest_sparse(int fd, uint64_t size, XXH3_state_t* state, st
   return {};
 }
 
+Result<std::string> digest_open_file(int fd, uint64_t size, const std::filesystem::path& name) {
+  std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
+  XXH3_128bits_reset(state.get());
+  std::vector<char> buf(1 << 20);
+  KILN_TRY(hash_range(fd, 0, static_cast<off_t>(size), state.get(), buf, name));
+  return to_hex(XXH3_128bits_digest(state.get()));
+}
+
 static Result<std::string> digest(const std::filesystem::path& path, bool sparse) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return make_error("cannot open {}: {}", path.string(), std::strerror(errno));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return make_error("cannot stat {}: {}", path.string(), std::strerror(errno));
+  if (!sparse) return digest_open_file(fd.get(), static_cast<uint64_t>(st.st_size), path);
   std::unique_ptr<XXH3_state_t, StateDeleter> state(XXH3_createState());
   XXH3_128bits_reset(state.get());
   std::vector<char> buf(1 << 20);
-  if (!sparse) {
-    KILN_TRY(hash_range(fd.get(), 0, st.st_size, state.get(), buf, path));
-    return to_hex(XXH3_128bits_digest(state.get()));
-  }
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   KILN_TRY(digest_sparse(fd.get(), size, state.get(), buf, path));
   XXH3_128bits_update(state.get(), &size, sizeof size);

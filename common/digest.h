@@ -36,6 +36,11 @@ class DigestStream {
 /// Hex XXH3-128 of a whole file, streamed.
 Result<std::string> digest_file(const std::filesystem::path& path);
 
+/// digest_file() of the first `size` bytes of an open file (its size when fstat'd), so a
+/// caller can take the file's identity and its digest from one descriptor. `name` is
+/// for messages only.
+Result<std::string> digest_open_file(int fd, uint64_t size, const std::filesystem::path& name);
+
 /// Hex XXH3-128 over the non-zero 4 KiB pages of a (possibly sparse) file and their
 /// offsets: holes and all-zero pages hash alike, so the digest depends on the bytes
 /// only, and a 256 MiB guest-RAM file with 30 MiB touched costs ~30 MiB of reads.

@@ -1,6 +1,7 @@
 #include "image/initramfs.h"
 
 #include "common/digest.h"
+#include "common/digest_memo.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/subprocess.h"
@@ -226,7 +227,7 @@ Result<std::string> manifest(const std::vector<CpioEntry>& entries, const Initra
         if (e.source.empty()) {
           digest = digest_bytes(e.data);
         } else {
-          auto d = digest_file(e.source);
+          auto d = memo_digest_file(e.source);
           if (!d) return with_context("hashing initramfs input", d.error());
           digest = std::move(*d);
         }

@@ -1,6 +1,6 @@
 #include "runner/guest.h"
 
-#include "common/digest.h"
+#include "common/digest_memo.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "image/guest_kernel.h"
@@ -46,7 +46,7 @@ Result<PreparedGuest> prepare_guest(const GuestOptions& options) {
   inputs.modules = modules;
   inputs.cache_dir = fs::cache_root();
   KILN_ASSIGN_OR_RETURN(auto initramfs, image::build_initramfs(inputs));
-  KILN_ASSIGN_OR_RETURN(auto kernel_digest, digest_file(kernel.kernel));
+  KILN_ASSIGN_OR_RETURN(auto kernel_digest, memo_digest_file(kernel.kernel));
 
   PreparedGuest g;
   g.spec.kernel = kernel.kernel;

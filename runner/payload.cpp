@@ -1,6 +1,7 @@
 #include "runner/payload.h"
 
 #include "common/digest.h"
+#include "common/digest_memo.h"
 #include "common/fs.h"
 #include "common/subprocess.h"
 #include "image/elf_interp.h"
@@ -168,14 +169,16 @@ Result<void> Payload::add_closure(const std::filesystem::path& exe, int depth) {
 
 Result<std::string> Payload::content_digest() const {
   // One line per entry, fields separated by NUL (no path holds one); file contents
-  // enter as their own digest, so this costs one read of each file.
+  // enter as their own digest, remembered by file identity (memo_digest_file): a
+  // file is read only when it changed. payload_send still checks the bytes it sends
+  // against these digests, so a file rewritten after this is caught there.
   std::string text;
   std::vector<std::string> file_digests(entries_.size());
   for (size_t i = 0; i < entries_.size(); ++i) {
     const auto& e = entries_[i];
     const char* kind = e.kind == PayloadEntry::Kind::file ? "file" : e.kind == PayloadEntry::Kind::symlink ? "link" : "dir";
     if (e.kind == PayloadEntry::Kind::file) {
-      auto d = digest_file(e.path);
+      auto d = memo_digest_file(e.path);
       if (!d) return with_context("digesting the payload", d.error());
       file_digests[i] = std::move(*d);
     }
