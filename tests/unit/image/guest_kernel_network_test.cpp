@@ -56,7 +56,7 @@ TEST(GuestKernelFetch, FetchesDebianCloudKernelOnceForConcurrentCallers) {
                         "kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/virtio/virtio.ko",
                         "kernel/drivers/virtio/virtio_mmio.ko", "kernel/drivers/char/virtio_console.ko",
                         "kernel/drivers/block/virtio_blk.ko", "kernel/drivers/net/dummy.ko", "kernel/fs/fuse/fuse.ko",
-                        "kernel/fs/overlayfs/overlay.ko"}));
+                        "kernel/fs/overlayfs/overlay.ko", "kernel/fs/squashfs/squashfs.ko"}));
 
   // Afterwards: the cache, no subprocess.
   testing::ScopedEnv path("PATH", "/nonexistent");
