@@ -5,9 +5,12 @@
 #include "bench/host_usage.h"
 #include "bench/layers_bench.h"
 #include "common/fs.h"
+#include "common/unique_fd.h"
 #include "snapshot/layout.h"
+#include "snapshot/sparse_io.h"
 
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,6 +41,16 @@ uint64_t diff_bytes(const std::filesystem::path& layer_dir) {
 // What the layer would take as a full snapshot: its complete RAM image (sparse) and state.
 uint64_t full_bytes(const std::filesystem::path& layer_dir) {
   return allocated_bytes(layer_dir / layout::kFlatFile) + allocated_bytes(layer_dir / layout::kStateFile);
+}
+
+// Bytes of a layer's flat file that are its own: with reflinks (XFS, btrfs) the rest is
+// shared with the golden's memory; elsewhere all of it.
+uint64_t owned_flat_bytes(const std::filesystem::path& layer_dir) {
+  const auto flat = layer_dir / layout::kFlatFile;
+  UniqueFd fd(::open(flat.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return 0;
+  auto owned = snapshot::sparse::owned_bytes(fd.get(), flat);
+  return owned ? *owned : allocated_bytes(flat);
 }
 
 // N VMs from `snap`, all alive, each after one run of the gtest binary; then the sum of
@@ -144,7 +157,7 @@ Result<std::filesystem::path> variant_of(const std::filesystem::path& exe, int i
 Result<double> dedup(benchmark::State& state) {
   auto& bench = layers_bench();
   KILN_ASSIGN_OR_RETURN(auto* guest, bench.guest());
-  uint64_t diffs = 0, fulls = 0, flats = 0, payload_bytes = 0;
+  uint64_t diffs = 0, fulls = 0, flats = 0, owned_flats = 0, payload_bytes = 0;
   double build_ms = 0;
   for (int i = 0; i < bench.config().vms; ++i) {
     KILN_ASSIGN_OR_RETURN(auto exe, variant_of(bench.config().gtest_cases, i));
@@ -155,12 +168,14 @@ Result<double> dedup(benchmark::State& state) {
     diffs += diff_bytes(layer.dir);
     fulls += full_bytes(layer.dir);
     flats += allocated_bytes(layer.dir / layout::kFlatFile);
+    owned_flats += owned_flat_bytes(layer.dir);
     payload_bytes += payload.total_bytes();
   }
   auto& s = bench.samples();
   s.add("dedup/diff", static_cast<double>(diffs));
   s.add("dedup/full", static_cast<double>(fulls));
   s.add("dedup/flat", static_cast<double>(flats));
+  s.add("dedup/flat owned", static_cast<double>(owned_flats));
   s.add("dedup/payload", static_cast<double>(payload_bytes));
   s.add("dedup/golden", static_cast<double>(allocated_bytes(guest->golden().dir)));
   state.counters["diffs_MiB"] = static_cast<double>(diffs) / kMiB;
@@ -240,10 +255,18 @@ void print_memory_summary() {
                mib("dedup/full") / n);
     fmt::print("dedup ratio full / diff:            {:8.1f}x  (golden itself: {:.0f} MiB, stored once)\n",
                ratio(s.value("dedup/full"), s.value("dedup/diff")), mib("dedup/golden"));
-    if (s.value("dedup/flat") > 0)
+    if (s.value("dedup/flat") > 0) {
       fmt::print("(this engine restores from flat images, so the store also keeps {:.1f} MiB of them: derived,\n"
                  " evicted first by `kiln snapshots gc`; the kvm engine maps the diffs and keeps none)\n",
                  mib("dedup/flat"));
+      // Unique extents (FIEMAP), not du: on XFS or btrfs a flat image is a reflink of the
+      // golden's memory plus the layer's pages (snapshot::write_shared_flat_image).
+      fmt::print("flat images' own extents (not shared with the golden): {:.1f} MiB ({:.1f} MiB each)\n",
+                 mib("dedup/flat owned"), mib("dedup/flat owned") / n);
+      fmt::print("disk per payload layer, diff + own flat extents: {:.1f} MiB (the cache dir's filesystem: {})\n",
+                 (mib("dedup/diff") + mib("dedup/flat owned")) / n,
+                 s.value("dedup/flat owned") < s.value("dedup/flat") / 2 ? "reflinks" : "no reflinks");
+    }
   }
 }
 

@@ -102,15 +102,10 @@ Result<DiffIndex> write_memory_diff(const std::filesystem::path& image, const Me
   return index;
 }
 
-Result<void> write_flat_image(const LayerChain& chain, int out_fd, const std::filesystem::path& out_path) {
-  auto root_path = chain.root_memory();
-  UniqueFd root(::open(root_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!root) return make_error("cannot open {}: {}", root_path.string(), std::strerror(errno));
-  if (::ftruncate(out_fd, static_cast<off_t>(chain.memory_size())) != 0)
-    return make_error("cannot size {}: {}", out_path.string(), std::strerror(errno));
-  KILN_ASSIGN_OR_RETURN(auto data, sparse::data_extents(root.get(), chain.memory_size(), root_path));
-  for (const auto& r : data) KILN_TRY(sparse::copy_range(root.get(), out_fd, r, root_path));
+namespace {
 
+// Each layer's pages over the root content already in `out_fd`, root -> leaf.
+Result<void> apply_layers(const LayerChain& chain, int out_fd, const std::filesystem::path& out_path) {
   std::vector<char> buf(kBlock);
   for (const auto& layer : chain.layers) {
     auto pages_path = layer.pages();
@@ -139,6 +134,37 @@ Result<void> write_flat_image(const LayerChain& chain, int out_fd, const std::fi
   // No fsync: a flat file is derived data whose digest is re-checked after every host
   // boot (digest_stamp.h), so one torn by a crash is rebuilt, never restored.
   return {};
+}
+
+Result<UniqueFd> open_root(const LayerChain& chain) {
+  auto root_path = chain.root_memory();
+  UniqueFd root(::open(root_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!root) return make_error("cannot open {}: {}", root_path.string(), std::strerror(errno));
+  return root;
+}
+
+}  // namespace
+
+Result<bool> write_shared_flat_image(const LayerChain& chain, int out_fd, const std::filesystem::path& out_path) {
+  KILN_ASSIGN_OR_RETURN(UniqueFd root, open_root(chain));
+  KILN_ASSIGN_OR_RETURN(bool cloned, sparse::clone_file(root.get(), out_fd, chain.root_memory()));
+  if (!cloned) return false;
+  if (::ftruncate(out_fd, static_cast<off_t>(chain.memory_size())) != 0)
+    return make_error("cannot size {}: {}", out_path.string(), std::strerror(errno));
+  KILN_TRY(apply_layers(chain, out_fd, out_path));
+  return true;
+}
+
+Result<void> write_flat_image(const LayerChain& chain, int out_fd, const std::filesystem::path& out_path) {
+  KILN_ASSIGN_OR_RETURN(bool shared, write_shared_flat_image(chain, out_fd, out_path));
+  if (shared) return {};
+  KILN_ASSIGN_OR_RETURN(UniqueFd root, open_root(chain));
+  if (::ftruncate(out_fd, static_cast<off_t>(chain.memory_size())) != 0)
+    return make_error("cannot size {}: {}", out_path.string(), std::strerror(errno));
+  const auto root_path = chain.root_memory();
+  KILN_ASSIGN_OR_RETURN(auto data, sparse::data_extents(root.get(), chain.memory_size(), root_path));
+  for (const auto& r : data) KILN_TRY(sparse::copy_range(root.get(), out_fd, r, root_path));
+  return apply_layers(chain, out_fd, out_path);
 }
 
 }  // namespace kiln::snapshot

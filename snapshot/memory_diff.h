@@ -25,8 +25,14 @@ Result<DiffIndex> write_memory_diff(const std::filesystem::path& image, const Me
                                     const std::filesystem::path& pages_path, DiffStats* stats = nullptr);
 
 /// Write the complete content of `chain` into `out_fd`, a new empty file open for writing
-/// (fs::TempFile; `out_name` names it in errors): the root's data extents copied in the
-/// kernel (holes stay holes), then each layer's pages on top, zero pages punched back to holes.
+/// (fs::TempFile; `out_name` names it in errors): the root's content (cloned where the
+/// filesystem has reflinks, else its data extents copied in the kernel, holes staying
+/// holes), then each layer's pages on top, zero pages punched back to holes.
 Result<void> write_flat_image(const LayerChain& chain, int out_fd, const std::filesystem::path& out_name);
+
+/// write_flat_image where the root can be cloned (XFS, btrfs): the file then shares the
+/// golden's extents and owns only the chain's pages, so a layer's flat file costs about
+/// its diff on disk. False, with nothing written, where the filesystem has no reflinks.
+Result<bool> write_shared_flat_image(const LayerChain& chain, int out_fd, const std::filesystem::path& out_name);
 
 }  // namespace kiln::snapshot

@@ -2,6 +2,10 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -91,6 +95,41 @@ Result<void> copy_range(int in, int out, Range r, const std::filesystem::path& n
     pos += len;
   }
   return {};
+}
+
+Result<bool> clone_file(int in, int out, const std::filesystem::path& name) {
+  if (::ioctl(out, FICLONE, in) == 0) return true;
+  // No reflinks here: not supported (EOPNOTSUPP, ENOTTY, EINVAL), another mount (EXDEV).
+  if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EINVAL || errno == EXDEV || errno == ENOSYS) return false;
+  return make_error("cannot clone {}: {}", name.string(), std::strerror(errno));
+}
+
+Result<uint64_t> owned_bytes(int fd, const std::filesystem::path& name) {
+  constexpr size_t kBatch = 256;
+  std::vector<char> buf(sizeof(struct fiemap) + kBatch * sizeof(struct fiemap_extent));
+  auto* map = reinterpret_cast<struct fiemap*>(buf.data());
+  uint64_t owned = 0, start = 0;
+  for (;;) {
+    std::memset(buf.data(), 0, buf.size());
+    map->fm_start = start;
+    map->fm_length = FIEMAP_MAX_OFFSET - start;
+    map->fm_flags = FIEMAP_FLAG_SYNC;
+    map->fm_extent_count = kBatch;
+    if (::ioctl(fd, FS_IOC_FIEMAP, map) != 0) {
+      if (errno != EOPNOTSUPP && errno != ENOTTY)
+        return make_error("cannot map the extents of {}: {}", name.string(), std::strerror(errno));
+      struct stat st {};
+      if (::fstat(fd, &st) != 0) return make_error("cannot stat {}: {}", name.string(), std::strerror(errno));
+      return static_cast<uint64_t>(st.st_blocks) * 512;
+    }
+    if (map->fm_mapped_extents == 0) return owned;
+    for (uint32_t i = 0; i < map->fm_mapped_extents; ++i) {
+      const auto& e = map->fm_extents[i];
+      if (!(e.fe_flags & FIEMAP_EXTENT_SHARED)) owned += e.fe_length;
+      start = e.fe_logical + e.fe_length;
+      if (e.fe_flags & FIEMAP_EXTENT_LAST) return owned;
+    }
+  }
 }
 
 Result<void> zero_range(int fd, uint64_t offset, uint64_t len, const std::filesystem::path& name) {

@@ -1,5 +1,6 @@
 // File I/O on sparse guest-RAM files: where the data is (SEEK_DATA/SEEK_HOLE), full
-// reads and writes, sparse-aware copies. Internal to snapshot/ (diff, flatten).
+// reads and writes, sparse-aware copies. Internal to snapshot/ (diff, flatten), and the
+// layers bench (what a flat file owns on disk).
 #pragma once
 
 #include "common/result.h"
@@ -35,6 +36,16 @@ Result<void> write_exact(int fd, const char* data, size_t len, uint64_t offset, 
 /// Copy [r.begin, r.end) of `in` to the same offsets of `out` in the kernel (copy_file_range;
 /// plain read/write when the filesystem cannot).
 Result<void> copy_range(int in, int out, Range r, const std::filesystem::path& name);
+
+/// Make `out` (an empty file) a copy of all of `in` that shares its extents (FICLONE: a
+/// reflink, on XFS and btrfs; a later write to either file copies only what it touches).
+/// False, with `out` untouched, where the filesystem cannot (ext4, tmpfs, across mounts).
+Result<bool> clone_file(int in, int out, const std::filesystem::path& name);
+
+/// Bytes of `fd`'s allocated extents that no other file shares (FIEMAP: extents without
+/// FIEMAP_EXTENT_SHARED): what deleting it would free. A reflinked copy owns only what
+/// was written to it since. A filesystem without FIEMAP reports its allocated bytes.
+Result<uint64_t> owned_bytes(int fd, const std::filesystem::path& name);
 
 /// Make [offset, +len) of `fd` read as zeros without allocating (punch a hole; write
 /// zeros where the filesystem cannot punch).

@@ -55,6 +55,34 @@ Result<void> build_flat(const std::filesystem::path& store_root, const Snapshot&
   return {};
 }
 
+// The flat file of a layer being published in `tmp`, from the engine's complete `image`.
+// Where the filesystem has reflinks, it is rebuilt from the golden (cloned) and the
+// chain's pages, so on disk it owns only those pages, and it must equal the image; the
+// image is then left for the caller to discard (true). Elsewhere the image itself
+// becomes the flat file (false).
+Result<bool> keep_flat_file(LayerChain chain, ChainLayer layer, const std::filesystem::path& image,
+                            const std::filesystem::path& tmp, const std::string& source) {
+  const auto flat = tmp / layout::kFlatFile;
+  KILN_ASSIGN_OR_RETURN(auto digest, digest_sparse_file(image));
+  chain.layers.push_back(std::move(layer));
+  bool shared = false;
+  {
+    KILN_ASSIGN_OR_RETURN(UniqueFd out, fs::create_new_file(flat, 0644));
+    KILN_ASSIGN_OR_RETURN(shared, write_shared_flat_image(chain, out.get(), flat));
+  }
+  if (shared) {
+    KILN_ASSIGN_OR_RETURN(auto rebuilt, digest_sparse_file(flat));
+    if (rebuilt != digest)
+      return make_error("internal error: the flat file rebuilt from the golden and the layer's pages differs from "
+                        "the engine's image (digest {} against {})",
+                        rebuilt, digest);
+  } else if (::rename(image.c_str(), flat.c_str()) != 0) {
+    return make_error("cannot keep {} as {}: {}", image.string(), flat.string(), std::strerror(errno));
+  }
+  KILN_TRY(write_digest_stamp(flat, digest, tmp / layout::kFlatStampFile, source));
+  return shared;
+}
+
 // Deleting a 256 MiB file can take a second (synchronous discard on some mounts), so the
 // engine's full image is moved to a trash directory and deleted once the layer is
 // visible, off the caller's path. If kiln exits first, gc removes the trash (its pid is gone).
@@ -164,18 +192,19 @@ Result<Snapshot> Store::publish_layer(BakeDir&& bake_ref, const LayerKey& key, c
   if (!reparsed || !(*reparsed == meta))
     return make_error("cannot record layer {}: its label or digest is not valid UTF-8 text (label '{}')", id, key.label);
 
-  // The engine's complete image is exactly the flat file an engine without overlays
-  // needs: keep it (derived data, so not fsynced: its stamp is re-checked after a reboot).
+  // An engine without overlays restores from a flat file (derived data, so not fsynced:
+  // its stamp is re-checked after a reboot): the engine's complete image, or one sharing
+  // the golden's extents where the filesystem can (keep_flat_file).
   const auto image = files.memory;
   DeleteLater discarded;
+  bool image_used = false;
   if (keep_flat) {
-    auto flat = tmp / layout::kFlatFile;
-    KILN_ASSIGN_OR_RETURN(auto digest, digest_sparse_file(image));
-    if (::rename(image.c_str(), flat.c_str()) != 0)
-      return make_error("cannot keep {} as {}: {}", image.string(), flat.string(), std::strerror(errno));
     Snapshot future{root_ / id, meta};
-    KILN_TRY(write_digest_stamp(flat, digest, tmp / layout::kFlatStampFile, future.content_digest()));
-  } else {
+    KILN_ASSIGN_OR_RETURN(bool shared, keep_flat_file(std::move(chain), ChainLayer{Snapshot{tmp, meta}, *index}, image,
+                                                      tmp, future.content_digest()));
+    image_used = !shared;
+  }
+  if (!image_used) {
     KILN_ASSIGN_OR_RETURN(auto trash, move_aside(root_, image, id));
     discarded.path = std::move(trash);
   }
