@@ -455,6 +455,8 @@ function(_kiln_bake_fixture out memory cpus engine image)
   endif()
   if(NOT image STREQUAL "default")
     # One fixture per image: it pulls the image and bakes its golden once, before the tests.
+    # It asks the registry what a tag names now (--pull always); the tests' kiln runs then
+    # use that pin (kiln run's --pull missing): one round trip per ctest run, not per test.
     string(SHA256 _kiln_image_id "${image}")
     string(SUBSTRING "${_kiln_image_id}" 0 12 _kiln_image_id)
     string(REGEX REPLACE "[^A-Za-z0-9_.-]+" "_" _kiln_image_name "${image}")
@@ -469,7 +471,7 @@ function(_kiln_bake_fixture out memory cpus engine image)
       list(APPEND args --engine ${engine})
     endif()
     if(NOT image STREQUAL "default")
-      list(APPEND args --image ${image})
+      list(APPEND args --image ${image} --pull always)
     endif()
     # Defined in the top-level directory so every directory's tests can require it.
     cmake_language(EVAL CODE "

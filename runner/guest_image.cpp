@@ -49,6 +49,7 @@ Result<std::optional<GuestImage>> resolve_guest_image(const ImageOptions& option
   image::PullOptions pull;
   pull.registry.insecure_hosts = options.insecure_registries;
   pull.registry.ca_bundle = options.registry_ca;
+  pull.policy = options.pull;
   pull.progress = [&progress, &options](std::string_view what, uint64_t done, uint64_t total) {
     std::string line = fmt::format("pulling {}: {}", options.ref, what);
     if (total > 0) line += fmt::format(" {}%", done * 100 / total);

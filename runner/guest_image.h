@@ -6,6 +6,7 @@
 
 #include "common/result.h"
 #include "image/oci/image.h"
+#include "image/oci/pull.h"
 #include "runner/guest.h"
 #include "runner/progress.h"
 
@@ -20,6 +21,7 @@ struct ImageOptions {
   std::string ref = "default";                   ///< --image
   std::vector<std::string> insecure_registries;  ///< --insecure-registry HOST[:PORT]: plain HTTP for that host only
   std::filesystem::path registry_ca;             ///< --registry-ca FILE: CA bundle for registries
+  image::PullPolicy pull = image::PullPolicy::missing;  ///< --pull: when a tag is looked up at its registry
 };
 
 struct GuestImage {

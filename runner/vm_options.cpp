@@ -29,6 +29,17 @@ void add_vm_options(CLI::App& cmd, VmOptions& o, std::function<void()> then) {
       ->allow_extra_args(false);
   cmd.add_option("--registry-ca", o.image.registry_ca, "CA bundle (PEM) that registries' TLS certificates must chain to")
       ->check(CLI::ExistingFile);
+  cmd.add_option_function<std::string>(
+         "--pull",
+         [&o](const std::string& when) {
+           o.image.pull = when == "always"  ? image::PullPolicy::always
+                          : when == "never" ? image::PullPolicy::never
+                                            : image::PullPolicy::missing;
+         },
+         "When to ask the registry what an image tag names: missing (the default: only when the image is "
+         "not stored; its pin otherwise), always, or never")
+      ->check(CLI::IsMember({"always", "missing", "never"}))
+      ->type_name("WHEN");
   cmd.add_flag("-v,--verbose", o.verbosity, "Show progress steps and the guest console log on stderr");
   cmd.add_flag("--timings", o.timings, "Print how long each step of bake and restore took");
   // A size the engine cannot boot is a bad command line (exit 2), refused before any

@@ -229,10 +229,13 @@ Result<ResolvedImage> Puller::run(const RegistrySourceFactory& registry) {
   KILN_ASSIGN_OR_RETURN(UniqueFd lock, store_.lock(/*exclusive=*/false));
   std::optional<Pin> pin = read_pin();
   bool usable = pin && pin_complete(*pin);
-  if (usable && (!ref_.digest.empty() || options_.offline)) return from_pin(*pin);
-  if (options_.offline) {
+  const bool registry_tag = ref_.kind == ReferenceKind::registry && ref_.digest.empty();
+  const bool pin_suffices = !ref_.digest.empty() || options_.policy == PullPolicy::never ||
+                            (registry_tag && options_.policy == PullPolicy::missing);
+  if (usable && pin_suffices) return from_pin(*pin);
+  if (options_.policy == PullPolicy::never) {
     if (pin) return from_pin(*pin);  // names the missing blob
-    return make_error("{} is not in the image store ({}) and --offline forbids fetching it; run `kiln images pull {}`",
+    return make_error("{} is not in the image store ({}) and --pull never forbids fetching it; run `kiln images pull {}`",
                       text_, store_.root().string(), text_);
   }
   return from_source_or_pin(registry, pin);

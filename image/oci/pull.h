@@ -1,9 +1,9 @@
 // Resolving an image reference to a ResolvedImage: reference -> source -> manifest (an
 // index narrowed to linux/amd64) -> config -> layers into the blob store -> pin.
-// Every byte is verified against its digest before it is used. A tag is re-resolved at
-// the source on each call (a moved tag is reported in one line and the new image used);
-// a pinned digest reference, or --offline, needs no source at all; an unreachable source
-// with a pin falls back to the pin, with a note.
+// Every byte is verified against its digest before it is used. When the source is asked
+// is the PullPolicy's choice (always: a moved tag is reported in one line and the new image
+// used); a pinned digest reference needs no source at all; an unreachable source with a
+// pin falls back to the pin, with a note.
 #pragma once
 
 #include "common/result.h"
@@ -24,11 +24,19 @@ namespace kiln::image {
 /// Progress of one blob: `what` ("layer 2/5 sha256:ab12…"), bytes done of total.
 using PullProgress = std::function<void(std::string_view what, uint64_t done, uint64_t total)>;
 
+/// When a registry tag is looked up at its registry (`--pull`, as `docker run --pull`).
+/// Local sources (oci:, docker-archive:) are read each time whatever the policy, unless never.
+enum class PullPolicy {
+  always,   ///< ask the registry what the tag names now (kiln bake, kiln images pull)
+  missing,  ///< use the pin when the image is stored; ask only when it is not (kiln run:
+            ///< no round trip per test, and every test of a suite sees the image its bake pinned)
+  never,    ///< the pin and the store only; never contact a registry or read the source
+};
+
 struct PullOptions {
   RegistryOptions registry;
   PullProgress progress;  ///< may be empty
-  /// Use what is pinned and stored only; never contact a registry or read the source.
-  bool offline = false;
+  PullPolicy policy = PullPolicy::always;
   /// One-line notes for the user (tag moved, source unreachable so the pin is used).
   /// Empty: log::info.
   std::function<void(const std::string&)> note;

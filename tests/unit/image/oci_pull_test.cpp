@@ -228,6 +228,45 @@ TEST_F(OciPull, MovedTagIsReportedAndTheOldImageKeptUntilGc) {
   EXPECT_TRUE(BlobStore(options_.store_root).has(first->layers[0].digest, first->layers[0].size));
 }
 
+// kiln run's policy: a stored tag runs its pin with no registry round trip (one per test
+// otherwise); a tag not stored yet is pulled; `always` (the bake fixture) sees a move.
+TEST_F(OciPull, PullMissingUsesAStoredTagsPinWithoutAskingTheRegistry) {
+  std::string ref = "127.0.0.1:5000/kiln-test/x:latest";
+  faults_.map_reference = [](const std::string&) { return std::string("t1"); };
+  options_.policy = PullPolicy::missing;
+  auto first = pull(ref);
+  ASSERT_TRUE(first) << first.error().message;
+  const int calls = faults_.manifest_calls;
+  EXPECT_GT(calls, 0) << "a tag not stored yet must be pulled";
+  faults_.map_reference = [](const std::string&) { return std::string("t2"); };  // the tag moves
+  auto again = pull(ref);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(faults_.manifest_calls, calls) << "the registry was asked for a stored tag";
+  EXPECT_EQ(again->manifest_digest, first->manifest_digest);
+  EXPECT_TRUE(notes_.empty()) << all_notes();
+  options_.policy = PullPolicy::always;
+  auto moved = pull(ref);
+  ASSERT_TRUE(moved) << moved.error().message;
+  EXPECT_NE(moved->manifest_digest, first->manifest_digest);
+  ASSERT_EQ(notes_.size(), 1u) << all_notes();
+  // Then missing runs the new pin.
+  options_.policy = PullPolicy::missing;
+  auto after = pull(ref);
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_EQ(after->manifest_digest, moved->manifest_digest);
+}
+
+// A local layout is read on each run under missing (reading it costs no round trip).
+TEST_F(OciPull, PullMissingStillReadsALocalLayout) {
+  options_.policy = PullPolicy::missing;
+  auto first = pull(oci("t1"));
+  ASSERT_TRUE(first) << first.error().message;
+  stdfs::remove_all(layout());
+  auto again = pull(oci("t1"));  // the layout is gone: the pin, with a note saying so
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ(notes_.size(), 1u) << "the layout was not read again";
+}
+
 TEST_F(OciPull, UnreachableRegistryFallsBackToThePin) {
   std::string ref = "127.0.0.1:5000/kiln-test/x:t1";
   ASSERT_TRUE(pull(ref));
@@ -266,13 +305,13 @@ TEST_F(OciPull, DigestMismatchFromTheSourceIsRefused) {
 }
 
 TEST_F(OciPull, OfflineUsesOnlyThePin) {
-  options_.offline = true;
+  options_.policy = PullPolicy::never;
   auto none = pull(oci("t1"));
   ASSERT_FALSE(none);
-  EXPECT_NE(none.error().message.find("--offline"), std::string::npos) << none.error().message;
-  options_.offline = false;
+  EXPECT_NE(none.error().message.find("--pull never"), std::string::npos) << none.error().message;
+  options_.policy = PullPolicy::always;
   ASSERT_TRUE(pull("127.0.0.1:5000/kiln-test/x:t1"));
-  options_.offline = true;
+  options_.policy = PullPolicy::never;
   faults_.unreachable = "must not be asked";
   auto image = pull("127.0.0.1:5000/kiln-test/x:t1");
   ASSERT_TRUE(image) << image.error().message;
@@ -294,7 +333,7 @@ TEST_F(OciPull, RemoveKeepsABlobAnotherImageUses) {
   // t2's manifest, config and own layer go; the shared layer stays.
   EXPECT_EQ(report->removed.size(), 4u);
   EXPECT_EQ(blobs(), (std::set<std::string>{t1->manifest_digest, t1->config_digest, t1->layers[0].digest}));
-  options_.offline = true;
+  options_.policy = PullPolicy::never;
   EXPECT_TRUE(pull(oci("t1")));
   // By manifest digest.
   auto by_digest = find_pins(options_.store_root, t1->manifest_digest);
