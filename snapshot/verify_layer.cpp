@@ -1,6 +1,7 @@
-// Verifying a layer and the chain under it: the layer's own files by digest on every
-// lookup (they are small), its parent by recorded digest, and the root golden's big
-// memory.ram once per boot (digest_stamp.h).
+// Verifying a layer and the chain under it: the layer's small files by digest on every
+// lookup, its pages whenever their file's identity changed (digest_memo.h), its parent by
+// recorded digest, and the root golden's big memory.ram once per boot (digest_stamp.h).
+#include "common/digest_memo.h"
 #include "snapshot/digest_stamp.h"
 #include "snapshot/layer_chain.h"
 #include "snapshot/layout.h"
@@ -51,6 +52,15 @@ std::optional<std::string> check_parent(const Snapshot& p, const Metadata& meta,
   return std::nullopt;
 }
 
+std::optional<std::string> check_pages_digest(const std::filesystem::path& dir, const FileInfo& pages,
+                                              VerifyLevel level) {
+  if (level == VerifyLevel::full) return check_digest(dir, pages, /*sparse=*/false);
+  auto digest = memo_digest_file(dir / pages.name);
+  if (!digest) return fmt::format("cannot read {}: {}", pages.name, digest.error().message);
+  if (*digest != pages.digest) return fmt::format("{} does not match its digest in metadata.json (corrupted)", pages.name);
+  return std::nullopt;
+}
+
 LookupResult verify_chain(const std::filesystem::path& root, const std::string& id, const LayerKey* want,
                           VerifyLevel level, uint32_t hops) {
   // Bounded recursion, whatever the files claim: a forged parent cycle ends here.
@@ -81,9 +91,12 @@ LookupResult verify_chain(const std::filesystem::path& root, const std::string& 
                                 layout::kDiffFile, layout::kIndexFile));
   for (const FileInfo* f : {&meta->state, &meta->memory, &l.index})
     if (auto problem = check_file(dir, *f)) return unusable(*problem);
-  // Every restore maps these pages: check all of them, every time (they are small).
-  for (const FileInfo* f : {&meta->state, &meta->memory, &l.index})
+  // Every restore maps these: the state and index are small and digested every time; the
+  // pages (tens of MiB for a test executable's layer) when the file is not the one last
+  // digested (common/digest_memo.h: identity, with the racy-timestamp guard). `full` reads all.
+  for (const FileInfo* f : {&meta->state, &l.index})
     if (auto problem = check_digest(dir, *f, /*sparse=*/false)) return unusable(*problem);
+  if (auto problem = check_pages_digest(dir, meta->memory, level)) return unusable(*problem);
   Snapshot self{dir, std::move(*meta)};
   if (auto index = read_diff_index(self); !index) return unusable(index.error().message);
 

@@ -2,10 +2,14 @@
 // are corrupt is never restored: lookup_layer says `unusable` and why.
 #include "layer_test_util.h"
 #include "common/digest.h"
+#include "common/digest_memo.h"
 #include "snapshot/layout.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <thread>
 
 using namespace kiln::snapshot;
 using namespace kiln::snapshot::testing;
@@ -136,4 +140,29 @@ TEST(LayerLookup, MetadataForAnotherLayerOrAGoldenIsRefused) {
   // A golden directory where a layer is expected.
   std::filesystem::rename(f.golden.dir, f.tmp / as_golden.id());
   expect_unusable(f.store.lookup_layer(as_golden), "it is a golden snapshot, not a layer");
+}
+
+// A restore's lookup does not re-read a layer's pages (tens of MiB for a test
+// executable) while their file is the one digested before: same identity, old enough
+// that a rewrite in the same timestamp tick cannot hide (common/digest_memo.h). A changed
+// file is digested again and its corruption found.
+TEST(LayerLookup, PagesAreDigestedAgainOnlyWhenTheirFileChanged) {
+  Fixture f;
+  // Until the file is older than the racy margin, every lookup digests it.
+  const uint64_t young = kiln::memo_digest_files_hashed();
+  ASSERT_TRUE(f.store.lookup_layer(f.key1).found());
+  ASSERT_TRUE(f.store.lookup_layer(f.key1).found());
+  EXPECT_EQ(kiln::memo_digest_files_hashed(), young + 2);
+  std::this_thread::sleep_for(kiln::kRacyMargin + std::chrono::milliseconds(200));
+  const uint64_t before = kiln::memo_digest_files_hashed();
+  ASSERT_TRUE(f.store.lookup_layer(f.key1).found());
+  EXPECT_EQ(kiln::memo_digest_files_hashed(), before + 1);
+  ASSERT_TRUE(f.store.lookup_layer(f.key1).found());
+  ASSERT_TRUE(f.store.lookup_layer(f.key1).found());
+  EXPECT_EQ(kiln::memo_digest_files_hashed(), before + 1) << "an unchanged memory.diff was read again";
+  // `full` (kiln snapshots verify) always reads it.
+  EXPECT_TRUE(f.store.lookup_layer(f.key1, VerifyLevel::full).found());
+  flip(f.l1.dir / layout::kDiffFile, 10);
+  expect_unusable(f.store.lookup_layer(f.key1), "memory.diff does not match its digest");
+  EXPECT_EQ(kiln::memo_digest_files_hashed(), before + 2);
 }
