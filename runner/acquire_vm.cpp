@@ -1,6 +1,7 @@
 #include "runner/acquire_vm.h"
 
 #include "common/log.h"
+#include "runner/pool_client.h"
 
 namespace kiln::runner {
 namespace {
@@ -8,6 +9,7 @@ namespace {
 Result<std::unique_ptr<vmm::Vm>> restore(const GoldenSource& source, const Golden& golden,
                                          const snapshot::Snapshot& snap) {
   KILN_ASSIGN_OR_RETURN(auto files, source.store.restore_files(snap, golden.engine->maps_overlays()));
+  if (auto pooled = take_pooled_vm(*golden.engine, source.guest.spec, files, snap.id())) return pooled;
   return golden.engine->restore(source.guest.spec, files);
 }
 

@@ -1,5 +1,5 @@
-// `kiln run`'s "get a VM" phase: a running VM restored from the chosen restore
-// point. A snapshot the engine finds corrupt is healed (the golden rebaked, a layer
+// `kiln run`'s "get a VM" phase: a running VM from the chosen restore point, taken
+// from the warm pool when its daemon has one ready (runner/pool_client.h), else restored. A snapshot the engine finds corrupt is healed (the golden rebaked, a layer
 // bypassed for this run); any other failure — a resource limit (EMFILE, ENOMEM,
 // EAGAIN), a dead VMM — is reported as it is, and nothing is rebaked for it.
 #pragma once

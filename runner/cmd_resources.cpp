@@ -3,15 +3,14 @@
 #include "common/log.h"
 #include "runner/cli.h"
 #include "runner/exit_codes.h"
+#include "runner/host_memory.h"
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <fstream>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 
 namespace kiln::runner {
@@ -25,20 +24,6 @@ constexpr uint64_t kVmsPerCpu = 4;
 struct ResourcesCliOptions {
   uint32_t memory_mib = 256;
 };
-
-/// MemAvailable from /proc/meminfo, in MiB (the kernel's estimate of what can be
-/// allocated without swapping; MemFree would ignore reclaimable page cache).
-std::optional<uint64_t> mem_available_mib() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string line;
-  while (std::getline(meminfo, line)) {
-    std::istringstream fields(line);
-    std::string key;
-    uint64_t kib = 0;
-    if (fields >> key >> kib && key == "MemAvailable:") return kib / 1024;
-  }
-  return std::nullopt;
-}
 
 int execute(const ResourcesCliOptions& o) {
   auto available = mem_available_mib();

@@ -96,6 +96,11 @@ std::vector<std::string> engine_args() {
 std::vector<std::string> kiln_argv(const std::vector<std::string>& args, const stdfs::path& cache,
                                    const std::vector<std::string>& host_env) {
   std::vector<std::string> argv = {"env"};
+  // The warm pool is off unless a test turns it on (pool_test.cpp): a pooled VM lives on
+  // in the daemon, which the leftovers() checks would count.
+  const bool names_pool = std::any_of(host_env.begin(), host_env.end(),
+                                      [](const std::string& kv) { return kv.starts_with("KILN_NO_POOL="); });
+  if (!names_pool) argv.push_back("KILN_NO_POOL=1");
   argv.insert(argv.end(), host_env.begin(), host_env.end());
   argv.push_back("KILN_CACHE_DIR=" + cache.string());
   argv.push_back(KILN_BINARY);

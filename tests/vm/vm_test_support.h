@@ -47,8 +47,8 @@ class PrivateCache {
   std::filesystem::path path_;
 };
 
-/// kiln's command line for `kiln ARGS...`: `env [HOST_ENV...] KILN_CACHE_DIR=cache kiln
-/// ARGS...`. `run` and `bake` get engine_args() unless ARGS name an engine themselves
+/// kiln's command line for `kiln ARGS...`: `env [KILN_NO_POOL=1] [HOST_ENV...]
+/// KILN_CACHE_DIR=cache kiln ARGS...` (the pool is off unless HOST_ENV sets KILN_NO_POOL). `run` and `bake` get engine_args() unless ARGS name an engine themselves
 /// (engine-specific tests). HOST_ENV (KEY=VALUE) is kiln's own environment, not the guest's.
 std::vector<std::string> kiln_argv(const std::vector<std::string>& args, const std::filesystem::path& cache,
                                    const std::vector<std::string>& host_env = {});
@@ -84,7 +84,7 @@ enum class After {
 ///    kiln_argv), and bake or layer directories under construction (.tmp-*) in the store;
 ///  - with the qemu engine, any process on the host whose command line names the
 ///    cache (a qemu started outside kiln's process tree would show there).
-/// Once kiln keeps a warm pool of VMs, these checks run with the pool off.
+/// These checks run with the warm pool off (kiln_argv's default).
 std::string leftovers(const PrivateCache& cache, After how = After::exit);
 
 /// Number of live processes whose command line mentions `needle` (e.g. a cache path).

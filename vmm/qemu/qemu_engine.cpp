@@ -107,10 +107,16 @@ Result<std::unique_ptr<Vm>> QemuEngine::boot(const GuestSpec& spec, const Snapsh
 
 Result<std::unique_ptr<Vm>> QemuEngine::restore(const GuestSpec& spec, const SnapshotFiles& files) {
   log::ScopedTimer timer("qemu: restore");
+  KILN_ASSIGN_OR_RETURN(auto vm, restore_paused(spec, files));
+  KILN_TRY(vm->resume());
+  return std::unique_ptr<Vm>(std::move(vm));
+}
+
+Result<std::unique_ptr<QemuVm>> QemuEngine::restore_paused(const GuestSpec& spec, const SnapshotFiles& files) {
   KILN_ASSIGN_OR_RETURN(auto state, open_snapshot(spec, files));
   KILN_ASSIGN_OR_RETURN(auto vm, QemuVm::start(command_for(spec, files, LaunchMode::restore), timeouts_));
-  KILN_TRY(vm->load_state_and_run(state.get()));
-  return std::unique_ptr<Vm>(std::move(vm));
+  KILN_TRY(vm->load_state(state.get()));
+  return vm;
 }
 
 Result<std::unique_ptr<Vm>> QemuEngine::restore_for_layer(const GuestSpec& spec, const SnapshotFiles& from,

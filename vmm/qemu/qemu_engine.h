@@ -24,6 +24,9 @@ class QemuEngine final : public Engine {
   Result<std::unique_ptr<Vm>> restore(const GuestSpec& spec, const SnapshotFiles& files) override;
   Result<std::unique_ptr<Vm>> restore_for_layer(const GuestSpec& spec, const SnapshotFiles& from,
                                                 const SnapshotFiles& to) override;
+  /// restore() up to the moment the guest would run: qemu started, state loaded, vCPUs
+  /// stopped. The pool daemon keeps such VMs ready; QemuVm::resume() starts one.
+  Result<std::unique_ptr<QemuVm>> restore_paused(const GuestSpec& spec, const SnapshotFiles& files);
   /// QEMU maps one memory file: layers are flattened for it (docs/snapshot-format.md).
   bool maps_overlays() const override { return false; }
 

@@ -5,12 +5,15 @@
 #include "vmm/qemu/unix_socket.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 
 namespace kiln::vmm::qemu {
@@ -124,6 +127,10 @@ Result<std::unique_ptr<QemuVm>> QemuVm::start(QemuCommand command, const QemuTim
 
 bool QemuVm::exited() {
   if (exit_status_ || destroyed_) return true;
+  if (pidfd_) {
+    pollfd pfd{pidfd_.get(), POLLIN, 0};
+    return ::poll(&pfd, 1, 0) > 0;  // readable once the process has exited
+  }
   if (!child_) return true;
   int status = 0;
   if (child_->poll_exited(&status)) {
@@ -262,6 +269,11 @@ bool QemuVm::rejected_state(const Error& cause) {
 
 Result<void> QemuVm::load_state_and_run(int state_fd) {
   log::ScopedTimer total("qemu: restore: load state and run");
+  KILN_TRY(load_state(state_fd));
+  return resume();
+}
+
+Result<void> QemuVm::load_state(int state_fd) {
   json caps = {{"capabilities", json::array({{{"capability", "x-ignore-shared"}, {"state", true}}})}};
   if (auto r = command("migrate-set-capabilities", caps); !r) return failure("cannot configure migration", r.error());
   {
@@ -280,11 +292,43 @@ Result<void> QemuVm::load_state_and_run(int state_fd) {
       return e;
     }
   }
-  {
-    log::ScopedTimer t("qemu: restore: cont");
-    if (auto r = command("cont"); !r) return failure("cannot resume the restored VM", r.error());
-  }
   return {};
+}
+
+Result<void> QemuVm::resume() {
+  log::ScopedTimer t("qemu: restore: cont");
+  if (auto r = command("cont"); !r) return failure("cannot resume the restored VM", r.error());
+  return {};
+}
+
+Result<QemuVmHandover> QemuVm::hand_over() {
+  if (!qmp_ || !child_ || exited()) return make_error("cannot hand over a VM whose qemu is gone");
+  QemuVmHandover h;
+  h.pid = child_->pid();
+  h.pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, h.pid, 0)));
+  if (!h.pidfd) return make_error("pidfd_open of qemu ({}) failed: {}", h.pid, std::strerror(errno));
+  h.console.reset(::fcntl(console_.get(), F_DUPFD_CLOEXEC, 0));
+  h.stderr_log.reset(::fcntl(stderr_.get(), F_DUPFD_CLOEXEC, 0));
+  if (!h.console || !h.stderr_log) return make_error("cannot share qemu's logs: {}", std::strerror(errno));
+  h.qmp = std::move(*qmp_).detach();
+  qmp_.reset();
+  h.agent = std::move(agent_);
+  h.share = std::move(share_);
+  return h;
+}
+
+std::unique_ptr<QemuVm> QemuVm::adopt(QemuVmHandover handover, const QemuTimeouts& timeouts) {
+  QemuCommand command;
+  command.mode = LaunchMode::restore;  // private RAM: save_snapshot() refuses, as for restore()
+  std::unique_ptr<QemuVm> vm(new QemuVm(command, timeouts));
+  vm->adopted_pid_ = handover.pid;
+  vm->pidfd_ = std::move(handover.pidfd);
+  vm->qmp_.emplace(QmpClient::attach(std::move(handover.qmp)));
+  vm->agent_ = std::move(handover.agent);
+  vm->share_ = std::move(handover.share);
+  vm->console_ = std::move(handover.console);
+  vm->stderr_ = std::move(handover.stderr_log);
+  return vm;
 }
 
 std::string QemuVm::console_output() {
@@ -307,6 +351,10 @@ void QemuVm::destroy() {
   if (child_) {
     child_->kill();  // SIGKILL + reap; a no-op if already reaped
     child_.reset();
+  }
+  if (pidfd_) {
+    ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);  // its parent reaps it
+    pidfd_.reset();
   }
   qmp_.reset();
   agent_.reset();

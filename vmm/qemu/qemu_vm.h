@@ -22,6 +22,18 @@ struct QemuTimeouts {
   std::chrono::milliseconds migration{60000};  ///< writing or loading the state stream
 };
 
+/// A restored, paused VM's process and connections as one process hands them to another
+/// (the pool daemon to a kiln run, runner/pool_*): the receiver adopts them and resumes it.
+struct QemuVmHandover {
+  pid_t pid = -1;
+  UniqueFd pidfd;  ///< the qemu process (pidfd_open): the adopter polls and kills it through this
+  QmpClient::Detached qmp;
+  UniqueFd agent;
+  UniqueFd share;
+  UniqueFd console;
+  UniqueFd stderr_log;
+};
+
 class QemuVm final : public Vm {
  public:
   /// Largest console log tail kept and returned by console_output().
@@ -36,6 +48,18 @@ class QemuVm final : public Vm {
 
   /// Restore mode: load the migration stream from `state_fd` and resume the guest.
   Result<void> load_state_and_run(int state_fd);
+  /// Restore mode: load the migration stream; the guest stays paused until resume().
+  Result<void> load_state(int state_fd);
+  /// Start the vCPUs of a paused VM (QMP cont).
+  Result<void> resume();
+
+  /// Give this VM's connections to another process: the QMP, agent and share sockets
+  /// move into the handover (this object can no longer drive the VM), the console and
+  /// stderr logs are shared. This object still owns the qemu process: destroy() kills it.
+  Result<QemuVmHandover> hand_over();
+  /// A VM another process started and handed over. It is not this process's child:
+  /// exit is seen and the kill sent through the pidfd (no wait status).
+  static std::unique_ptr<QemuVm> adopt(QemuVmHandover handover, const QemuTimeouts& timeouts);
 
   ~QemuVm() override;
   QemuVm(const QemuVm&) = delete;
@@ -50,7 +74,7 @@ class QemuVm final : public Vm {
 
   /// The QMP connection (diagnostics and tests); null once destroyed.
   QmpClient* qmp() { return qmp_ ? &*qmp_ : nullptr; }
-  pid_t pid() const { return child_ ? child_->pid() : -1; }
+  pid_t pid() const { return child_ ? child_->pid() : adopted_pid_; }
 
  private:
   QemuVm(const QemuCommand& command, const QemuTimeouts& timeouts);
@@ -70,6 +94,8 @@ class QemuVm final : public Vm {
   QemuCommand command_;
   QemuTimeouts timeouts_;
   std::optional<ChildProcess> child_;
+  UniqueFd pidfd_;  // an adopted VM's qemu (not a child of this process)
+  pid_t adopted_pid_ = -1;
   std::optional<int> exit_status_;
   bool destroyed_ = false;
   std::optional<QmpClient> qmp_;

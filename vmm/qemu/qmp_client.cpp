@@ -41,6 +41,17 @@ Result<QmpClient> QmpClient::connect(const std::filesystem::path& socket, Deadli
   return handshake(std::move(fd), deadline);
 }
 
+QmpClient::Detached QmpClient::detach() && {
+  return Detached{std::move(fd_), std::move(buffer_), next_id_};
+}
+
+QmpClient QmpClient::attach(Detached detached) {
+  QmpClient client(std::move(detached.fd));
+  client.buffer_ = std::move(detached.pending);
+  client.next_id_ = detached.next_id;
+  return client;
+}
+
 Result<QmpClient> QmpClient::handshake(UniqueFd fd, Deadline deadline) {
   QmpClient client(std::move(fd));
   KILN_ASSIGN_OR_RETURN(json greeting, client.read_message(deadline, "the QMP greeting"));

@@ -51,6 +51,18 @@ class QmpClient {
   /// object ({"event", "data", "timestamp"}). Earlier events of that name are consumed.
   Result<nlohmann::json> wait_event(const std::string& name, Deadline deadline);
 
+  /// What another process needs to go on with this connection (the pool daemon hands a
+  /// restored VM to a kiln run): the socket, bytes read and not yet consumed, the next id.
+  struct Detached {
+    UniqueFd fd;
+    std::string pending;
+    uint64_t next_id = 1;
+  };
+  /// Give up the connection; this client is unusable afterwards.
+  Detached detach() &&;
+  /// Go on with a connection another QmpClient detached (already negotiated).
+  static QmpClient attach(Detached detached);
+
   /// The greeting qemu sent ({"QMP": {"version": ...}}).
   const nlohmann::json& greeting() const { return greeting_; }
   /// Events received and not yet consumed by wait_event(), oldest first.

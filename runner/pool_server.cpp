@@ -1,0 +1,378 @@
+#include "runner/pool_server.h"
+
+#include "common/fd_passing.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "runner/host_memory.h"
+#include "runner/interrupt.h"
+#include "runner/pool_protocol.h"
+#include "vmm/qemu/qemu_engine.h"
+
+#include <fcntl.h>
+#include <nlohmann/json.hpp>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+namespace kiln::runner::pool {
+namespace {
+
+using nlohmann::json;
+using vmm::qemu::QemuEngine;
+using vmm::qemu::QemuVm;
+
+constexpr std::chrono::milliseconds kTick{250};
+/// Ready VMs of a restore point no run asked for in this long are let go: the suite has
+/// moved on to other test executables.
+constexpr std::chrono::seconds kKeyTtl{30};
+/// Headroom a refill leaves in MemAvailable beyond the new VM's guest RAM.
+constexpr uint64_t kHeadroomMib = 512;
+
+struct ReadyVm {
+  std::unique_ptr<QemuVm> vm;
+};
+
+struct Pool {
+  PoolRequest request;
+  std::deque<ReadyVm> ready;
+  uint64_t hits = 0, misses = 0;
+  Clock::time_point last_take;
+  bool restoring = false;
+  std::string broken;  // why restoring for this key failed: it is not tried again
+};
+
+struct Client {
+  UniqueFd conn;
+  std::unique_ptr<QemuVm> lent;  // killed when the connection closes
+};
+
+class Server {
+ public:
+  Server(const ServeOptions& options, UniqueFd listener) : options_(options), listener_(std::move(listener)) {
+    if (options_.max_ready == 0) options_.max_ready = 8;
+  }
+  int run();
+
+ private:
+  void refill_loop();
+  std::optional<std::string> pick_refill(Clock::time_point now);
+  void restore_one(const std::string& key);
+  QemuEngine* engine_for(const std::string& accel);
+  void accept_client();
+  bool serve_message(Client& client);
+  bool take(Client& client, const std::string& message);
+  std::string status() const;
+  void housekeeping(Clock::time_point now);
+  size_t ready_total() const;
+
+  ServeOptions options_;
+  UniqueFd listener_;
+  std::vector<Client> clients_;
+  Clock::time_point started_ = Clock::now();
+  Clock::time_point last_activity_ = Clock::now();
+  uint64_t hits_ = 0, misses_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::map<std::string, Pool> pools_;  // by PoolRequest::key()
+  // Used by the refill thread only: it starts every qemu, and as it lives as long as the
+  // daemon, PR_SET_PDEATHSIG (bound to the spawning thread) fires only when the daemon dies.
+  std::map<std::string, std::unique_ptr<QemuEngine>> engines_;
+};
+
+size_t Server::ready_total() const {
+  size_t n = 0;
+  for (const auto& [key, p] : pools_) n += p.ready.size();
+  return n;
+}
+
+// The refill to do next: the most recently asked-for restore point that is short of VMs,
+// if memory allows one more. Called with mu_ held.
+std::optional<std::string> Server::pick_refill(Clock::time_point now) {
+  const std::string* best = nullptr;
+  Clock::time_point best_take{};
+  for (auto& [key, p] : pools_) {
+    if (!p.broken.empty() || p.restoring || p.ready.size() >= options_.per_key) continue;
+    if (now - p.last_take > kKeyTtl) continue;
+    if (!best || p.last_take > best_take) best = &key, best_take = p.last_take;
+  }
+  if (!best) return std::nullopt;
+  if (ready_total() >= options_.max_ready) {
+    // Full: make room by letting go of the VM whose restore point was asked for least recently.
+    Pool* oldest = nullptr;
+    for (auto& [key, p] : pools_)
+      if (!p.ready.empty() && key != *best && (!oldest || p.last_take < oldest->last_take)) oldest = &p;
+    if (!oldest || oldest->last_take >= best_take) return std::nullopt;
+    oldest->ready.pop_front();
+  }
+  auto available = mem_available_mib();
+  if (!available || *available < pools_.at(*best).request.spec.memory_mib + kHeadroomMib) return std::nullopt;
+  return *best;
+}
+
+QemuEngine* Server::engine_for(const std::string& accel) {
+  auto& engine = engines_[accel];
+  if (!engine) {
+    vmm::EngineOptions options;
+    options.name = "qemu";
+    options.accel = accel;
+    auto made = QemuEngine::create(options);
+    if (!made) {
+      log::info("pool: cannot make the qemu engine ({}): {}", accel, made.error().message);
+      engines_.erase(accel);
+      return nullptr;
+    }
+    engine = std::move(*made);
+  }
+  return engine.get();
+}
+
+void Server::restore_one(const std::string& key) {
+  PoolRequest request;
+  {
+    std::lock_guard lock(mu_);
+    request = pools_.at(key).request;
+  }
+  std::string broken;
+  std::unique_ptr<QemuVm> vm;
+  QemuEngine* engine = engine_for(request.accel);
+  auto identity = files_identity(request.files);
+  if (!engine) {
+    broken = "no qemu engine";
+  } else if (engine->identity() != request.engine_identity) {
+    broken = fmt::format("the daemon's engine is {}, the run's {}", engine->identity(), request.engine_identity);
+  } else if (!identity || *identity != request.files_identity) {
+    broken = "the snapshot was replaced or removed";
+  } else if (auto restored = engine->restore_paused(request.spec, request.files); !restored) {
+    broken = restored.error().message;
+  } else {
+    vm = std::move(*restored);
+  }
+  std::lock_guard lock(mu_);
+  Pool& p = pools_.at(key);
+  p.restoring = false;
+  if (vm) {
+    p.ready.push_back(ReadyVm{std::move(vm)});
+  } else {
+    p.broken = broken;
+    log::info("pool: {}: not restoring more VMs: {}", p.request.label, broken);
+  }
+}
+
+void Server::refill_loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    auto key = pick_refill(Clock::now());
+    if (!key) {
+      wake_.wait_for(lock, kTick);
+      continue;
+    }
+    pools_.at(*key).restoring = true;
+    lock.unlock();
+    restore_one(*key);
+    lock.lock();
+  }
+  // Stop every ready VM from this thread, the one that started them.
+  pools_.clear();
+}
+
+void Server::accept_client() {
+  UniqueFd conn(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!conn) return;
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  // The socket is 0600 in a 0700 directory; still, serve only this user.
+  if (::getsockopt(conn.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 || peer.uid != ::geteuid()) return;
+  clients_.push_back(Client{std::move(conn), nullptr});
+}
+
+bool Server::take(Client& client, const std::string& message) {
+  auto miss = [&](const std::string& why) {
+    return send_fd_message(client.conn.get(), json{{"hit", false}, {"why", why}}.dump()).ok();
+  };
+  if (client.lent) return miss("this connection already has a VM");
+  auto request = decode_take(message);
+  if (!request) return miss(request.error().message);
+  const std::string key = request->key();
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = pools_.try_emplace(key);
+  Pool& p = it->second;
+  if (inserted) p.request = *request;
+  p.last_take = Clock::now();
+  wake_.notify_all();
+  // Never a VM from a snapshot that has since been replaced: its files are the same ones.
+  auto identity = files_identity(request->files);
+  if (!identity || *identity != p.request.files_identity) p.ready.clear();
+  while (!p.ready.empty()) {
+    std::unique_ptr<QemuVm> vm = std::move(p.ready.front().vm);
+    p.ready.pop_front();
+    if (vm->vmm_exited()) continue;
+    auto handover = vm->hand_over();
+    if (!handover) continue;
+    json reply = {{"hit", true},
+                  {"pid", handover->pid},
+                  {"qmp_next_id", handover->qmp.next_id},
+                  {"qmp_pending", handover->qmp.pending}};
+    std::vector<int> fds = {handover->pidfd.get(), handover->qmp.fd.get(), handover->agent.get(),
+                            handover->share.get(), handover->console.get(), handover->stderr_log.get()};
+    if (!send_fd_message(client.conn.get(), reply.dump(), fds)) return false;  // the VM dies with `vm`
+    client.lent = std::move(vm);
+    ++p.hits;
+    ++hits_;
+    return true;
+  }
+  ++p.misses;
+  ++misses_;
+  return miss(p.broken.empty() ? "no VM ready yet" : p.broken);
+}
+
+std::string Server::status() const {
+  PoolStatus s;
+  s.pid = ::getpid();
+  s.uptime_s = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - started_).count();
+  s.hits = hits_;
+  s.misses = misses_;
+  s.max_ready = options_.max_ready;
+  for (const auto& c : clients_) s.lent += c.lent ? 1 : 0;
+  std::lock_guard lock(mu_);
+  s.ready = ready_total();
+  for (const auto& [key, p] : pools_) s.pools.push_back(PoolStats{p.request.label, p.ready.size(), p.hits, p.misses});
+  return encode_status(s);
+}
+
+// One message from a run; false when the connection is done (closed, or unusable).
+bool Server::serve_message(Client& client) {
+  auto message = receive_fd_message(client.conn.get(), kMaxMessageBytes, 0, deadline_after(std::chrono::seconds(1)));
+  if (!message || !*message) return false;
+  last_activity_ = Clock::now();
+  auto op = message_op((*message)->bytes);
+  if (!op) return false;
+  if (*op == "status") return send_fd_message(client.conn.get(), status()).ok();
+  return take(client, (*message)->bytes);
+}
+
+void Server::housekeeping(Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  for (auto& [key, p] : pools_)
+    if (now - p.last_take > kKeyTtl) p.ready.clear();
+  // Memory pressure: give back one ready VM per tick while under a tenth of RAM is free.
+  auto available = mem_available_mib();
+  auto total = meminfo_mib("MemTotal");
+  if (available && total && *available < *total / 10) {
+    for (auto& [key, p] : pools_)
+      if (!p.ready.empty()) {
+        p.ready.pop_front();
+        break;
+      }
+  }
+}
+
+int Server::run() {
+  std::thread refiller([this] { refill_loop(); });
+  while (!interrupt::received()) {
+    std::vector<pollfd> fds = {{listener_.get(), POLLIN, 0}, {interrupt::fd(), POLLIN, 0}};
+    for (const auto& c : clients_) fds.push_back({c.conn.get(), POLLIN, 0});
+    int r = ::poll(fds.data(), fds.size(), static_cast<int>(kTick.count()));
+    if (r < 0 && errno != EINTR) break;
+    const auto now = Clock::now();
+    if (r > 0) {
+      // Walk the clients back to front: a closed one is erased, and its lent VM killed.
+      for (size_t i = clients_.size(); i-- > 0;) {
+        if (fds[i + 2].revents == 0) continue;
+        if (!serve_message(clients_[i])) clients_.erase(clients_.begin() + static_cast<long>(i));
+      }
+      if (fds[0].revents & POLLIN) accept_client();
+    }
+    housekeeping(now);
+    if (clients_.empty() && now - last_activity_ > options_.idle) break;
+  }
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  refiller.join();
+  clients_.clear();
+  return 0;
+}
+
+// The directory of the socket: created 0700, and refused if another user owns it or
+// others can write to it.
+Result<void> prepare_socket_dir(const std::filesystem::path& dir) {
+  KILN_TRY(fs::make_dirs(dir));
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return make_error("cannot stat {}: {}", dir.string(), std::strerror(errno));
+  if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022))
+    return make_error("{} is not a directory of this user that only it can write to", dir.string());
+  if ((st.st_mode & 077) && ::chmod(dir.c_str(), 0700) != 0)
+    return make_error("cannot make {} private: {}", dir.string(), std::strerror(errno));
+  return {};
+}
+
+Result<UniqueFd> listen_on(const std::filesystem::path& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!fd) return make_error("cannot make a socket: {}", std::strerror(errno));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.native().size() + 1);
+  ::unlink(path.c_str());  // a stale socket of a daemon that died: we hold the lock now
+  mode_t old = ::umask(077);
+  int bound = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  int bind_errno = errno;
+  ::umask(old);
+  if (bound != 0) return make_error("cannot listen on {}: {}", path.string(), std::strerror(bind_errno));
+  if (::listen(fd.get(), 64) != 0) return make_error("cannot listen on {}: {}", path.string(), std::strerror(errno));
+  return fd;
+}
+
+}  // namespace
+
+int serve(const ServeOptions& options) {
+  auto path = socket_path();
+  if (!path) {
+    log::error("kiln serve: " + path.error().message);
+    return 125;
+  }
+  if (auto dir = prepare_socket_dir(path->parent_path()); !dir) {
+    log::error("kiln serve: " + dir.error().message);
+    return 125;
+  }
+  // One daemon per socket: the lock is held for the daemon's life, so a second one (two
+  // runs starting it at once) sees it taken and leaves.
+  auto lock_path = path->string() + ".lock";
+  UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!lock) {
+    log::error(fmt::format("kiln serve: cannot open {}: {}", lock_path, std::strerror(errno)));
+    return 125;
+  }
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    log::verbose("kiln serve: a daemon already serves {}", path->string());
+    return 0;
+  }
+  auto listener = listen_on(*path);
+  if (!listener) {
+    log::error("kiln serve: " + listener.error().message);
+    return 125;
+  }
+  log::info("pool: serving {} (pid {})", path->string(), ::getpid());
+  Server server(options, std::move(*listener));
+  int rc = server.run();
+  ::unlink(path->c_str());  // still under the lock: no new daemon has bound it yet
+  log::info("pool: stopped");
+  return rc;
+}
+
+}  // namespace kiln::runner::pool

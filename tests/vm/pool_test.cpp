@@ -1,0 +1,176 @@
+// The warm pool (docs/pool.md) on real VMs: a run takes a VM the daemon restored ahead
+// of it; the daemon is started by a run without holding its output; a killed daemon or
+// a killed run leaves no VM behind; a socket that is not this user's is not used. The
+// pool serves the qemu engine only: these tests run in the host's VM step, not the lab.
+#include "vm_test_support.h"
+
+#include "common/subprocess.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <regex>
+#include <thread>
+
+using namespace kiln::vmtest;
+
+namespace {
+
+// The pool on, its socket under the cache (not $XDG_RUNTIME_DIR), as a user has it.
+const std::vector<std::string> kPoolOn = {"KILN_NO_POOL=0", "XDG_RUNTIME_DIR="};
+
+struct Status {
+  bool running = false;
+  long pid = 0;
+  long ready = 0, lent = 0, hits = 0, misses = 0;
+};
+
+Status status(const PrivateCache& cache) {
+  auto r = run_kiln({"serve", "--status"}, cache, kPoolOn);
+  Status s;
+  std::smatch m;
+  if (std::regex_search(r.out, m, std::regex(R"(pool daemon pid (\d+))"))) {
+    s.running = true;
+    s.pid = std::stol(m[1]);
+  }
+  if (std::regex_search(r.out, m, std::regex(R"(VMs ready (\d+) .*lent to runs (\d+); hits (\d+), misses (\d+))"))) {
+    s.ready = std::stol(m[1]);
+    s.lent = std::stol(m[2]);
+    s.hits = std::stol(m[3]);
+    s.misses = std::stol(m[4]);
+  }
+  return s;
+}
+
+// Poll the daemon's status until `done` holds (60 s at most: restores under TCG).
+Status wait_for(const PrivateCache& cache, const std::function<bool(const Status&)>& done, const char* what) {
+  Status s;
+  for (int i = 0; i < 240; ++i) {
+    s = status(cache);
+    if (done(s)) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  ADD_FAILURE() << "timed out waiting for the pool: " << what;
+  return s;
+}
+
+bool alive(long pid) { return ::kill(static_cast<pid_t>(pid), 0) == 0; }
+
+// Stop the daemon as its idle exit would (SIGTERM: it kills its ready VMs), then check
+// that nothing is left.
+void stop_daemon(const PrivateCache& cache) {
+  Status s = status(cache);
+  if (!s.running) return;
+  ::kill(static_cast<pid_t>(s.pid), SIGTERM);
+  for (int i = 0; i < 100 && alive(s.pid); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(leftovers(cache), "");
+}
+
+std::vector<std::string> echo(const std::string& word) { return {"run", "--", "/bin/echo", word}; }
+
+}  // namespace
+
+TEST(Pool, ARunTakesAVmTheDaemonRestoredAheadOfIt) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache).exit_code, 0);
+  // The first run finds no daemon, restores as before and starts one. run_kiln waits for
+  // EOF on the run's stdout and stderr: a daemon holding a copy would keep it waiting
+  // for its whole idle period (60 s); ctest waits the same way.
+  auto first = run_kiln(echo("first"), cache, kPoolOn);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.out, "first\n");
+  EXPECT_LT(first.seconds, 30) << "the run's output stayed open after it exited: the daemon holds it";
+  Status ready = wait_for(cache, [](const Status& s) { return s.ready >= 1; }, "a ready VM");
+  EXPECT_EQ(ready.misses, 1);
+  EXPECT_EQ(ready.hits, 0);
+
+  auto second = run_kiln({"run", "--timings", "--", "/bin/echo", "second"}, cache, kPoolOn);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.out, "second\n");
+  EXPECT_NE(second.err.find("pool: take a VM"), std::string::npos) << second.err;
+  EXPECT_EQ(second.err.find("qemu: spawn"), std::string::npos) << "the run started its own qemu:\n" << second.err;
+  Status after = status(cache);
+  EXPECT_EQ(after.hits, 1);
+  EXPECT_EQ(after.lent, 0) << "the run ended: its VM is no longer lent";
+  // Refilled: the next run gets one too.
+  wait_for(cache, [](const Status& s) { return s.ready >= 1; }, "a refill");
+  stop_daemon(cache);
+}
+
+TEST(Pool, AKilledDaemonLeavesNoVmAndTheNextRunStartsAnother) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache).exit_code, 0);
+  ASSERT_EQ(run_kiln(echo("start"), cache, kPoolOn).exit_code, 0);
+  Status s = wait_for(cache, [](const Status& st) { return st.ready >= 2; }, "two ready VMs");
+  ASSERT_TRUE(s.running);
+  ::kill(static_cast<pid_t>(s.pid), SIGKILL);
+  // Its qemus die with the thread that started them (PR_SET_PDEATHSIG), not later.
+  int left = -1;
+  for (int i = 0; i < 100 && left != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    left = processes_mentioning(cache.path().string());
+  }
+  EXPECT_EQ(left, 0) << "qemu processes outlived the killed daemon";
+  // Its socket file is still there, with nobody listening: the next run starts a new daemon.
+  auto again = run_kiln(echo("again"), cache, kPoolOn);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, "again\n");
+  Status next = wait_for(cache, [&](const Status& st) { return st.running && st.pid != s.pid; }, "a new daemon");
+  EXPECT_NE(next.pid, s.pid);
+  stop_daemon(cache);
+}
+
+TEST(Pool, TheVmOfAKilledRunIsKilled) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache).exit_code, 0);
+  // The same executable as the run below: its payload layer is the restore point.
+  ASSERT_EQ(run_kiln({"run", "--", "/bin/sleep", "0"}, cache, kPoolOn).exit_code, 0);
+  wait_for(cache, [](const Status& st) { return st.ready >= 1; }, "a ready VM");
+  auto run = kiln::ChildProcess::spawn(kiln_argv({"run", "--", "/bin/sleep", "120"}, cache, kPoolOn), {});
+  ASSERT_TRUE(run.ok()) << run.error().message;
+  wait_for(cache, [](const Status& st) { return st.lent == 1; }, "the run to take its VM");
+  const int with_lent = processes_mentioning(cache.path().string());
+  ::kill(run->pid(), SIGKILL);
+  run->wait();
+  // Its connection closed: the daemon kills that qemu and reaps it.
+  Status s = wait_for(cache, [](const Status& st) { return st.lent == 0; }, "the lent VM to be taken back");
+  wait_for(cache, [&](const Status& st) {
+    return processes_mentioning(cache.path().string()) == st.ready;  // only ready VMs left
+  }, "no qemu but the ready ones");
+  EXPECT_GE(with_lent, 1);
+  EXPECT_EQ(s.lent, 0);
+  stop_daemon(cache);
+}
+
+TEST(Pool, ASocketThatIsNotThisUsersIsNotUsed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (to give the socket to another user)";
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache).exit_code, 0);
+  ASSERT_EQ(run_kiln(echo("start"), cache, kPoolOn).exit_code, 0);
+  Status s = wait_for(cache, [](const Status& st) { return st.ready >= 1; }, "a ready VM");
+  std::string socket;
+  for (const auto& e : std::filesystem::directory_iterator(cache.path() / "pool"))
+    if (e.path().extension() == ".sock") socket = e.path();
+  ASSERT_FALSE(socket.empty());
+  ASSERT_EQ(::chown(socket.c_str(), 65534, 65534), 0);
+  auto r = run_kiln({"run", "-v", "--", "/bin/echo", "alone"}, cache, kPoolOn);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "alone\n");
+  EXPECT_NE(r.err.find("is not this user's socket; running without the pool"), std::string::npos) << r.err;
+  ASSERT_EQ(::chown(socket.c_str(), 0, 0), 0);
+  EXPECT_EQ(status(cache).hits, s.hits) << "a VM was taken through a socket of another user";
+  stop_daemon(cache);
+}
+
+TEST(Pool, OffMeansNoDaemon) {
+  PrivateCache cache;
+  ASSERT_EQ(run_kiln({"bake"}, cache).exit_code, 0);
+  auto r = run_kiln(echo("plain"), cache, {"KILN_NO_POOL=1", "XDG_RUNTIME_DIR="});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_FALSE(status(cache).running);
+  EXPECT_FALSE(std::filesystem::exists(cache.path() / "pool")) << "KILN_NO_POOL=1 started a daemon";
+  EXPECT_EQ(leftovers(cache), "");
+}
