@@ -61,7 +61,7 @@ void start_daemon(const std::filesystem::path& socket) {
     ::setsid();
     if (::fork() != 0) ::_exit(0);
     int null_fd = ::open("/dev/null", O_RDWR);
-    int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
+    int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
     ::dup2(null_fd, 0);
     ::dup2(null_fd, 1);
     ::dup2(log_fd >= 0 ? log_fd : null_fd, 2);

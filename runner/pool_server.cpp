@@ -338,6 +338,17 @@ Result<UniqueFd> listen_on(const std::filesystem::path& path) {
   return fd;
 }
 
+// The daemon a run started writes to <socket>.log (opened for appending: a run that
+// started a second daemon, which leaves at once, must not cut the first one's lines);
+// the daemon that serves starts it afresh, so it holds one daemon's life.
+void truncate_own_log(const std::filesystem::path& socket) {
+  struct stat err {}, log {};
+  const auto log_path = socket.string() + ".log";
+  if (::fstat(STDERR_FILENO, &err) == 0 && ::stat(log_path.c_str(), &log) == 0 && err.st_dev == log.st_dev &&
+      err.st_ino == log.st_ino)
+    (void)!::ftruncate(STDERR_FILENO, 0);
+}
+
 }  // namespace
 
 int serve(const ServeOptions& options) {
@@ -362,6 +373,7 @@ int serve(const ServeOptions& options) {
     log::verbose("kiln serve: a daemon already serves {}", path->string());
     return 0;
   }
+  truncate_own_log(*path);
   auto listener = listen_on(*path);
   if (!listener) {
     log::error("kiln serve: " + listener.error().message);
