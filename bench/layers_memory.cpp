@@ -261,7 +261,8 @@ void print_memory_summary() {
                  mib("dedup/flat"));
       // Unique extents (FIEMAP), not du: on XFS or btrfs a flat image is a reflink of the
       // golden's memory plus the layer's pages (snapshot::write_shared_flat_image).
-      fmt::print("flat images' own extents (not shared with the golden): {:.1f} MiB ({:.1f} MiB each)\n",
+      fmt::print("flat images' own extents (shared with neither the golden nor the diffs): {:.1f} MiB ({:.1f} MiB "
+                 "each)\n",
                  mib("dedup/flat owned"), mib("dedup/flat owned") / n);
       fmt::print("disk per payload layer, diff + own flat extents: {:.1f} MiB (the cache dir's filesystem: {})\n",
                  (mib("dedup/diff") + mib("dedup/flat owned")) / n,

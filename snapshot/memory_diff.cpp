@@ -104,8 +104,10 @@ Result<DiffIndex> write_memory_diff(const std::filesystem::path& image, const Me
 
 namespace {
 
-// Each layer's pages over the root content already in `out_fd`, root -> leaf.
-Result<void> apply_layers(const LayerChain& chain, int out_fd, const std::filesystem::path& out_path) {
+// Each layer's pages over the root content already in `out_fd`, root -> leaf. With
+// `reflink`, runs of data pages are cloned from the layer's pages file (FICLONERANGE), so
+// the flat file and memory.diff share them on disk; written where that fails.
+Result<void> apply_layers(const LayerChain& chain, int out_fd, const std::filesystem::path& out_path, bool reflink) {
   std::vector<char> buf(kBlock);
   for (const auto& layer : chain.layers) {
     auto pages_path = layer.pages();
@@ -122,10 +124,16 @@ Result<void> apply_layers(const LayerChain& chain, int out_fd, const std::filesy
           size_t q = p + kPageSize;
           while (q < len && sparse::all_zero(buf.data() + q, kPageSize) == zero) q += kPageSize;
           uint64_t at = e.guest_offset + done + p;
-          if (zero)
+          if (zero) {
             KILN_TRY(sparse::zero_range(out_fd, at, q - p, out_path));
-          else
-            KILN_TRY(sparse::write_exact(out_fd, buf.data() + p, q - p, at, out_path));
+          } else {
+            bool cloned = false;
+            if (reflink) {
+              KILN_ASSIGN_OR_RETURN(cloned, sparse::clone_range(pages.get(), e.file_offset + done + p, out_fd, at,
+                                                                q - p, pages_path));
+            }
+            if (!cloned) KILN_TRY(sparse::write_exact(out_fd, buf.data() + p, q - p, at, out_path));
+          }
           p = q;
         }
       }
@@ -151,7 +159,7 @@ Result<bool> write_shared_flat_image(const LayerChain& chain, int out_fd, const 
   if (!cloned) return false;
   if (::ftruncate(out_fd, static_cast<off_t>(chain.memory_size())) != 0)
     return make_error("cannot size {}: {}", out_path.string(), std::strerror(errno));
-  KILN_TRY(apply_layers(chain, out_fd, out_path));
+  KILN_TRY(apply_layers(chain, out_fd, out_path, /*reflink=*/true));
   return true;
 }
 
@@ -164,7 +172,7 @@ Result<void> write_flat_image(const LayerChain& chain, int out_fd, const std::fi
   const auto root_path = chain.root_memory();
   KILN_ASSIGN_OR_RETURN(auto data, sparse::data_extents(root.get(), chain.memory_size(), root_path));
   for (const auto& r : data) KILN_TRY(sparse::copy_range(root.get(), out_fd, r, root_path));
-  return apply_layers(chain, out_fd, out_path);
+  return apply_layers(chain, out_fd, out_path, /*reflink=*/false);
 }
 
 }  // namespace kiln::snapshot

@@ -104,6 +104,18 @@ Result<bool> clone_file(int in, int out, const std::filesystem::path& name) {
   return make_error("cannot clone {}: {}", name.string(), std::strerror(errno));
 }
 
+Result<bool> clone_range(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t len,
+                         const std::filesystem::path& name) {
+  file_clone_range range{};
+  range.src_fd = in;
+  range.src_offset = in_offset;
+  range.src_length = len;
+  range.dest_offset = out_offset;
+  if (::ioctl(out, FICLONERANGE, &range) == 0) return true;
+  if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EINVAL || errno == EXDEV || errno == ENOSYS) return false;
+  return make_error("cannot clone {:#x}+{:#x} of {}: {}", in_offset, len, name.string(), std::strerror(errno));
+}
+
 Result<uint64_t> owned_bytes(int fd, const std::filesystem::path& name) {
   constexpr size_t kBatch = 256;
   std::vector<char> buf(sizeof(struct fiemap) + kBatch * sizeof(struct fiemap_extent));

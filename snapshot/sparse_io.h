@@ -42,6 +42,12 @@ Result<void> copy_range(int in, int out, Range r, const std::filesystem::path& n
 /// False, with `out` untouched, where the filesystem cannot (ext4, tmpfs, across mounts).
 Result<bool> clone_file(int in, int out, const std::filesystem::path& name);
 
+/// Make [out_offset, +len) of `out` share the extents of [in_offset, +len) of `in`
+/// (FICLONERANGE; offsets and length multiples of the filesystem block). False, with
+/// nothing changed, where the filesystem cannot.
+Result<bool> clone_range(int in, uint64_t in_offset, int out, uint64_t out_offset, uint64_t len,
+                         const std::filesystem::path& name);
+
 /// Bytes of `fd`'s allocated extents that no other file shares (FIEMAP: extents without
 /// FIEMAP_EXTENT_SHARED): what deleting it would free. A reflinked copy owns only what
 /// was written to it since. A filesystem without FIEMAP reports its allocated bytes.
