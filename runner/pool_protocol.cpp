@@ -3,6 +3,7 @@
 #include "common/digest.h"
 #include "common/fs.h"
 #include "image/oci/json_fields.h"
+#include "snapshot/digest_stamp.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -18,13 +19,6 @@ namespace {
 
 using nlohmann::json;
 namespace json_fields = image::json_fields;
-
-Result<std::string> file_identity(const std::filesystem::path& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return make_error("cannot stat {}: {}", path.string(), std::strerror(errno));
-  return fmt::format("{}:{}:{}:{}.{:09}:{}.{:09}", st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec,
-                     st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
-}
 
 json request_json(const PoolRequest& r) {
   json disks = json::array();
@@ -42,22 +36,16 @@ json request_json(const PoolRequest& r) {
           {"identity", r.files_identity}};
 }
 
-Result<std::string> text(const json& j, const char* name) { return json_fields::string_field(j, name, true); }
-
-Result<uint64_t> number(const json& j, const char* name, uint64_t max) { return json_fields::uint_field(j, name, max); }
-
-Result<json> parse(const std::string& message) {
-  return json_fields::parse_object(message, kMaxMessageBytes, "the pool message");
-}
-
 }  // namespace
 
 std::string PoolRequest::key() const { return request_json(*this).dump(); }
 
 Result<std::string> files_identity(const vmm::SnapshotFiles& files) {
-  KILN_ASSIGN_OR_RETURN(auto state, file_identity(files.state));
-  KILN_ASSIGN_OR_RETURN(auto memory, file_identity(files.memory));
-  return state + " " + memory;
+  auto state = snapshot::file_identity(files.state);
+  auto memory = snapshot::file_identity(files.memory);
+  if (!state || !memory)
+    return make_error("{} is missing or not a regular file", (state ? files.memory : files.state).string());
+  return *state + " " + *memory;
 }
 
 std::string encode_take(const PoolRequest& request) {
@@ -68,18 +56,18 @@ std::string encode_take(const PoolRequest& request) {
 }
 
 Result<PoolRequest> decode_take(const std::string& message) {
-  KILN_ASSIGN_OR_RETURN(json j, parse(message));
+  KILN_ASSIGN_OR_RETURN(json j, json_fields::parse_object(message, kMaxMessageBytes, "the pool message"));
   PoolRequest r;
-  KILN_ASSIGN_OR_RETURN(r.engine_identity, text(j, "engine"));
-  KILN_ASSIGN_OR_RETURN(r.accel, text(j, "accel"));
+  KILN_ASSIGN_OR_RETURN(r.engine_identity, json_fields::string_field(j, "engine", true));
+  KILN_ASSIGN_OR_RETURN(r.accel, json_fields::string_field(j, "accel", true));
   if (r.accel != "kvm" && r.accel != "tcg") return make_error("pool message: accel '{}' is neither kvm nor tcg", r.accel);
-  KILN_ASSIGN_OR_RETURN(auto kernel, text(j, "kernel"));
-  KILN_ASSIGN_OR_RETURN(auto initramfs, text(j, "initramfs"));
+  KILN_ASSIGN_OR_RETURN(auto kernel, json_fields::string_field(j, "kernel", true));
+  KILN_ASSIGN_OR_RETURN(auto initramfs, json_fields::string_field(j, "initramfs", true));
   r.spec.kernel = kernel;
   r.spec.initramfs = initramfs;
-  KILN_ASSIGN_OR_RETURN(r.spec.cmdline, text(j, "cmdline"));
-  KILN_ASSIGN_OR_RETURN(auto memory_mib, number(j, "memory_mib", 1u << 20));
-  KILN_ASSIGN_OR_RETURN(auto vcpus, number(j, "vcpus", 255));
+  KILN_ASSIGN_OR_RETURN(r.spec.cmdline, json_fields::string_field(j, "cmdline", true));
+  KILN_ASSIGN_OR_RETURN(auto memory_mib, json_fields::uint_field(j, "memory_mib", 1u << 20));
+  KILN_ASSIGN_OR_RETURN(auto vcpus, json_fields::uint_field(j, "vcpus", 255));
   r.spec.memory_mib = static_cast<uint32_t>(memory_mib);
   r.spec.vcpus = static_cast<uint32_t>(vcpus);
   auto disks = j.find("disks");
@@ -87,17 +75,17 @@ Result<PoolRequest> decode_take(const std::string& message) {
     return make_error("pool message: 'disks' is missing or holds more than {}", vmm::kMaxDisks);
   for (const auto& d : *disks) {
     if (!d.is_object()) return make_error("pool message: a disk is not an object");
-    KILN_ASSIGN_OR_RETURN(auto image, text(d, "image"));
+    KILN_ASSIGN_OR_RETURN(auto image, json_fields::string_field(d, "image", true));
     auto ro = d.find("read_only");
     if (ro == d.end() || !ro->is_boolean()) return make_error("pool message: a disk's read_only is not a boolean");
     r.spec.disks.push_back(vmm::DiskSpec{image, ro->get<bool>()});
   }
-  KILN_ASSIGN_OR_RETURN(auto state, text(j, "state"));
-  KILN_ASSIGN_OR_RETURN(auto memory, text(j, "memory"));
+  KILN_ASSIGN_OR_RETURN(auto state, json_fields::string_field(j, "state", true));
+  KILN_ASSIGN_OR_RETURN(auto memory, json_fields::string_field(j, "memory", true));
   r.files.state = state;
   r.files.memory = memory;
-  KILN_ASSIGN_OR_RETURN(r.files_identity, text(j, "identity"));
-  KILN_ASSIGN_OR_RETURN(r.label, text(j, "label"));
+  KILN_ASSIGN_OR_RETURN(r.files_identity, json_fields::string_field(j, "identity", true));
+  KILN_ASSIGN_OR_RETURN(r.label, json_fields::string_field(j, "label", true));
   for (const auto* p : {&r.spec.kernel, &r.spec.initramfs, &r.files.state, &r.files.memory})
     if (!p->is_absolute()) return make_error("pool message: {} is not an absolute path", p->string());
   return r;
@@ -113,34 +101,34 @@ std::string encode_status(const PoolStatus& s) {
 }
 
 Result<PoolStatus> decode_status(const std::string& message) {
-  KILN_ASSIGN_OR_RETURN(json j, parse(message));
+  KILN_ASSIGN_OR_RETURN(json j, json_fields::parse_object(message, kMaxMessageBytes, "the pool message"));
   PoolStatus s;
   constexpr uint64_t kBig = uint64_t{1} << 53;
-  KILN_ASSIGN_OR_RETURN(auto pid, number(j, "pid", kBig));
-  KILN_ASSIGN_OR_RETURN(auto uptime, number(j, "uptime_s", kBig));
+  KILN_ASSIGN_OR_RETURN(auto pid, json_fields::uint_field(j, "pid", kBig));
+  KILN_ASSIGN_OR_RETURN(auto uptime, json_fields::uint_field(j, "uptime_s", kBig));
   s.pid = static_cast<int64_t>(pid);
   s.uptime_s = static_cast<int64_t>(uptime);
-  KILN_ASSIGN_OR_RETURN(s.hits, number(j, "hits", kBig));
-  KILN_ASSIGN_OR_RETURN(s.misses, number(j, "misses", kBig));
-  KILN_ASSIGN_OR_RETURN(s.ready, number(j, "ready", kBig));
-  KILN_ASSIGN_OR_RETURN(s.lent, number(j, "lent", kBig));
-  KILN_ASSIGN_OR_RETURN(s.max_ready, number(j, "max_ready", kBig));
+  KILN_ASSIGN_OR_RETURN(s.hits, json_fields::uint_field(j, "hits", kBig));
+  KILN_ASSIGN_OR_RETURN(s.misses, json_fields::uint_field(j, "misses", kBig));
+  KILN_ASSIGN_OR_RETURN(s.ready, json_fields::uint_field(j, "ready", kBig));
+  KILN_ASSIGN_OR_RETURN(s.lent, json_fields::uint_field(j, "lent", kBig));
+  KILN_ASSIGN_OR_RETURN(s.max_ready, json_fields::uint_field(j, "max_ready", kBig));
   auto pools = j.find("pools");
   if (pools == j.end() || !pools->is_array()) return make_error("pool status: 'pools' is not a list");
   for (const auto& p : *pools) {
     PoolStats stats;
-    KILN_ASSIGN_OR_RETURN(stats.label, text(p, "label"));
-    KILN_ASSIGN_OR_RETURN(stats.ready, number(p, "ready", kBig));
-    KILN_ASSIGN_OR_RETURN(stats.hits, number(p, "hits", kBig));
-    KILN_ASSIGN_OR_RETURN(stats.misses, number(p, "misses", kBig));
+    KILN_ASSIGN_OR_RETURN(stats.label, json_fields::string_field(p, "label", true));
+    KILN_ASSIGN_OR_RETURN(stats.ready, json_fields::uint_field(p, "ready", kBig));
+    KILN_ASSIGN_OR_RETURN(stats.hits, json_fields::uint_field(p, "hits", kBig));
+    KILN_ASSIGN_OR_RETURN(stats.misses, json_fields::uint_field(p, "misses", kBig));
     s.pools.push_back(std::move(stats));
   }
   return s;
 }
 
 Result<std::string> message_op(const std::string& message) {
-  KILN_ASSIGN_OR_RETURN(json j, parse(message));
-  KILN_ASSIGN_OR_RETURN(auto op, text(j, "op"));
+  KILN_ASSIGN_OR_RETURN(json j, json_fields::parse_object(message, kMaxMessageBytes, "the pool message"));
+  KILN_ASSIGN_OR_RETURN(auto op, json_fields::string_field(j, "op", true));
   if (op != "take" && op != "status") return make_error("pool message: unknown op '{}'", op);
   return op;
 }

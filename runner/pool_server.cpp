@@ -40,13 +40,9 @@ constexpr std::chrono::seconds kKeyTtl{30};
 /// Headroom a refill leaves in MemAvailable beyond the new VM's guest RAM.
 constexpr uint64_t kHeadroomMib = 512;
 
-struct ReadyVm {
-  std::unique_ptr<QemuVm> vm;
-};
-
 struct Pool {
   PoolRequest request;
-  std::deque<ReadyVm> ready;
+  std::deque<std::unique_ptr<QemuVm>> ready;  ///< started, state loaded, paused
   uint64_t hits = 0, misses = 0;
   Clock::time_point last_take;
   bool restoring = false;
@@ -165,7 +161,7 @@ void Server::restore_one(const std::string& key) {
   Pool& p = pools_.at(key);
   p.restoring = false;
   if (vm) {
-    p.ready.push_back(ReadyVm{std::move(vm)});
+    p.ready.push_back(std::move(vm));
   } else {
     p.broken = broken;
     log::info("pool: {}: not restoring more VMs: {}", p.request.label, broken);
@@ -217,7 +213,7 @@ bool Server::take(Client& client, const std::string& message) {
   auto identity = files_identity(request->files);
   if (!identity || *identity != p.request.files_identity) p.ready.clear();
   while (!p.ready.empty()) {
-    std::unique_ptr<QemuVm> vm = std::move(p.ready.front().vm);
+    std::unique_ptr<QemuVm> vm = std::move(p.ready.front());
     p.ready.pop_front();
     if (vm->vmm_exited()) continue;
     auto handover = vm->hand_over();

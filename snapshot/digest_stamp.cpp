@@ -15,14 +15,6 @@ namespace {
 
 constexpr std::string_view kTag = "kiln-digest-stamp/1";
 
-// Everything about the file that a write or a replacement changes.
-std::optional<std::string> identity(const std::filesystem::path& file) {
-  struct stat st {};
-  if (::lstat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-  return fmt::format("dev={} ino={} size={} mtime={}.{:09} ctime={}.{:09}", st.st_dev, st.st_ino, st.st_size,
-                     st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
-}
-
 // One line: tag, digest, source ("-" if none), boot id, then the identity fields.
 std::string stamp_line(const std::string& digest, const std::string& source, const std::string& boot,
                        const std::string& id) {
@@ -30,6 +22,13 @@ std::string stamp_line(const std::string& digest, const std::string& source, con
 }
 
 }  // namespace
+
+std::optional<std::string> file_identity(const std::filesystem::path& file) {
+  struct stat st {};
+  if (::lstat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  return fmt::format("dev={} ino={} size={} mtime={}.{:09} ctime={}.{:09}", st.st_dev, st.st_ino, st.st_size,
+                     st.st_mtim.tv_sec, st.st_mtim.tv_nsec, st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+}
 
 std::string host_boot_id() {
   auto text = fs::read_file("/proc/sys/kernel/random/boot_id", 128);
@@ -51,7 +50,7 @@ DigestStamp read_digest_stamp(const std::filesystem::path& stamp) {
 std::optional<std::string> check_digest_once(const std::filesystem::path& file, const std::string& digest,
                                              const std::filesystem::path& stamp, const std::string& source,
                                              bool force) {
-  auto before = identity(file);
+  auto before = file_identity(file);
   if (!before) return fmt::format("{} is missing or not a regular file", file.filename().string());
   std::string boot = host_boot_id();
   if (!force && !boot.empty()) {
@@ -62,14 +61,14 @@ std::optional<std::string> check_digest_once(const std::filesystem::path& file, 
   if (!actual) return fmt::format("cannot read {}: {}", file.filename().string(), actual.error().message);
   if (*actual != digest) return fmt::format("{} does not match its digest (corrupted)", file.filename().string());
   // Only stamp what we read: if the file changed while we digested it, check again next time.
-  if (!boot.empty() && identity(file) == before)
+  if (!boot.empty() && file_identity(file) == before)
     (void)fs::write_file_atomic(stamp, stamp_line(digest, source, boot, *before));
   return std::nullopt;
 }
 
 Result<void> write_digest_stamp(const std::filesystem::path& file, const std::string& digest,
                                 const std::filesystem::path& stamp, const std::string& source) {
-  auto id = identity(file);
+  auto id = file_identity(file);
   if (!id) return make_error("{} is missing or not a regular file", file.string());
   return fs::write_file_atomic(stamp, stamp_line(digest, source, host_boot_id(), *id));
 }

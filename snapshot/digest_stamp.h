@@ -19,6 +19,11 @@
 
 namespace kiln::snapshot {
 
+/// Everything about a regular file that a write or a replacement changes — device,
+/// inode, size, mtime and ctime in ns — as one string; nullopt when `file` is missing or
+/// not a regular file (a symlink is not followed).
+std::optional<std::string> file_identity(const std::filesystem::path& file);
+
 /// The host's boot id (/proc/sys/kernel/random/boot_id), or "" if unreadable.
 std::string host_boot_id();
 

@@ -144,35 +144,34 @@ Result<void> apply_layers(const LayerChain& chain, int out_fd, const std::filesy
   return {};
 }
 
-Result<UniqueFd> open_root(const LayerChain& chain) {
-  auto root_path = chain.root_memory();
+// The chain's content into `out_fd`: the root cloned where the filesystem can (then the
+// layers' pages cloned too), else — when `may_copy` — the root's data extents copied in
+// the kernel. False, with nothing written, when it could not clone and may not copy.
+Result<bool> write_flat(const LayerChain& chain, int out_fd, const std::filesystem::path& out_path, bool may_copy) {
+  const auto root_path = chain.root_memory();
   UniqueFd root(::open(root_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!root) return make_error("cannot open {}: {}", root_path.string(), std::strerror(errno));
-  return root;
+  KILN_ASSIGN_OR_RETURN(bool cloned, sparse::clone_file(root.get(), out_fd, root_path));
+  if (!cloned && !may_copy) return false;
+  if (::ftruncate(out_fd, static_cast<off_t>(chain.memory_size())) != 0)
+    return make_error("cannot size {}: {}", out_path.string(), std::strerror(errno));
+  if (!cloned) {
+    KILN_ASSIGN_OR_RETURN(auto data, sparse::data_extents(root.get(), chain.memory_size(), root_path));
+    for (const auto& r : data) KILN_TRY(sparse::copy_range(root.get(), out_fd, r, root_path));
+  }
+  KILN_TRY(apply_layers(chain, out_fd, out_path, /*reflink=*/cloned));
+  return true;
 }
 
 }  // namespace
 
 Result<bool> write_shared_flat_image(const LayerChain& chain, int out_fd, const std::filesystem::path& out_path) {
-  KILN_ASSIGN_OR_RETURN(UniqueFd root, open_root(chain));
-  KILN_ASSIGN_OR_RETURN(bool cloned, sparse::clone_file(root.get(), out_fd, chain.root_memory()));
-  if (!cloned) return false;
-  if (::ftruncate(out_fd, static_cast<off_t>(chain.memory_size())) != 0)
-    return make_error("cannot size {}: {}", out_path.string(), std::strerror(errno));
-  KILN_TRY(apply_layers(chain, out_fd, out_path, /*reflink=*/true));
-  return true;
+  return write_flat(chain, out_fd, out_path, /*may_copy=*/false);
 }
 
 Result<void> write_flat_image(const LayerChain& chain, int out_fd, const std::filesystem::path& out_path) {
-  KILN_ASSIGN_OR_RETURN(bool shared, write_shared_flat_image(chain, out_fd, out_path));
-  if (shared) return {};
-  KILN_ASSIGN_OR_RETURN(UniqueFd root, open_root(chain));
-  if (::ftruncate(out_fd, static_cast<off_t>(chain.memory_size())) != 0)
-    return make_error("cannot size {}: {}", out_path.string(), std::strerror(errno));
-  const auto root_path = chain.root_memory();
-  KILN_ASSIGN_OR_RETURN(auto data, sparse::data_extents(root.get(), chain.memory_size(), root_path));
-  for (const auto& r : data) KILN_TRY(sparse::copy_range(root.get(), out_fd, r, root_path));
-  return apply_layers(chain, out_fd, out_path, /*reflink=*/false);
+  KILN_TRY(write_flat(chain, out_fd, out_path, /*may_copy=*/true));
+  return {};
 }
 
 }  // namespace kiln::snapshot

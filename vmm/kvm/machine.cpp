@@ -140,7 +140,7 @@ Result<void> Machine::add_devices(const std::vector<DiskSpec>& disks) {
   KILN_ASSIGN_OR_RETURN(io_, EventLoop::create());
   // Guest output the agent channel could not deliver ends the run, saying so (never a
   // silent loss).
-  KILN_ASSIGN_OR_RETURN(agent_, add_console(kAgentConsoleSlot, VirtioConsole::kAgentPortName,
+  KILN_ASSIGN_OR_RETURN(agent_, add_console(kAgentConsoleSlot, proto::kAgentPortName,
                                             [this](const std::string& why) {
                                               guest_stopped(fmt::format(
                                                   "the agent channel failed: {}; guest output was lost, so the "

@@ -48,7 +48,7 @@ class ConsoleTest : public ::testing::Test {
     guest->completed(2);
   }
 
-  std::string port_name = VirtioConsole::kAgentPortName;
+  std::string port_name = proto::kAgentPortName;
   GuestMemory mem;
   testing::CountingIrq irq;
   UniqueFd peer;

@@ -25,6 +25,7 @@
 // call in; everything runs under the device mutex.
 #pragma once
 
+#include "agent/protocol.h"
 #include "common/unique_fd.h"
 #include "vmm/kvm/virtio/guest_error_log.h"
 #include "vmm/kvm/virtio/virtio_device.h"
@@ -49,7 +50,6 @@ struct VirtioConsoleState {
 
 class VirtioConsole final : public VirtioDevice {
  public:
-  static constexpr const char* kAgentPortName = "org.kiln.agent.0";
   static constexpr uint64_t kMaxDataChainBytes = 1ull << 20;
   static constexpr size_t kMaxControlBacklog = 16;
   /// Longest control message (header + port name); longer names are truncated.
@@ -60,7 +60,7 @@ class VirtioConsole final : public VirtioDevice {
   /// so the I/O thread re-polls; may be empty if the I/O thread polls io_interest()
   /// on a timer.
   explicit VirtioConsole(UniqueFd host_fd, std::function<void()> wake_io = {},
-                         std::string port_name = kAgentPortName);
+                         std::string port_name = proto::kAgentPortName);
 
   /// Called once, device mutex held (it must not call back into the device), when
   /// guest output could not be delivered to host_fd() and is lost; the argument says
