@@ -30,15 +30,32 @@ namespace stdfs = std::filesystem;
   std::abort();  // without it, "nothing outlived kiln" would pass whatever kiln leaves
 }();
 
+// The warm pool is off in the VM suite: a pooled VM lives on in the daemon, which the
+// leftovers() checks would count. Set in this process, so every kiln a test starts —
+// through kiln_argv() or a script of its own — inherits it; pool_test.cpp turns the
+// pool on for its runs (KILN_NO_POOL=0 in their host_env).
+[[maybe_unused]] const bool kPoolOff = [] { return ::setenv("KILN_NO_POOL", "1", /*overwrite=*/0) == 0; }();
+
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v && *v ? v : fallback;
 }
 
-// A private /tmp needs a mount namespace (root), and must not hide kiln or the cache.
+// Can this process make a mount namespace of its own? Root with unshare(1) is not
+// enough everywhere: in a chroot (a fresh-machine check) unshare cannot make the new
+// namespace's mounts private. Probed once, the way kiln_argv() will use it.
+bool can_unshare_mounts() {
+  static const bool can = [] {
+    if (::geteuid() != 0 || !fs::is_executable_file("/usr/bin/unshare")) return false;
+    auto r = run_captured({"unshare", "--mount", "--", "true"});
+    return r && r->exit_code == 0;
+  }();
+  return can;
+}
+
+// A private /tmp needs a mount namespace, and must not hide kiln or the cache.
 bool can_give_private_tmp(const PrivateCache& cache) {
-  return ::geteuid() == 0 && fs::is_executable_file("/usr/bin/unshare") && !fs::is_within(KILN_BINARY, "/tmp") &&
-         !fs::is_within(cache.path(), "/tmp");
+  return can_unshare_mounts() && !fs::is_within(KILN_BINARY, "/tmp") && !fs::is_within(cache.path(), "/tmp");
 }
 
 std::string cmdline_of(pid_t pid) {
@@ -96,11 +113,6 @@ std::vector<std::string> engine_args() {
 std::vector<std::string> kiln_argv(const std::vector<std::string>& args, const stdfs::path& cache,
                                    const std::vector<std::string>& host_env) {
   std::vector<std::string> argv = {"env"};
-  // The warm pool is off unless a test turns it on (pool_test.cpp): a pooled VM lives on
-  // in the daemon, which the leftovers() checks would count.
-  const bool names_pool = std::any_of(host_env.begin(), host_env.end(),
-                                      [](const std::string& kv) { return kv.starts_with("KILN_NO_POOL="); });
-  if (!names_pool) argv.push_back("KILN_NO_POOL=1");
   argv.insert(argv.end(), host_env.begin(), host_env.end());
   argv.push_back("KILN_CACHE_DIR=" + cache.string());
   argv.push_back(KILN_BINARY);
@@ -164,7 +176,7 @@ PrivateCache::PrivateCache() {
   }
   stdfs::create_directory(tmp());
   if (!can_give_private_tmp(*this))
-    std::fprintf(stderr, "note: kiln runs share the host's /tmp here (needs root and unshare(1)): "
+    std::fprintf(stderr, "note: kiln runs share the host's /tmp here (needs root and a working unshare --mount): "
                          "what they leave in /tmp is not checked\n");
 }
 

@@ -47,9 +47,10 @@ class PrivateCache {
   std::filesystem::path path_;
 };
 
-/// kiln's command line for `kiln ARGS...`: `env [KILN_NO_POOL=1] [HOST_ENV...]
-/// KILN_CACHE_DIR=cache kiln ARGS...` (the pool is off unless HOST_ENV sets KILN_NO_POOL). `run` and `bake` get engine_args() unless ARGS name an engine themselves
-/// (engine-specific tests). HOST_ENV (KEY=VALUE) is kiln's own environment, not the guest's.
+/// kiln's command line for `kiln ARGS...`: `env [HOST_ENV...] KILN_CACHE_DIR=cache kiln
+/// ARGS...`. `run` and `bake` get engine_args() unless ARGS name an engine themselves
+/// (engine-specific tests). The warm pool is off in this process and every kiln it
+/// starts (KILN_NO_POOL=1) unless HOST_ENV turns it on. HOST_ENV (KEY=VALUE) is kiln's own environment, not the guest's.
 std::vector<std::string> kiln_argv(const std::vector<std::string>& args, const std::filesystem::path& cache,
                                    const std::vector<std::string>& host_env = {});
 
