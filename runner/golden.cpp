@@ -44,8 +44,7 @@ Result<snapshot::Snapshot> bake(snapshot::Store& store, const snapshot::Snapshot
     if (!hello) {
       if (hello.error().kind == ErrorKind::interrupted) return hello.take_error();
       // Never report a boot failure as the test's timeout: it is a VM-level failure.
-      return make_error("the guest did not come up: {}\n--- guest console (tail) ---\n{}", hello.error().message,
-                        guest_console_tail(*vm));
+      return make_error("{}", with_console_tail("the guest did not come up: " + hello.error().message, *vm));
     }
     log::verbose("guest agent {} is ready", hello->agent_version);
   }

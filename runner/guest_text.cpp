@@ -105,4 +105,8 @@ std::string console_tail_of(std::string_view console) {
 
 std::string guest_console_tail(vmm::Vm& vm) { return console_tail_of(vm.console_output()); }
 
+std::string with_console_tail(std::string_view reason, vmm::Vm& vm) {
+  return fmt::format("{}\n--- guest console (tail) ---\n{}", reason, guest_console_tail(vm));
+}
+
 }  // namespace kiln::runner

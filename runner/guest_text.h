@@ -26,4 +26,11 @@ std::string guest_console_tail(vmm::Vm& vm);
 /// The same for a console log already read (what guest_console_tail shows).
 std::string console_tail_of(std::string_view console);
 
+/// `reason`, then the guest console's tail under a "--- guest console (tail) ---" line:
+/// how kiln ends a test's output on a VM-level failure (a kiln error, a timeout, the
+/// guest's out-of-memory killer). ctest shows a test's own output and nothing else in
+/// --output-on-failure and JUnit's system-out (3.25 writes an empty failure message), so
+/// kiln's reason and what the guest's kernel said must be in it.
+std::string with_console_tail(std::string_view reason, vmm::Vm& vm);
+
 }  // namespace kiln::runner

@@ -1,6 +1,7 @@
 #include "runner/run_command.h"
 
 #include "common/log.h"
+#include "runner/guest_text.h"
 
 namespace kiln::runner {
 namespace {
@@ -25,11 +26,12 @@ Result<RunOutcome> run_in(vmm::Vm& vm, const RestorePoint& point, const RunPlan&
 
 Result<RunOutcome> run_command(AcquiredVm& acquired, const RunPlan& plan) {
   auto outcome = run_in(*acquired.vm, acquired.point, plan);
-  acquired.vm->destroy();
   if (!outcome && outcome.error().kind == ErrorKind::timeout)
-    return Error{fmt::format("timeout: {} did not finish within {} s; the VM was killed", plan.request.argv.front(),
-                             plan.request.timeout_seconds.value_or(0)),
-                 ErrorKind::timeout};
+    outcome = Error{with_console_tail(fmt::format("timeout: {} did not finish within {} s; the VM was killed",
+                                                  plan.request.argv.front(), plan.request.timeout_seconds.value_or(0)),
+                                      *acquired.vm),
+                    ErrorKind::timeout};
+  acquired.vm->destroy();
   if (outcome) log::verbose("{} {}", plan.request.argv.front(), outcome->summary);
   return outcome;
 }

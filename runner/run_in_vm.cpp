@@ -170,8 +170,11 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
   if (share_server) report_share(*share_server);
   if (request.verbose) write_all(STDERR_FILENO, escape_guest_text(vm.console_output(), true));
   if (!outcome && outcome.error().kind == ErrorKind::general)
-    return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message, guest_console_tail(vm));
-  if (outcome && !outcome->notice.empty()) log::info("{}", outcome->notice);
+    return make_error("{}", with_console_tail(outcome.error().message, vm));
+  // The guest's OOM killer: what its kernel said explains a failure; a passing test
+  // gets the one line.
+  if (outcome && !outcome->notice.empty())
+    log::info("{}", outcome->exit_code == 0 ? outcome->notice : with_console_tail(outcome->notice, vm));
   return outcome;
 }
 
@@ -203,7 +206,7 @@ Result<SetupOutcome> run_setup(vmm::Vm& vm, const Payload& payload, const std::s
       return make_error("the setup command did not finish within {} s (nothing was saved); its output so far:\n{}",
                         std::chrono::duration_cast<std::chrono::seconds>(kSetupTimeout).count(), result.output);
     if (outcome.error().kind != ErrorKind::general) return outcome.take_error();
-    return make_error("{}\n--- guest console (tail) ---\n{}", outcome.error().message, guest_console_tail(vm));
+    return make_error("{}", with_console_tail(outcome.error().message, vm));
   }
   result.exit_code = outcome->exit_code;
   result.summary = outcome->summary;

@@ -31,6 +31,11 @@ file(READ "${WORK_DIR}/junit.xml" junit)
 if(NOT junit MATCHES "tests=\"${n}\"")
   message(FATAL_ERROR "--output-junit: expected ${n} tests in ${WORK_DIR}/junit.xml")
 endif()
+# A VM-level failure ends the test's output with kiln's reason and the guest console's
+# tail, so CI shows it in JUnit's system-out (ctest 3.25 writes no failure message).
+if(NOT junit MATCHES "hang_test did not finish within 3 s; the VM was killed\n--- guest console \\(tail\\) ---\n")
+  message(FATAL_ERROR "--output-junit: the system-out of hang.times_out lacks kiln's reason and the console tail")
+endif()
 
 # The hanging test passed because kiln's timeout killed its VM, not by luck.
 run("ctest -R hang" "${CMAKE_CTEST_COMMAND}" --test-dir "${build}" -R "^hang\\.times_out$" -V)
