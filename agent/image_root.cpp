@@ -63,27 +63,6 @@ std::string mount_layers(const std::string& device) {
   return mount_or_error("overlay", kNewRoot, "overlay", 0, options);
 }
 
-// Copies `path` from the initramfs into the image root unless the image has it (any
-// kind of entry, a dangling symlink included, counts as having it).
-std::string add_base_file(const char* path) {
-  const std::string dest = cat(kNewRoot, path);
-  struct stat st {};
-  if (::lstat(dest.c_str(), &st) == 0) return {};
-  UniqueFd in(::open(path, O_RDONLY | O_CLOEXEC));
-  if (!in) return {};  // the initramfs lacks it too
-  if (Status s = mkdir_p(parent_dir(dest), 0755); !s.is_ok()) return s.message();
-  UniqueFd out(::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
-  if (!out) return sys_error(cat("create ", dest));
-  char buffer[4096];
-  for (;;) {
-    ssize_t n = ::read(in.get(), buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return sys_error(cat("read ", path));
-    if (n == 0) return {};
-    if (Status s = write_all(out.get(), buffer, static_cast<size_t>(n), dest); !s.is_ok()) return s.message();
-  }
-}
-
 std::string read_small(const std::string& path, std::string& out) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return sys_error(cat("open ", path));
@@ -97,6 +76,22 @@ std::string read_small(const std::string& path, std::string& out) {
     out.append(buffer, static_cast<size_t>(n));
     if (out.size() > (1u << 20)) return cat(path, " is larger than 1 MiB");
   }
+}
+
+// Copies `path` (a small /etc file) from the initramfs into the image root unless the
+// image has it (any kind of entry, a dangling symlink included, counts as having it).
+std::string add_base_file(const char* path) {
+  const std::string dest = cat(kNewRoot, path);
+  struct stat st {};
+  if (::lstat(dest.c_str(), &st) == 0) return {};
+  std::string text;
+  if (::access(path, F_OK) != 0) return {};  // the initramfs lacks it too
+  if (auto e = read_small(path, text); !e.empty()) return e;
+  if (Status s = mkdir_p(parent_dir(dest), 0755); !s.is_ok()) return s.message();
+  UniqueFd out(::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  if (!out) return sys_error(cat("create ", dest));
+  Status s = write_all(out.get(), text.data(), text.size(), dest);
+  return s.is_ok() ? std::string() : s.message();
 }
 
 // Replaces (or creates) `path` with `text`; a symlink there is replaced, not followed.

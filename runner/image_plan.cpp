@@ -1,6 +1,5 @@
 #include "runner/image_plan.h"
 
-#include "image/elf_interp.h"
 #include "runner/run_in_vm.h"
 
 #include <filesystem>
@@ -23,19 +22,19 @@ std::vector<std::string> image_base_env(const image::ImageRunConfig& config) {
 }
 
 // A host executable (the command had a '/', so plan_run resolved and shipped it) starts
-// through the host loader shipped with it.
-Result<void> start_through_own_loader(RunPlan& plan) {
+// through the host loader shipped with it, as the payload found it when it gathered the
+// executable's closure.
+void start_through_own_loader(RunPlan& plan) {
   std::vector<std::string>& argv = plan.request.argv;
   const std::string& exe = argv.front();
-  if (exe.find('/') == std::string::npos) return {};  // a command of the image, from its PATH
-  auto interp = image::elf_interpreter(exe);
+  if (exe.find('/') == std::string::npos) return;  // a command of the image, from its PATH
+  auto interp = plan.payload.elf_interpreter_of(exe);
   if (!interp) {
     // A #! script: its interpreter line is read in the guest, so /bin/sh is the image's.
     argv.front() = kHostFilesPrefix + exe;
-    return {};
+    return;
   }
-  argv = loader_argv(kHostFilesPrefix, interp->value_or(""), plan.payload.library_dirs(), argv);
-  return {};
+  argv = loader_argv(kHostFilesPrefix, *interp, plan.payload.library_dirs(), argv);
 }
 
 }  // namespace
@@ -63,7 +62,7 @@ std::vector<std::string> loader_argv(const std::string& prefix, const std::strin
 
 Result<void> plan_for_image(const GuestImage& image, const RunArgs& args, RunPlan& plan) {
   const image::ImageRunConfig& config = image.image.config;
-  KILN_TRY(start_through_own_loader(plan));
+  start_through_own_loader(plan);
   plan.payload.place_under(kHostFilesPrefix);
   if (plan.setup) {
     plan.setup->base_env = image_base_env(config);

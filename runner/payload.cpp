@@ -125,6 +125,12 @@ Result<std::vector<std::string>> parse_loader_list(const std::string& output, co
   return libs;
 }
 
+std::optional<std::string> Payload::elf_interpreter_of(const std::string& exe) const {
+  auto it = elf_interpreters_.find(exe);
+  if (it == elf_interpreters_.end()) return std::nullopt;
+  return it->second;
+}
+
 Result<void> Payload::add_executable_with_closure(const std::filesystem::path& exe, int depth) {
   const size_t first = entries_.size();
   auto added = add_closure(exe, depth);
@@ -150,6 +156,7 @@ Result<void> Payload::add_closure(const std::filesystem::path& exe, int depth) {
     return Error{fmt::format("{} is neither an ELF executable nor a #! script", exe.string()),
                  ErrorKind::not_executable};
   KILN_ASSIGN_OR_RETURN(auto interp, image::elf_interpreter(exe));
+  elf_interpreters_[exe.string()] = interp.value_or("");
   if (!interp) return {};  // static executable: nothing else to load
   // Ask the host's own loader, which knows the search path, RPATH/RUNPATH and hwcaps.
   KILN_ASSIGN_OR_RETURN(auto run, run_captured({*interp, "--list", exe.string()}));

@@ -8,7 +8,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -39,6 +41,10 @@ class Payload {
   /// The directories the host's loader found the closures' libraries in, in the order
   /// first seen (host paths): an image guest starts the executable with exactly these.
   const std::vector<std::string>& library_dirs() const { return library_dirs_; }
+  /// What add_executable_with_closure() found `exe` (the path it was given) to be: its
+  /// ELF interpreter, "" for a static ELF executable, nullopt for a #! script or a path
+  /// not added as an executable.
+  std::optional<std::string> elf_interpreter_of(const std::string& exe) const;
   /// Place the executables' closures under `prefix` in the guest instead of at their
   /// host paths (an OCI image guest keeps the host's programs and libraries apart from
   /// the image's: docs/images.md); their absolute symlink targets move with them. Data
@@ -70,6 +76,7 @@ class Payload {
   std::unordered_set<std::string> seen_;
   std::string guest_prefix_;
   std::vector<std::string> library_dirs_;
+  std::unordered_map<std::string, std::string> elf_interpreters_;  ///< ELF executable -> interpreter ("" static)
   /// Parallel to entries_, set by content_digest(): a record of what keyed the layer,
   /// not part of the payload's value (hence mutable in a const digest).
   mutable std::vector<std::string> keyed_file_digests_;
