@@ -55,6 +55,7 @@ void enter_image(const std::string& cmdline) {
   ensure_stdio();
   load_modules(kModuleList);
   set_hostname(kHostnameFile);
+  enable_core_dumps();
   bring_up_loopback();
   bring_up_private_interface();  // after load_modules: the dummy module creates its interface
   enter_image(read_cmdline());    // after load_modules: virtio_blk, squashfs, overlay

@@ -1,6 +1,7 @@
 #include "agent/guest_setup.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "agent/log.h"
+#include "agent/protocol.h"
 #include "common/unique_fd.h"
 
 namespace kiln::agent {
@@ -147,6 +149,16 @@ void set_hostname(const char* path) {
     return;
   }
   if (::sethostname(name.data(), name.size()) != 0) log("hostname not set: ", sys_error("sethostname"));
+}
+
+void enable_core_dumps() {
+  const std::string pattern = cat(proto::kGuestOutputDir, "/core.%e.%p");
+  int fd = ::open("/proc/sys/kernel/core_pattern", O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || ::write(fd, pattern.data(), pattern.size()) != static_cast<ssize_t>(pattern.size()))
+    log("core dumps stay off: cannot set /proc/sys/kernel/core_pattern: ", errno_text(errno));
+  if (fd >= 0) ::close(fd);
+  const rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+  if (::setrlimit(RLIMIT_CORE, &unlimited) != 0) log("core dumps stay off: setrlimit(RLIMIT_CORE): ", errno_text(errno));
 }
 
 }  // namespace kiln::agent

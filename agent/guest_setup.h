@@ -20,4 +20,11 @@ void load_modules(const char* list_path);
 /// /etc/hostname), so gethostname() names what /etc/hosts resolves.
 void set_hostname(const char* path);
 
+/// A command killed by a signal that dumps core writes its core into its
+/// KILN_OUTPUT_DIR (proto::kGuestOutputDir), which kiln brings back to the host
+/// (docs/outputs.md); without one the kernel finds no directory there and writes
+/// nothing. Sets the kernel's core_pattern and an unlimited RLIMIT_CORE for every
+/// process the agent starts.
+void enable_core_dumps();
+
 }  // namespace kiln::agent

@@ -6,12 +6,12 @@ namespace kiln::proto {
 
 bool is_guest_message(MsgType t) {
   auto v = static_cast<uint8_t>(t);
-  return v >= 1 && v <= 8;
+  return v >= 1 && v <= 10;
 }
 
 bool is_host_message(MsgType t) {
   auto v = static_cast<uint8_t>(t);
-  return v >= 16 && v <= 26;
+  return v >= 16 && v <= 27;
 }
 
 bool is_stream_message(MsgType t) { return t == MsgType::stdin_data || t == MsgType::stdin_eof; }
@@ -26,6 +26,8 @@ const char* type_name(MsgType t) {
     case MsgType::exit: return "exit";
     case MsgType::exec_failed: return "exec_failed";
     case MsgType::stdin_credit: return "stdin_credit";
+    case MsgType::output_data: return "output_data";
+    case MsgType::collected: return "collected";
     case MsgType::hello_ack: return "hello_ack";
     case MsgType::sync: return "sync";
     case MsgType::put_file: return "put_file";
@@ -37,6 +39,7 @@ const char* type_name(MsgType t) {
     case MsgType::stdin_data: return "stdin_data";
     case MsgType::stdin_eof: return "stdin_eof";
     case MsgType::share: return "share";
+    case MsgType::collect: return "collect";
   }
   return "unknown";
 }
@@ -201,6 +204,10 @@ std::string encode(const Exit& m) {
 std::string encode(const ExecFailed& m) { return Writer().i32(m.err).str(m.message).take(); }
 std::string encode(const ErrorReply& m) { return Writer().str(m.message).take(); }
 std::string encode(const StdinCredit& m) { return Writer().u32(m.bytes).take(); }
+std::string encode(const Collect& m) { return Writer().str(m.dir).u64(m.max_bytes).take(); }
+std::string encode(const Collected& m) {
+  return Writer().u64(m.bytes).u32(m.entries).u32(m.left_out).str(m.note).take();
+}
 std::string encode(const Share& m) { return Writer().strs(m.roots).take(); }
 
 template <typename T>
@@ -326,6 +333,23 @@ std::optional<Share> decode_share(std::string_view p) {
   if (m.roots.empty()) return std::nullopt;
   for (const auto& root : m.roots)
     if (!is_safe_guest_path(root)) return std::nullopt;
+  return finish(r, std::move(m));
+}
+std::optional<Collect> decode_collect(std::string_view p) {
+  Reader r(p);
+  Collect m;
+  m.dir = r.str(4096);
+  m.max_bytes = r.u64();
+  if (!is_safe_guest_path(m.dir)) return std::nullopt;
+  return finish(r, std::move(m));
+}
+std::optional<Collected> decode_collected(std::string_view p) {
+  Reader r(p);
+  Collected m;
+  m.bytes = r.u64();
+  m.entries = r.u32();
+  m.left_out = r.u32();
+  m.note = r.str(kMaxMessage);
   return finish(r, std::move(m));
 }
 

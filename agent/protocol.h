@@ -30,6 +30,9 @@ inline constexpr uint32_t kMaxMessage = 4096;       // error / exec_failed text
 inline constexpr uint32_t kMaxAgentVersion = 256;
 inline constexpr uint32_t kMaxUser = 256;          // exec user name[:group]
 inline constexpr uint32_t kMaxShareRoots = 64;      // trees one share request mounts
+inline constexpr uint32_t kMaxOutputEntries = 10000;  // entries one collect sends
+/// Where a command's outputs go in the guest (its KILN_OUTPUT_DIR), and its core dumps.
+inline constexpr const char* kGuestOutputDir = "/tmp/kiln-outputs";
 /// Name of the virtio-serial port carrying the protocol (/sys/class/virtio-ports/*/name).
 inline constexpr const char* kAgentPortName = "org.kiln.agent.0";
 /// Name of the port carrying a share's raw FUSE messages (SHARES: no kiln framing on it).
@@ -44,9 +47,10 @@ namespace feature {
 inline constexpr uint64_t stdin_stream = 1u << 0;  ///< exec with StdinMode::stream, stdin_* messages
 inline constexpr uint64_t shares = 1u << 1;        ///< share: host trees mounted read-only over the share port
 inline constexpr uint64_t exec_user = 1u << 2;     ///< exec may name the user to run as (Exec::user)
+inline constexpr uint64_t outputs = 1u << 3;       ///< collect: a guest directory sent back as a tar stream
 }  // namespace feature
 /// Every feature this build implements.
-inline constexpr uint64_t kFeatures = feature::stdin_stream | feature::shares | feature::exec_user;
+inline constexpr uint64_t kFeatures = feature::stdin_stream | feature::shares | feature::exec_user | feature::outputs;
 
 /// What the command's standard input is (exec). 2 is reserved for a terminal.
 enum class StdinMode : uint8_t {
@@ -64,6 +68,8 @@ enum class MsgType : uint8_t {
   exit = 6,          ///< the command ended: how, code, bytes it wrote, OOM kills
   exec_failed = 7,   ///< exec did not start: i32 errno, str message
   stdin_credit = 8,  ///< the host may send this many more stdin bytes
+  output_data = 9,   ///< bytes of the tar stream a collect request asked for
+  collected = 10,    ///< the collect request ended: what was sent and what was left out
   // host -> guest
   hello_ack = 16,   ///< the protocol version and features the host uses -> ok | error
   sync = 17,        ///< u64 realtime ns, bytes entropy -> ok
@@ -76,6 +82,7 @@ enum class MsgType : uint8_t {
   stdin_data = 24,  ///< bytes for the running command's stdin (within credit); no reply
   stdin_eof = 25,   ///< the running command's stdin ends; no reply
   share = 26,       ///< strs root paths: mount the host's trees there (feature::shares) -> ok
+  collect = 27,     ///< str dir, u64 max bytes (feature::outputs) -> output_data..., collected | error
 };
 
 /// True for message types a guest may send.
@@ -216,6 +223,19 @@ struct ErrorReply {
 struct Share {
   std::vector<std::string> roots;
 };
+/// Send the tree under `dir` (a safe guest path) back as a ustar stream of regular
+/// files, directories and symlinks (never followed), at most `max_bytes` of file
+/// contents and kMaxOutputEntries entries; what does not fit is left out and named.
+struct Collect {
+  std::string dir;
+  uint64_t max_bytes = 0;
+};
+struct Collected {
+  uint64_t bytes = 0;      ///< file contents sent
+  uint32_t entries = 0;    ///< entries sent
+  uint32_t left_out = 0;   ///< entries left out (over a bound, a name ustar cannot hold, a special file)
+  std::string note;        ///< why, for the user (at most kMaxMessage bytes)
+};
 
 std::string encode(const Hello& m);
 std::string encode(const HelloAck& m);
@@ -229,6 +249,8 @@ std::string encode(const ExecFailed& m);
 std::string encode(const ErrorReply& m);
 std::string encode(const StdinCredit& m);
 std::string encode(const Share& m);
+std::string encode(const Collect& m);
+std::string encode(const Collected& m);
 
 /// Also accepts protocol 1's shorter hello (version and agent version only; it
 /// then offers no features and speaks only that version), so the error can name it.
@@ -244,6 +266,8 @@ std::optional<ExecFailed> decode_exec_failed(std::string_view payload);
 std::optional<ErrorReply> decode_error(std::string_view payload);
 std::optional<StdinCredit> decode_stdin_credit(std::string_view payload);
 std::optional<Share> decode_share(std::string_view payload);
+std::optional<Collect> decode_collect(std::string_view payload);
+std::optional<Collected> decode_collected(std::string_view payload);
 
 /// The newest protocol version both this build and a peer speaking
 /// [peer_min, peer_max] know, or nothing when the ranges do not meet.

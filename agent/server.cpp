@@ -9,6 +9,7 @@
 
 #include "agent/exec_session.h"
 #include "agent/guest_sync.h"
+#include "agent/outputs.h"
 #include "agent/log.h"
 #include "agent/share_mount.h"
 #include "common/clock.h"
@@ -192,6 +193,9 @@ void Server::handle(proto::Frame& frame) {
     case MsgType::share:
       on_share(frame.payload);
       break;
+    case MsgType::collect:
+      on_collect(frame.payload);
+      break;
     default:
       reply(Status::fail(cat("unexpected ", proto::type_name(frame.type), " frame (type ",
                              static_cast<int>(frame.type), ") from the host")));
@@ -204,6 +208,20 @@ void Server::on_sync(const std::string& payload) {
   if (!req) return reply(Status::fail("malformed sync request"));
   poisoned_ = false;  // a new run starts here
   reply(apply_sync(*req));
+}
+
+void Server::on_collect(const std::string& payload) {
+  auto req = proto::decode_collect(payload);
+  if (!req) return reply(Status::fail("malformed collect request"));
+  if (!agreed_ || (agreed_->features & proto::feature::outputs) == 0)
+    return reply(Status::fail("not collected: outputs were not agreed in hello_ack"));
+  proto::Collected sent;
+  Status s = write_outputs(
+      *req, [this](std::string_view chunk) { return channel_.send(MsgType::output_data, chunk); }, &sent);
+  if (!s.is_ok()) return reply(s);
+  // The reply is the collected frame at the end of the stream.
+  reply_owed_ = false;
+  send(MsgType::collected, proto::encode(sent));
 }
 
 void Server::on_put_file(const std::string& payload) {

@@ -42,6 +42,7 @@ class Server {
   void on_exec(const std::string& payload);
   /// SHARE: once per VM, and only when hello_ack chose feature::shares.
   void on_share(const std::string& payload);
+  void on_collect(const std::string& payload);
   void finish_put(Status status);
 
   /// Sends the terminal OK / ERROR reply of the current request; an ERROR poisons.

@@ -24,6 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case MsgType::exit: (void)decode_exit(frame->payload); break;
         case MsgType::exec_failed: (void)decode_exec_failed(frame->payload); break;
         case MsgType::stdin_credit: (void)decode_stdin_credit(frame->payload); break;
+        case MsgType::collected: (void)decode_collected(frame->payload); break;
         // Host->guest decoders run in the agent; fuzz them here too.
         case MsgType::hello_ack: (void)decode_hello_ack(frame->payload); break;
         case MsgType::sync: (void)decode_sync(frame->payload); break;
@@ -32,6 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case MsgType::mkdir: (void)decode_mkdir(frame->payload); break;
         case MsgType::exec: (void)decode_exec(frame->payload); break;
         case MsgType::share: (void)decode_share(frame->payload); break;
+        case MsgType::collect: (void)decode_collect(frame->payload); break;
         default: break;
       }
     }

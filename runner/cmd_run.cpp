@@ -102,6 +102,13 @@ void register_run(CLI::App& app, int& exit_code) {
                   "User, else root)");
   cmd->add_option("--timeout", o->args.timeout, "Kill the VM after SEC seconds; kiln then exits 124")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--output-dir", o->args.output_dir,
+                  "Give the command an empty KILN_OUTPUT_DIR in the guest and bring what it leaves there back "
+                  "into DIR, pass or fail (emptied at the start of every run; docs/outputs.md)");
+  cmd->add_option("--output-cap", o->args.output_cap_mib,
+                  "Bring back at most MiB of output file contents; what does not fit is named, not copied")
+      ->default_val(kDefaultOutputCapMiB)
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20));
   cmd->add_option("--file", o->args.files, "Host file or directory to place in the guest at the same path (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--setup", o->args.setup,

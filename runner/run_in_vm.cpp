@@ -124,7 +124,7 @@ Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, cons
 
 // Queue sync + payload (+ shares, + exec), then wait for their replies in order.
 Result<void> sync_and_place(AgentClient& agent, const Payload& payload, const proto::Exec* exec,
-                            const std::vector<std::string>& shares = {}) {
+                            const std::vector<std::string>& shares = {}, bool outputs = false) {
   log::ScopedTimer setup("sync + payload");
   auto deadline = Clock::now() + kSetupTimeout;
   // Pipeline everything: agreement, sync, payload, exec go out back to back; replies come in order.
@@ -133,12 +133,42 @@ Result<void> sync_and_place(AgentClient& agent, const Payload& payload, const pr
   KILN_ASSIGN_OR_RETURN(size_t payload_requests, queue_payload(agent, payload));
   // After the payload: the share's overlays put what the payload placed above the host trees.
   if (!shares.empty()) KILN_TRY(agent.queue_share(shares));
+  // Any user the command runs as may write its outputs.
+  if (outputs) agent.send(MsgType::mkdir, proto::encode(proto::Mkdir{kGuestOutputDir, 01777}));
   if (exec) agent.send(MsgType::exec, proto::encode(*exec));
   KILN_TRY(agent.expect_ok(deadline, "agreeing on the agent protocol"));
   KILN_TRY(agent.expect_ok(deadline, "setting the guest clock and entropy"));
   for (size_t i = 0; i < payload_requests; ++i)
     KILN_TRY(agent.expect_ok(deadline, "placing " + payload.entries()[i].path + " in the guest"));
   if (!shares.empty()) KILN_TRY(agent.expect_ok(deadline, "sharing the host's trees with the guest"));
+  if (outputs) KILN_TRY(agent.expect_ok(deadline, fmt::format("making the command's KILN_OUTPUT_DIR {}", kGuestOutputDir)));
+  return {};
+}
+
+// A process of the run that dumped core (the command, or one it started) left it in
+// KILN_OUTPUT_DIR (agent/guest_setup.h), emptied at the start: say where it is now,
+// with the command that opens it.
+void name_core_dumps(const std::string& program, const OutputsSpec& spec) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(spec.dir, ec)) {
+    if (!entry.is_regular_file(ec) || !entry.path().filename().string().starts_with("core.")) continue;
+    log::info("{} dumped core: {} (gdb {} {})", program, entry.path().string(), program, entry.path().string());
+  }
+}
+
+// The collect phase: the command's KILN_OUTPUT_DIR into --output-dir, pass or fail.
+Result<void> bring_back_outputs(AgentClient& agent, const RunOutcome& outcome, const OutputsSpec& spec,
+                                const std::string& program) {
+  log::ScopedTimer t("outputs");
+  auto report = collect_outputs(agent, Clock::now() + kSetupTimeout, spec);
+  if (!report)
+    return make_error("the command {}, but its outputs could not be brought back: {}", outcome.summary,
+                      report.error().message);
+  log::verbose("outputs: {} entries, {} bytes in {}", report->entries, report->bytes, spec.dir.string());
+  if (report->left_out > 0)
+    log::info("warning: outputs: {} entr{} left out of {} (cap {} MiB, --output-cap): {}", report->left_out,
+              report->left_out == 1 ? "y" : "ies", spec.dir.string(), spec.cap_bytes >> 20, report->note);
+  name_core_dumps(program, spec);
   return {};
 }
 
@@ -154,9 +184,10 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
   proto::Exec exec{request.argv, request.base_env.empty() ? default_guest_env() : request.base_env,
                    request.cwd.empty() ? "/" : request.cwd, stdin_mode_for(request.stdin_fd), request.user};
   exec.env.insert(exec.env.end(), request.env.begin(), request.env.end());
+  if (request.outputs) exec.env.push_back(std::string("KILN_OUTPUT_DIR=") + kGuestOutputDir);
   // Serving before the request goes out: mounting the share already asks for its roots.
   KILN_ASSIGN_OR_RETURN(auto share_server, serve_shares(vm, request.shares));
-  KILN_TRY(sync_and_place(agent, payload, &exec, request.shares));
+  KILN_TRY(sync_and_place(agent, payload, &exec, request.shares, request.outputs.has_value()));
   std::optional<StdinForwarder> input;
   if (exec.stdin_mode == proto::StdinMode::stream) input.emplace(request.stdin_fd);
   const CommandIo io{input ? &*input : nullptr, request.memory_mib};
@@ -175,6 +206,7 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
   // gets the one line.
   if (outcome && !outcome->notice.empty())
     log::info("{}", outcome->exit_code == 0 ? outcome->notice : with_console_tail(outcome->notice, vm));
+  if (outcome && request.outputs) KILN_TRY(bring_back_outputs(agent, *outcome, *request.outputs, request.program));
   return outcome;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "common/result.h"
+#include "runner/outputs.h"
 #include "runner/payload.h"
 #include "vmm/engine.h"
 
@@ -14,6 +15,9 @@ namespace kiln::runner {
 
 struct RunRequest {
   std::vector<std::string> argv;
+  /// The program as the user named it (a host executable: its absolute host path),
+  /// whatever argv becomes (an image guest starts it through its own loader).
+  std::string program;
   std::vector<std::string> env;  ///< K=V, on top of kiln's default guest environment
   std::string cwd;               ///< guest working directory (created if missing)
   std::optional<double> timeout_seconds;
@@ -30,6 +34,9 @@ struct RunRequest {
   std::vector<std::string> base_env;
   /// Run as this guest user ("name", "uid", "name:group", "uid:gid"); "" = root.
   std::string user;
+  /// --output-dir: the command gets an empty KILN_OUTPUT_DIR, brought back here after
+  /// it ends (outputs.h).
+  std::optional<OutputsSpec> outputs;
 };
 
 /// How the command ended, already mapped to kiln's exit code convention.

@@ -46,12 +46,25 @@ Result<void> plan_setup(const RunArgs& args, RunPlan& plan) {
   return {};
 }
 
+// --output-dir: emptied now, so what a failed run leaves there is never an earlier run's.
+Result<void> plan_outputs(const RunArgs& args, RunRequest& request) {
+  if (args.output_dir.empty()) return {};
+  if (args.output_cap_mib == 0 || args.output_cap_mib > (uint64_t{1} << 20))
+    return make_error("--output-cap must be 1 to {} MiB, got {}", uint64_t{1} << 20, args.output_cap_mib);
+  std::error_code ec;
+  auto dir = std::filesystem::absolute(args.output_dir, ec).lexically_normal();
+  KILN_TRY(prepare_output_dir(dir));
+  request.outputs = OutputsSpec{dir, args.output_cap_mib << 20};
+  return {};
+}
+
 }  // namespace
 
 Result<RunPlan> plan_run(const RunArgs& args) {
   RunPlan plan;
   plan.request.argv = args.argv;
   KILN_TRY(resolve_command(plan.request.argv.front(), plan.payload));
+  plan.request.program = plan.request.argv.front();
   KILN_TRY(add_files(args.files, plan.payload));
   KILN_TRY(plan_setup(args, plan));
   plan.request.env = args.env;
@@ -61,6 +74,7 @@ Result<RunPlan> plan_run(const RunArgs& args) {
   if (args.timeout > 0) plan.request.timeout_seconds = args.timeout;
   plan.request.verbose = args.verbose;
   KILN_ASSIGN_OR_RETURN(plan.request.shares, share_roots(args.shares));
+  KILN_TRY(plan_outputs(args, plan.request));
   plan.use_layers = layers_enabled(args.no_layers);
   plan.label = std::filesystem::path(plan.request.argv.front()).filename().string();
   return plan;

@@ -28,6 +28,8 @@ struct RunArgs {
   bool verbose = false;
   std::vector<std::string> shares;  ///< --share: host trees the guest reads read-only (docs/shares.md)
   std::string user;                 ///< --user: the guest user the command runs as (an image's User otherwise)
+  std::string output_dir;           ///< --output-dir: where the command's KILN_OUTPUT_DIR comes back to
+  uint64_t output_cap_mib = kDefaultOutputCapMiB;  ///< --output-cap
 };
 
 struct RunPlan {

@@ -253,9 +253,35 @@ TEST(Types, DirectionIsKnown) {
   EXPECT_TRUE(is_host_message(MsgType::exec));
   EXPECT_TRUE(is_host_message(MsgType::stdin_eof));
   EXPECT_TRUE(is_host_message(MsgType::share));
-  EXPECT_FALSE(is_host_message(static_cast<MsgType>(27)));
+  EXPECT_FALSE(is_host_message(static_cast<MsgType>(28)));
+  EXPECT_FALSE(is_guest_message(static_cast<MsgType>(11)));
   EXPECT_FALSE(is_host_message(static_cast<MsgType>(99)));
   EXPECT_TRUE(is_stream_message(MsgType::stdin_data));
   EXPECT_TRUE(is_stream_message(MsgType::stdin_eof));
   EXPECT_FALSE(is_stream_message(MsgType::file_data));  // part of a request, answered by it
+}
+
+TEST(Messages, CollectTakesOnlyASafeAbsoluteDirectory) {
+  auto back = decode_collect(encode(Collect{"/tmp/kiln-outputs", 100u << 20}));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->dir, "/tmp/kiln-outputs");
+  EXPECT_EQ(back->max_bytes, 100u << 20);
+  EXPECT_FALSE(decode_collect(encode(Collect{"tmp/out", 1})));
+  EXPECT_FALSE(decode_collect(encode(Collect{"/tmp/../etc", 1})));
+  EXPECT_FALSE(decode_collect(encode(Collect{"/tmp/out", 1}) + "x"));
+}
+
+TEST(Messages, CollectedRoundTripsAndItsNoteIsBounded) {
+  Collected c{12345, 7, 2, "big (over the outputs cap); pipe (not a regular file, directory or symlink)"};
+  auto back = decode_collected(encode(c));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->bytes, c.bytes);
+  EXPECT_EQ(back->entries, c.entries);
+  EXPECT_EQ(back->left_out, c.left_out);
+  EXPECT_EQ(back->note, c.note);
+  EXPECT_FALSE(decode_collected(encode(Collected{0, 0, 0, std::string(kMaxMessage + 1, 'x')})));
+  EXPECT_FALSE(decode_collected("short"));
+  EXPECT_TRUE(is_guest_message(MsgType::output_data));
+  EXPECT_TRUE(is_guest_message(MsgType::collected));
+  EXPECT_TRUE(is_host_message(MsgType::collect));
 }
