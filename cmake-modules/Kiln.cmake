@@ -29,6 +29,7 @@ This module defines three functions:
                      [LABELS <label>...]
                      [ENGINE <engine>]
                      [IMAGE <ref>] [USER <user>]
+                     [OUTPUT_DIR <dir>]
                      [SETUP <command> [SETUP_FILES <path>...]])
 
   The test runs ``kiln run [options] -- <exe> <arg>...`` and its result is the
@@ -115,6 +116,14 @@ This module defines three functions:
     Run the command as this user of the guest (``name``, ``uid``,
     ``name:group``, ``uid:gid``). Default: the image's ``User``, else root.
 
+  ``OUTPUT_DIR <dir>``
+    The test gets an empty directory in the guest, named by
+    ``KILN_OUTPUT_DIR`` (like Bazel's ``TEST_UNDECLARED_OUTPUTS_DIR``); what it
+    leaves there comes back into ``<dir>`` (relative: to the current binary
+    dir) after the test, pass or fail, up to 100 MiB (docs/outputs.md).
+    kiln empties ``<dir>`` at the start of every run. Default:
+    ``kiln-outputs/<test name>`` in the current binary dir.
+
   ``SETUP <command>``
     A fixture: ``<command>`` runs once with ``/bin/sh -c`` (in ``/``, with the
     test's ``ENVIRONMENT``) in a VM restored from the golden snapshot, and that
@@ -160,6 +169,7 @@ This module defines three functions:
                         [ENVIRONMENT <K=V>...]
                         [WORKING_DIRECTORY <dir>] [LABELS <label>...]
                         [ENGINE <engine>] [IMAGE <ref>] [USER <user>]
+                        [OUTPUT_DIR <dir>]
                         [SETUP <command> [SETUP_FILES <path>...]]
                         [PROPERTIES <name> <value>...]
                         [DISCOVERY_TIMEOUT <seconds>])
@@ -174,6 +184,10 @@ This module defines three functions:
 
   ``EXTRA_ARGS <arg>...``
     Appended to every test's command line.
+
+  ``OUTPUT_DIR <dir>``
+    Each case's outputs come back into ``<dir>/<test name>``. Default:
+    ``kiln-outputs`` in the current binary dir.
 
   ``TEST_PREFIX <prefix>``, ``TEST_SUFFIX <suffix>``
     Put around each test name, e.g. to keep names unique across executables.
@@ -512,7 +526,7 @@ endfunction()
 function(add_microvm_test)
   set(fn "add_microvm_test")
   cmake_parse_arguments(PARSE_ARGV 0 arg ""
-    "NAME;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;USER;SETUP"
+    "NAME;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;USER;SETUP;OUTPUT_DIR"
     "COMMAND;FILES;ENVIRONMENT;LABELS;SETUP_FILES;SHARE")
   if(NOT arg_NAME)
     message(FATAL_ERROR "${fn}: NAME is required")
@@ -557,8 +571,9 @@ function(add_microvm_test)
                         "executable, nor a bare command name for the guest")
   endif()
 
+  _kiln_output_dir(output_dir "${arg_NAME}")
   _kiln_executable(kiln)
-  add_test(NAME ${arg_NAME} COMMAND ${kiln} run ${run_args} -- ${exe} ${arg_COMMAND})
+  add_test(NAME ${arg_NAME} COMMAND ${kiln} run ${run_args} --output-dir "${output_dir}" -- ${exe} ${arg_COMMAND})
   list(APPEND arg_LABELS microvm)
   list(REMOVE_DUPLICATES arg_LABELS)
   set_tests_properties(${arg_NAME} PROPERTIES TIMEOUT ${ctest_timeout} LABELS "${arg_LABELS}")
@@ -570,6 +585,20 @@ function(add_microvm_test)
   if(fixture)
     set_property(TEST ${arg_NAME} APPEND PROPERTY FIXTURES_REQUIRED ${fixture})
   endif()
+endfunction()
+
+# Where a test's KILN_OUTPUT_DIR comes back to (kiln run --output-dir): OUTPUT_DIR
+# (relative to the current binary dir), else kiln-outputs/<test> under it; with an empty
+# `test` (kiln_discover_tests), the directory each case's own folder goes under.
+function(_kiln_output_dir out test)
+  if(DEFINED arg_OUTPUT_DIR)
+    set(dir "${arg_OUTPUT_DIR}")
+  else()
+    set(dir "kiln-outputs/${test}")
+  endif()
+  cmake_path(ABSOLUTE_PATH dir BASE_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}" NORMALIZE)
+  string(REGEX REPLACE "/$" "" dir "${dir}")
+  set(${out} "${dir}" PARENT_SCOPE)
 endfunction()
 
 # The kiln binary as a path: a test launcher cannot be a generator expression.
@@ -761,7 +790,7 @@ endfunction()
 function(kiln_discover_tests target)
   set(fn "kiln_discover_tests(${target})")
   cmake_parse_arguments(PARSE_ARGV 1 arg ""
-    "TEST_PREFIX;TEST_SUFFIX;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;USER;DISCOVERY_TIMEOUT;SETUP"
+    "TEST_PREFIX;TEST_SUFFIX;MEMORY;CPUS;TIMEOUT;WORKING_DIRECTORY;ENGINE;IMAGE;USER;DISCOVERY_TIMEOUT;SETUP;OUTPUT_DIR"
     "EXTRA_ARGS;FILES;ENVIRONMENT;LABELS;PROPERTIES;SETUP_FILES;SHARE")
   if(NOT TARGET ${target})
     message(FATAL_ERROR "${fn}: \"${target}\" is not a target")
@@ -802,6 +831,7 @@ function(kiln_discover_tests target)
   endif()
   _kiln_quote_list(q_run_args ${run_args})
   _kiln_quote_list(q_extra ${arg_EXTRA_ARGS})
+  _kiln_output_dir(output_base "")
   _kiln_quote_list(q_props ${arg_PROPERTIES})
   set(timeout_signal 0)
   if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.27)
@@ -815,6 +845,7 @@ function(kiln_discover_tests target)
 set(KILN_EXECUTABLE [==[${kiln}]==])
 set(TEST_EXECUTABLE [==[$<TARGET_FILE:${target}>]==])
 set(TEST_RUN_ARGS${q_run_args})
+set(TEST_OUTPUT_BASE [==[${output_base}]==])
 set(TEST_EXTRA_ARGS${q_extra})
 set(TEST_PREFIX [==[${arg_TEST_PREFIX}]==])
 set(TEST_SUFFIX [==[${arg_TEST_SUFFIX}]==])

@@ -2,6 +2,7 @@
 // microVM, and nothing it writes survives it or reaches the host.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -25,4 +26,12 @@ TEST(System, WritesToRoot) {
 TEST(System, StartsClean) {
   EXPECT_FALSE(std::ifstream("/etc/kiln-demo.conf").good());
   EXPECT_FALSE(std::ifstream("/kiln-demo-root-file").good());
+}
+
+// What a test keeps goes into KILN_OUTPUT_DIR: kiln brings it back to the host, into
+// <build>/kiln-outputs/<test name>/, pass or fail (docs/outputs.md).
+TEST(System, LeavesAReport) {
+  const char* outputs = std::getenv("KILN_OUTPUT_DIR");
+  ASSERT_NE(outputs, nullptr);
+  std::ofstream(std::string(outputs) + "/report.txt") << "kept after the VM\n";
 }

@@ -15,7 +15,7 @@ set(expected
   wordcount.CountWords.EmptyTextHasNoWords wordcount.CountWords.SingleWord
   wordcount.CountWords.SurroundingSpaceIsIgnored wordcount.CountWords.TabsAndNewlinesSeparateWords
   wordcount.CountWords.ReadsAStream data.DataFile.IsPlacedInTheGuest data.DataFile.HasNineWords
-  system.System.WritesToEtc system.System.WritesToRoot system.System.StartsClean
+  system.System.WritesToEtc system.System.WritesToRoot system.System.StartsClean system.System.LeavesAReport
   system.previous_writes_are_gone hang.times_out ${bake_test})
 list(LENGTH expected n)
 foreach(t IN LISTS expected)
@@ -35,6 +35,12 @@ endif()
 # tail, so CI shows it in JUnit's system-out (ctest 3.25 writes no failure message).
 if(NOT junit MATCHES "hang_test did not finish within 3 s; the VM was killed\n--- guest console \\(tail\\) ---\n")
   message(FATAL_ERROR "--output-junit: the system-out of hang.times_out lacks kiln's reason and the console tail")
+endif()
+
+# What a test left in its KILN_OUTPUT_DIR is on the host, in the test's own folder.
+file(READ "${build}/kiln-outputs/system.System.LeavesAReport/report.txt" report)
+if(NOT report STREQUAL "kept after the VM\n")
+  message(FATAL_ERROR "system.System.LeavesAReport's report.txt did not come back: '${report}'")
 endif()
 
 # The hanging test passed because kiln's timeout killed its VM, not by luck.

@@ -27,33 +27,36 @@ foreach(round 1 2)
   endif()
 endforeach()
 
-# One fixture for seed.sh however many tests and rounds used it — per engine: the
-# shared test cache may also hold the one another engine's suite built (the
-# nested-KVM lab sees the host's cache).
+# One fixture for seed.sh however many tests and rounds used it — per engine and per
+# golden it was built on: the shared test cache may also hold the one another engine's
+# suite built (the nested-KVM lab sees the host's cache), and a developer's cache the
+# ones of earlier goldens (a rebuilt agent is a new golden).
 file(GLOB metas "$ENV{KILN_CACHE_DIR}/snapshots/*/metadata.json")
-set(engines "")
+set(keys "")
 foreach(meta IN LISTS metas)
   file(READ "${meta}" text)
   if(text MATCHES "\"kind\": \"fixture\"" AND text MATCHES "fixture_demo/seed\\.sh"
      AND text MATCHES "\"engine\": \"([^\"]*)\"")
-    list(APPEND engines "${CMAKE_MATCH_1}")
+    set(engine "${CMAKE_MATCH_1}")
+    string(REGEX MATCH "\"parent\": \"([^\"]*)\"" parent "${text}")
+    list(APPEND keys "${engine} on ${CMAKE_MATCH_1}")
   endif()
 endforeach()
-if(NOT engines)
+if(NOT keys)
   message(FATAL_ERROR "no fixture layer for fixture_demo/seed.sh in $ENV{KILN_CACHE_DIR}")
 endif()
-set(distinct ${engines})
+set(distinct ${keys})
 list(REMOVE_DUPLICATES distinct)
-foreach(engine IN LISTS distinct)
+foreach(key IN LISTS distinct)
   set(n 0)
-  foreach(e IN LISTS engines)
-    if(e STREQUAL engine)
+  foreach(k IN LISTS keys)
+    if(k STREQUAL key)
       math(EXPR n "${n} + 1")
     endif()
   endforeach()
   if(NOT n EQUAL 1)
-    message(FATAL_ERROR "expected one fixture layer for fixture_demo/seed.sh per engine in $ENV{KILN_CACHE_DIR}, "
-                        "found ${n} for ${engine}")
+    message(FATAL_ERROR "expected one fixture layer for fixture_demo/seed.sh per engine and golden in "
+                        "$ENV{KILN_CACHE_DIR}, found ${n} for ${key}")
   endif()
 endforeach()
 message(STATUS "fixture_demo: all tests passed twice, one fixture layer")
