@@ -202,6 +202,11 @@ Status TarSender::finish() {
 
 }  // namespace
 
+bool directory_has_entries(const char* dir) {
+  UniqueFd fd(::open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  return fd.valid() && !sorted_names(fd.get()).empty();
+}
+
 Status write_outputs(const proto::Collect& request, const std::function<Status(std::string_view)>& sink,
                      proto::Collected* sent) {
   TarSender tar(sink, request.max_bytes);

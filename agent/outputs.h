@@ -19,4 +19,7 @@ namespace kiln::agent {
 Status write_outputs(const proto::Collect& request, const std::function<Status(std::string_view)>& sink,
                      proto::Collected* sent);
 
+/// Whether `dir` exists and holds at least one entry (a symlink there is not followed).
+bool directory_has_entries(const char* dir);
+
 }  // namespace kiln::agent

@@ -199,7 +199,10 @@ std::string encode(const Exec& m) {
   return w.take();
 }
 std::string encode(const Exit& m) {
-  return Writer().u8(m.signaled ? 1 : 0).i32(m.code).u64(m.stdout_bytes).u64(m.stderr_bytes).u32(m.oom_kills).take();
+  Writer w;
+  w.u8(m.signaled ? 1 : 0).i32(m.code).u64(m.stdout_bytes).u64(m.stderr_bytes).u32(m.oom_kills);
+  if (m.coverage) w.u8(*m.coverage ? 1 : 0);
+  return w.take();
 }
 std::string encode(const ExecFailed& m) { return Writer().i32(m.err).str(m.message).take(); }
 std::string encode(const ErrorReply& m) { return Writer().str(m.message).take(); }
@@ -300,6 +303,11 @@ std::optional<Exit> decode_exit(std::string_view p) {
   m.stdout_bytes = r.u64();
   m.stderr_bytes = r.u64();
   m.oom_kills = r.u32();
+  if (r.more()) {
+    const uint8_t coverage = r.u8();
+    if (coverage > 1) return std::nullopt;
+    m.coverage = coverage == 1;
+  }
   if (how > 1) return std::nullopt;
   m.signaled = how == 1;
   if (m.signaled ? (m.code < 1 || m.code > 64) : (m.code < 0 || m.code > 255)) return std::nullopt;

@@ -33,6 +33,8 @@ inline constexpr uint32_t kMaxShareRoots = 64;      // trees one share request m
 inline constexpr uint32_t kMaxOutputEntries = 10000;  // entries one collect sends
 /// Where a command's outputs go in the guest (its KILN_OUTPUT_DIR), and its core dumps.
 inline constexpr const char* kGuestOutputDir = "/tmp/kiln-outputs";
+/// Where an instrumented command's gcov counters go in the guest (its GCOV_PREFIX).
+inline constexpr const char* kGuestCoverageDir = "/tmp/kiln-gcov";
 /// Name of the virtio-serial port carrying the protocol (/sys/class/virtio-ports/*/name).
 inline constexpr const char* kAgentPortName = "org.kiln.agent.0";
 /// Name of the port carrying a share's raw FUSE messages (SHARES: no kiln framing on it).
@@ -207,6 +209,9 @@ struct Exit {
   uint64_t stdout_bytes = 0;  ///< what the command wrote to stdout (sent or not)
   uint64_t stderr_bytes = 0;
   uint32_t oom_kills = 0;     ///< processes the guest's OOM killer ended while it ran
+  /// feature::outputs: whether kGuestCoverageDir holds anything now (the command was
+  /// built with --coverage and wrote its counters). Encoded only when set, last.
+  std::optional<bool> coverage = std::nullopt;
 };
 struct StdinCredit {
   uint32_t bytes = 0;

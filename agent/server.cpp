@@ -261,6 +261,9 @@ void Server::on_exec(const std::string& payload) {
   switch (r.kind) {
     case ExecResult::Kind::exited:
       reply_owed_ = false;
+      // The host collects gcov counters only when there are some (feature::outputs).
+      if ((agreed_->features & proto::feature::outputs) != 0)
+        r.exit.coverage = directory_has_entries(proto::kGuestCoverageDir);
       send(MsgType::exit, proto::encode(r.exit));
       break;
     case ExecResult::Kind::exec_failed:

@@ -38,6 +38,7 @@ Result<RunOutcome> outcome_of_exit(const proto::Exit& exit, const ReceivedOutput
   } else if (exit.code == SIGKILL && exit.oom_kills > 0) {
     outcome = {exit_code::signal_base + SIGKILL, "killed by the guest's out-of-memory killer (signal 9)", ""};
     outcome.notice = "the test was killed by the guest's out-of-memory killer" + memory_clause(memory_mib);
+    outcome.coverage = exit.coverage.value_or(false);
     return outcome;
   } else {
     outcome = {exit_code::signal_base + exit.code,
@@ -46,6 +47,7 @@ Result<RunOutcome> outcome_of_exit(const proto::Exit& exit, const ReceivedOutput
   if (exit.oom_kills > 0)
     outcome.notice = fmt::format("the guest's out-of-memory killer ended {} process{} while the test ran{}",
                                  exit.oom_kills, exit.oom_kills == 1 ? "" : "es", memory_clause(memory_mib));
+  outcome.coverage = exit.coverage.value_or(false);
   return outcome;
 }
 

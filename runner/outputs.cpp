@@ -218,10 +218,15 @@ Result<OutputsReport> extract_outputs(const stdfs::path& tar, const stdfs::path&
 }
 
 Result<OutputsReport> collect_outputs(AgentClient& agent, Deadline deadline, const OutputsSpec& spec) {
-  KILN_ASSIGN_OR_RETURN(auto tar, fs::TempFile::beside(spec.dir));
-  agent.send(proto::MsgType::collect, proto::encode(proto::Collect{kGuestOutputDir, spec.cap_bytes}));
-  KILN_ASSIGN_OR_RETURN(proto::Collected sent, receive_stream(agent, deadline, tar, spec.cap_bytes + kStreamOverhead));
-  KILN_ASSIGN_OR_RETURN(OutputsReport report, extract_outputs(tar.path(), spec.dir, spec.cap_bytes));
+  return collect_tree(agent, deadline, kGuestOutputDir, spec.dir, spec.cap_bytes);
+}
+
+Result<OutputsReport> collect_tree(AgentClient& agent, Deadline deadline, const std::string& guest_dir,
+                                   const stdfs::path& host_dir, uint64_t cap_bytes) {
+  KILN_ASSIGN_OR_RETURN(auto tar, fs::TempFile::beside(host_dir));
+  agent.send(proto::MsgType::collect, proto::encode(proto::Collect{guest_dir, cap_bytes}));
+  KILN_ASSIGN_OR_RETURN(proto::Collected sent, receive_stream(agent, deadline, tar, cap_bytes + kStreamOverhead));
+  KILN_ASSIGN_OR_RETURN(OutputsReport report, extract_outputs(tar.path(), host_dir, cap_bytes));
   // What the guest left out, then what the host did.
   if (sent.left_out > 0) {
     report.left_out += sent.left_out;

@@ -51,8 +51,13 @@ struct OutputsReport {
 Result<OutputsReport> extract_outputs(const std::filesystem::path& tar, const std::filesystem::path& dir,
                                       uint64_t cap_bytes);
 
-/// After the command ended: ask the agent (feature::outputs) for kGuestOutputDir and
-/// write it into `spec.dir`. Returns what came back; the caller says so.
+/// After the command ended: ask the agent (feature::outputs) for the tree under
+/// `guest_dir` and write it into `host_dir` (extract_outputs), at most `cap_bytes` of
+/// contents. Returns what came back; the caller says so.
+Result<OutputsReport> collect_tree(AgentClient& agent, Deadline deadline, const std::string& guest_dir,
+                                   const std::filesystem::path& host_dir, uint64_t cap_bytes);
+
+/// collect_tree of kGuestOutputDir into `spec.dir`.
 Result<OutputsReport> collect_outputs(AgentClient& agent, Deadline deadline, const OutputsSpec& spec);
 
 }  // namespace kiln::runner

@@ -2,6 +2,7 @@
 
 #include "common/log.h"
 #include "runner/agent_client.h"
+#include "runner/coverage.h"
 #include "runner/exit_codes.h"
 #include "runner/exit_report.h"
 #include "runner/guest_text.h"
@@ -145,6 +146,16 @@ Result<void> sync_and_place(AgentClient& agent, const Payload& payload, const pr
   return {};
 }
 
+// An instrumented command (gcc --coverage) writes its counters under the guest's
+// coverage directory, whatever it can see of the build tree (coverage.h); a GCOV_PREFIX
+// the user set wins.
+void add_coverage_env(std::vector<std::string>& env) {
+  for (const std::string& kv : env)
+    if (kv.starts_with("GCOV_PREFIX=")) return;
+  env.push_back(std::string("GCOV_PREFIX=") + proto::kGuestCoverageDir);
+  env.push_back("GCOV_PREFIX_STRIP=0");
+}
+
 // A process of the run that dumped core (the command, or one it started) left it in
 // KILN_OUTPUT_DIR (agent/guest_setup.h), emptied at the start: say where it is now,
 // with the command that opens it.
@@ -185,6 +196,7 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
                    request.cwd.empty() ? "/" : request.cwd, stdin_mode_for(request.stdin_fd), request.user};
   exec.env.insert(exec.env.end(), request.env.begin(), request.env.end());
   if (request.outputs) exec.env.push_back(std::string("KILN_OUTPUT_DIR=") + kGuestOutputDir);
+  add_coverage_env(exec.env);
   // Serving before the request goes out: mounting the share already asks for its roots.
   KILN_ASSIGN_OR_RETURN(auto share_server, serve_shares(vm, request.shares));
   KILN_TRY(sync_and_place(agent, payload, &exec, request.shares, request.outputs.has_value()));
@@ -207,6 +219,14 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
   if (outcome && !outcome->notice.empty())
     log::info("{}", outcome->exit_code == 0 ? outcome->notice : with_console_tail(outcome->notice, vm));
   if (outcome && request.outputs) KILN_TRY(bring_back_outputs(agent, *outcome, *request.outputs, request.program));
+  if (outcome && outcome->coverage) {
+    log::ScopedTimer t("coverage");
+    auto merged = bring_back_coverage(agent, Clock::now() + kSetupTimeout);
+    if (!merged)
+      return make_error("the command {}, but its coverage counters could not be merged into the host's: {}",
+                        outcome->summary, merged.error().message);
+    log::verbose("coverage: {} .gcda merged, {} without a .gcno of the host build", merged->merged, merged->skipped);
+  }
   return outcome;
 }
 

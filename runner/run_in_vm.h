@@ -44,6 +44,7 @@ struct RunOutcome {
   int exit_code = 0;
   std::string summary;  ///< e.g. "exited with code 3", "killed by signal 11 (SIGSEGV)"
   std::string notice;   ///< said to the user even without -v when set (the guest's OOM killer struck)
+  bool coverage = false;  ///< the guest holds gcov counters of the run (coverage.h)
 };
 
 /// The environment every command starts from (hermetic: nothing leaks in from the host).

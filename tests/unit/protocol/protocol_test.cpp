@@ -285,3 +285,13 @@ TEST(Messages, CollectedRoundTripsAndItsNoteIsBounded) {
   EXPECT_TRUE(is_guest_message(MsgType::collected));
   EXPECT_TRUE(is_host_message(MsgType::collect));
 }
+
+TEST(Messages, ExitCarriesTheCoverageFlagOnlyWhenSet) {
+  Exit plain{false, 0, 1, 2, 0, std::nullopt};
+  EXPECT_FALSE(decode_exit(encode(plain))->coverage.has_value());
+  Exit with{false, 0, 1, 2, 0, true};
+  EXPECT_EQ(encode(with).size(), encode(plain).size() + 1);
+  EXPECT_EQ(decode_exit(encode(with))->coverage, std::optional<bool>(true));
+  EXPECT_FALSE(decode_exit(encode(plain) + std::string(1, '\x02')));  // a flag is 0 or 1
+  EXPECT_FALSE(decode_exit(encode(with) + "x"));
+}
