@@ -5,6 +5,7 @@
 #include "common/temp_file.h"
 #include "common/unique_fd.h"
 #include "runner/outputs.h"
+#include "snapshot/sparse_io.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -60,13 +61,7 @@ Result<std::string> read_fd(int fd, const stdfs::path& name) {
 
 Result<void> replace_contents(int fd, const std::string& data, const stdfs::path& name) {
   if (::ftruncate(fd, 0) != 0) return make_error("cannot truncate {}: {}", name.string(), std::strerror(errno));
-  for (size_t at = 0; at < data.size();) {
-    ssize_t n = ::pwrite(fd, data.data() + at, data.size() - at, static_cast<off_t>(at));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return make_error("cannot write {}: {}", name.string(), std::strerror(errno));
-    at += static_cast<size_t>(n);
-  }
-  return {};
+  return snapshot::sparse::write_exact(fd, data.data(), data.size(), 0, name);
 }
 
 Result<void> write_file(const stdfs::path& path, const std::string& data) {

@@ -4,6 +4,7 @@
 #include "common/unique_fd.h"
 #include "image/rootfs/layer_reader.h"
 #include "runner/guest_text.h"
+#include "snapshot/sparse_io.h"
 
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -95,12 +96,7 @@ Result<void> Extractor::write_file(rootfs::LayerReader& reader, int dir, const s
     KILN_ASSIGN_OR_RETURN(size_t n, reader.read_data(buf.data(), buf.size()));
     if (n == 0) break;
     if (n > size - done) return make_error("the guest's outputs stream holds more bytes for {} than its header says", shown);
-    for (size_t at = 0; at < n;) {
-      ssize_t w = ::write(out.get(), buf.data() + at, n - at);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) return make_error("cannot write the output {}: {}", shown, std::strerror(errno));
-      at += static_cast<size_t>(w);
-    }
+    KILN_TRY(snapshot::sparse::write_exact(out.get(), buf.data(), n, done, shown));
     done += n;
   }
   report_.bytes += done;
