@@ -213,10 +213,6 @@ Result<OutputsReport> extract_outputs(const stdfs::path& tar, const stdfs::path&
   return out.take();
 }
 
-Result<OutputsReport> collect_outputs(AgentClient& agent, Deadline deadline, const OutputsSpec& spec) {
-  return collect_tree(agent, deadline, kGuestOutputDir, spec.dir, spec.cap_bytes);
-}
-
 Result<OutputsReport> collect_tree(AgentClient& agent, Deadline deadline, const std::string& guest_dir,
                                    const stdfs::path& host_dir, uint64_t cap_bytes) {
   KILN_ASSIGN_OR_RETURN(auto tar, fs::TempFile::beside(host_dir));

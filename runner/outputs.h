@@ -57,7 +57,4 @@ Result<OutputsReport> extract_outputs(const std::filesystem::path& tar, const st
 Result<OutputsReport> collect_tree(AgentClient& agent, Deadline deadline, const std::string& guest_dir,
                                    const std::filesystem::path& host_dir, uint64_t cap_bytes);
 
-/// collect_tree of kGuestOutputDir into `spec.dir`.
-Result<OutputsReport> collect_outputs(AgentClient& agent, Deadline deadline, const OutputsSpec& spec);
-
 }  // namespace kiln::runner

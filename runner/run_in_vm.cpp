@@ -171,7 +171,7 @@ void name_core_dumps(const std::string& program, const OutputsSpec& spec) {
 Result<void> bring_back_outputs(AgentClient& agent, const RunOutcome& outcome, const OutputsSpec& spec,
                                 const std::string& program) {
   log::ScopedTimer t("outputs");
-  auto report = collect_outputs(agent, Clock::now() + kSetupTimeout, spec);
+  auto report = collect_tree(agent, Clock::now() + kSetupTimeout, kGuestOutputDir, spec.dir, spec.cap_bytes);
   if (!report)
     return make_error("the command {}, but its outputs could not be brought back: {}", outcome.summary,
                       report.error().message);
