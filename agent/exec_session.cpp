@@ -15,6 +15,7 @@
 #include "agent/log.h"
 #include "agent/spawn.h"
 #include "agent/stdin_feed.h"
+#include "agent/terminal.h"
 #include "common/unique_fd.h"
 
 namespace kiln::agent {
@@ -110,10 +111,24 @@ std::optional<Pipe> make_pipe(std::string* error) {
   return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
+// What the host sent for the running command: its input, and a terminal's new size
+// (`terminal` is the master, or -1 when the command has none).
+void take_input(Channel& channel, std::optional<StdinFeed>& feed, int terminal) {
+  while (std::optional<proto::Frame> f = channel.pop_stream()) {
+    if (f->type == proto::MsgType::resize) {
+      std::optional<proto::WindowSize> size = proto::decode_window_size(f->payload);
+      if (!size) log("dropping a malformed resize frame");
+      if (size && terminal >= 0) resize_terminal(terminal, *size);
+      continue;
+    }
+    if (feed) feed->accept(*f);
+  }
+}
+
 // The command while it runs: output to the host, the host's stdin to the command.
 // Returns its wait status, or nothing when a poweroff request cut it short.
 std::optional<int> supervise(Channel& channel, Reaper& reaper, pid_t pid, Stream& out, Stream& err,
-                             std::optional<StdinFeed>& feed) {
+                             std::optional<StdinFeed>& feed, int terminal) {
   ::fcntl(out.fd.get(), F_SETFL, O_NONBLOCK);
   ::fcntl(err.fd.get(), F_SETFL, O_NONBLOCK);
   bool channel_usable = true;
@@ -122,9 +137,7 @@ std::optional<int> supervise(Channel& channel, Reaper& reaper, pid_t pid, Stream
       kill_command(pid);
       return std::nullopt;
     }
-    while (std::optional<proto::Frame> f = channel.pop_stream()) {
-      if (feed) feed->accept(*f);
-    }
+    take_input(channel, feed, terminal);
     if (feed) {
       feed->write_pending();
       if (uint32_t grant = feed->take_grant())
@@ -161,18 +174,40 @@ std::optional<int> supervise(Channel& channel, Reaper& reaper, pid_t pid, Stream
   }
 }
 
+// The command's stdio: pipes, or one terminal for all three (StdinMode::terminal).
+struct CommandStdio {
+  std::optional<Pipe> in, out, err;
+  std::optional<Terminal> terminal;
+};
+
+bool open_stdio(const proto::Exec& req, proto::WindowSize window, CommandStdio& io, std::string* error) {
+  if (req.stdin_mode == proto::StdinMode::terminal) {
+    io.terminal = open_terminal(window, error);
+    return io.terminal.has_value();
+  }
+  io.out = make_pipe(error);
+  io.err = io.out ? make_pipe(error) : std::nullopt;
+  if (io.err && req.stdin_mode == proto::StdinMode::stream) io.in = make_pipe(error);
+  return io.out && io.err && (req.stdin_mode != proto::StdinMode::stream || io.in);
+}
+
+ChildStdio child_ends(const CommandStdio& io) {
+  if (io.terminal) {
+    const int tty = io.terminal->slave.get();
+    return {tty, tty, tty, true};
+  }
+  return {io.in ? io.in->read.get() : -1, io.out->write.get(), io.err->write.get(), false};
+}
+
 }  // namespace
 
-ExecResult run_exec(Channel& channel, Reaper& reaper, const proto::Exec& req) {
+ExecResult run_exec(Channel& channel, Reaper& reaper, const proto::Exec& req, proto::WindowSize window) {
   ExecResult result;
-  std::optional<Pipe> out = make_pipe(&result.error);
-  std::optional<Pipe> err = out ? make_pipe(&result.error) : std::nullopt;
-  std::optional<Pipe> in;
-  if (err && req.stdin_mode == proto::StdinMode::stream) in = make_pipe(&result.error);
-  if (!out || !err || (req.stdin_mode == proto::StdinMode::stream && !in)) return result;
+  CommandStdio io;
+  if (!open_stdio(req, window, io, &result.error)) return result;
 
   const uint64_t oom_before = oom_kills_so_far();
-  Spawned spawned = spawn_command(req, {in ? in->read.get() : -1, out->write.get(), err->write.get()}, reaper);
+  Spawned spawned = spawn_command(req, child_ends(io), reaper);
   if (spawned.kind == Spawned::Kind::not_run) {
     result.error = spawned.error;
     return result;
@@ -182,18 +217,28 @@ ExecResult run_exec(Channel& channel, Reaper& reaper, const proto::Exec& req) {
     result.failed = spawned.failed;
     return result;
   }
-  // Only the command holds these ends now: EOF / EPIPE follow it, not us.
-  out->write.reset();
-  err->write.reset();
+  // Only the command holds these ends now: EOF / EPIPE (a terminal's EIO) follow it, not us.
   std::optional<StdinFeed> feed;
-  if (in) {
-    in->read.reset();
-    feed.emplace(std::move(in->write));
+  Stream out_s{{}, proto::MsgType::stdout_data};
+  Stream err_s{{}, proto::MsgType::stderr_data};
+  int terminal = -1;
+  if (io.terminal) {
+    io.terminal->slave.reset();
+    terminal = io.terminal->master.get();
+    feed.emplace(UniqueFd(::fcntl(terminal, F_DUPFD_CLOEXEC, 0)));  // keystrokes in, under credit
+    out_s.fd = std::move(io.terminal->master);                       // everything it shows, out
+  } else {
+    io.out->write.reset();
+    io.err->write.reset();
+    if (io.in) {
+      io.in->read.reset();
+      feed.emplace(std::move(io.in->write));
+    }
+    out_s.fd = std::move(io.out->read);
+    err_s.fd = std::move(io.err->read);
   }
 
-  Stream out_s{std::move(out->read), proto::MsgType::stdout_data};
-  Stream err_s{std::move(err->read), proto::MsgType::stderr_data};
-  std::optional<int> status = supervise(channel, reaper, spawned.pid, out_s, err_s, feed);
+  std::optional<int> status = supervise(channel, reaper, spawned.pid, out_s, err_s, feed, terminal);
   if (!status) {
     result.kind = ExecResult::Kind::poweroff;
     return result;

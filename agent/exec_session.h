@@ -26,10 +26,13 @@ struct ExecResult {
 /// Runs `req` to completion. Streams stdout_data / stderr_data frames while it
 /// runs and, with StdinMode::stream, feeds stdin_data to its stdin under credit
 /// (stdin_credit); the terminal reply is left to the caller, built from the result.
+/// With StdinMode::terminal the command gets a new terminal `window` large (resize
+/// frames change it while it runs), keystrokes go into it under the same credit,
+/// and all it shows comes back as stdout_data.
 /// Returns as soon as the command's own process ends, after draining what is
 /// already in its pipes: daemons it leaves behind may hold them open forever.
 /// The exit counts every byte the command wrote, forwarded or not, and the OOM
 /// killer's kills while it ran.
-ExecResult run_exec(Channel& channel, Reaper& reaper, const proto::Exec& req);
+ExecResult run_exec(Channel& channel, Reaper& reaper, const proto::Exec& req, proto::WindowSize window);
 
 }  // namespace kiln::agent

@@ -11,10 +11,12 @@ bool is_guest_message(MsgType t) {
 
 bool is_host_message(MsgType t) {
   auto v = static_cast<uint8_t>(t);
-  return v >= 16 && v <= 27;
+  return v >= 16 && v <= 28;
 }
 
-bool is_stream_message(MsgType t) { return t == MsgType::stdin_data || t == MsgType::stdin_eof; }
+bool is_stream_message(MsgType t) {
+  return t == MsgType::stdin_data || t == MsgType::stdin_eof || t == MsgType::resize;
+}
 
 const char* type_name(MsgType t) {
   switch (t) {
@@ -40,6 +42,7 @@ const char* type_name(MsgType t) {
     case MsgType::stdin_eof: return "stdin_eof";
     case MsgType::share: return "share";
     case MsgType::collect: return "collect";
+    case MsgType::resize: return "resize";
   }
   return "unknown";
 }
@@ -207,6 +210,7 @@ std::string encode(const Exit& m) {
 std::string encode(const ExecFailed& m) { return Writer().i32(m.err).str(m.message).take(); }
 std::string encode(const ErrorReply& m) { return Writer().str(m.message).take(); }
 std::string encode(const StdinCredit& m) { return Writer().u32(m.bytes).take(); }
+std::string encode(const WindowSize& m) { return Writer().u32(m.rows).u32(m.cols).take(); }
 std::string encode(const Collect& m) { return Writer().str(m.dir).u64(m.max_bytes).take(); }
 std::string encode(const Collected& m) {
   return Writer().u64(m.bytes).u32(m.entries).u32(m.left_out).str(m.note).take();
@@ -281,7 +285,7 @@ std::optional<Exec> decode_exec(std::string_view p) {
   m.env = r.strs(kMaxArgs);
   m.cwd = r.str(4096);
   uint8_t stdin_mode = r.u8();
-  if (stdin_mode > static_cast<uint8_t>(StdinMode::stream)) return std::nullopt;
+  if (stdin_mode > static_cast<uint8_t>(StdinMode::terminal)) return std::nullopt;
   m.stdin_mode = static_cast<StdinMode>(stdin_mode);
   if (r.more()) {
     m.user = r.str(kMaxUser);
@@ -332,6 +336,13 @@ std::optional<StdinCredit> decode_stdin_credit(std::string_view p) {
   m.bytes = r.u32();
   if (m.bytes == 0) return std::nullopt;
   return finish(r, m);
+}
+std::optional<WindowSize> decode_window_size(std::string_view p) {
+  Reader r(p);
+  const uint32_t rows = r.u32();
+  const uint32_t cols = r.u32();
+  if (rows > 0xffff || cols > 0xffff) return std::nullopt;
+  return finish(r, WindowSize{static_cast<uint16_t>(rows), static_cast<uint16_t>(cols)});
 }
 
 std::optional<Share> decode_share(std::string_view p) {

@@ -50,14 +50,20 @@ inline constexpr uint64_t stdin_stream = 1u << 0;  ///< exec with StdinMode::str
 inline constexpr uint64_t shares = 1u << 1;        ///< share: host trees mounted read-only over the share port
 inline constexpr uint64_t exec_user = 1u << 2;     ///< exec may name the user to run as (Exec::user)
 inline constexpr uint64_t outputs = 1u << 3;       ///< collect: a guest directory sent back as a tar stream
+inline constexpr uint64_t terminal = 1u << 4;      ///< exec with StdinMode::terminal, resize
 }  // namespace feature
 /// Every feature this build implements.
-inline constexpr uint64_t kFeatures = feature::stdin_stream | feature::shares | feature::exec_user | feature::outputs;
+inline constexpr uint64_t kFeatures =
+    feature::stdin_stream | feature::shares | feature::exec_user | feature::outputs | feature::terminal;
 
-/// What the command's standard input is (exec). 2 is reserved for a terminal.
+/// What the command's standard input is (exec).
 enum class StdinMode : uint8_t {
   null = 0,    ///< the guest's /dev/null
   stream = 1,  ///< a pipe the agent fills from stdin_data, under credit it grants
+  /// feature::terminal: a new guest pseudo-terminal is the command's stdin, stdout,
+  /// stderr and controlling terminal; stdin_data is typed into it, its output comes
+  /// back as stdout_data, its size is the last resize the host sent.
+  terminal = 2,
 };
 
 enum class MsgType : uint8_t {
@@ -85,6 +91,7 @@ enum class MsgType : uint8_t {
   stdin_eof = 25,   ///< the running command's stdin ends; no reply
   share = 26,       ///< strs root paths: mount the host's trees there (feature::shares) -> ok
   collect = 27,     ///< str dir, u64 max bytes (feature::outputs) -> output_data..., collected | error
+  resize = 28,      ///< u32 rows, u32 cols: the terminal's size from now on (feature::terminal); no reply
 };
 
 /// True for message types a guest may send.
@@ -92,7 +99,8 @@ bool is_guest_message(MsgType t);
 /// True for message types the host may send.
 bool is_host_message(MsgType t);
 /// True for host messages that feed a running command rather than make a request:
-/// they get no reply, and outside a command they are dropped.
+/// they get no reply, and outside a command they are dropped (resize is kept for
+/// the next terminal).
 bool is_stream_message(MsgType t);
 const char* type_name(MsgType t);
 
@@ -216,6 +224,11 @@ struct Exit {
 struct StdinCredit {
   uint32_t bytes = 0;
 };
+/// A terminal's size in character cells (resize); 0 means unknown, as in struct winsize.
+struct WindowSize {
+  uint16_t rows = 0;
+  uint16_t cols = 0;
+};
 struct ExecFailed {
   int32_t err = 0;  ///< errno from execve (ENOENT, EACCES, ...)
   std::string message;
@@ -253,6 +266,7 @@ std::string encode(const Exit& m);
 std::string encode(const ExecFailed& m);
 std::string encode(const ErrorReply& m);
 std::string encode(const StdinCredit& m);
+std::string encode(const WindowSize& m);
 std::string encode(const Share& m);
 std::string encode(const Collect& m);
 std::string encode(const Collected& m);
@@ -270,6 +284,7 @@ std::optional<Exit> decode_exit(std::string_view payload);
 std::optional<ExecFailed> decode_exec_failed(std::string_view payload);
 std::optional<ErrorReply> decode_error(std::string_view payload);
 std::optional<StdinCredit> decode_stdin_credit(std::string_view payload);
+std::optional<WindowSize> decode_window_size(std::string_view payload);
 std::optional<Share> decode_share(std::string_view payload);
 std::optional<Collect> decode_collect(std::string_view payload);
 std::optional<Collected> decode_collected(std::string_view payload);

@@ -150,6 +150,12 @@ void Server::wait_for_input() {
 }
 
 void Server::handle(proto::Frame& frame) {
+  // The size of the next terminal: the host sends it before a terminal exec.
+  if (frame.type == MsgType::resize) {
+    if (std::optional<proto::WindowSize> size = proto::decode_window_size(frame.payload)) window_ = *size;
+    else log("dropping a malformed resize frame");
+    return;
+  }
   // Input for a command that has ended (it exited before reading it all): no request,
   // no reply, and nothing wrong with the run.
   if (proto::is_stream_message(frame.type)) return;
@@ -257,7 +263,9 @@ void Server::on_exec(const std::string& payload) {
     return reply(Status::fail("not run: stdin streaming was not agreed in hello_ack"));
   if (!req->user.empty() && (agreed_->features & proto::feature::exec_user) == 0)
     return reply(Status::fail("not run: exec as another user was not agreed in hello_ack"));
-  ExecResult r = run_exec(channel_, reaper_, *req);
+  if (req->stdin_mode == proto::StdinMode::terminal && (agreed_->features & proto::feature::terminal) == 0)
+    return reply(Status::fail("not run: a terminal was not agreed in hello_ack"));
+  ExecResult r = run_exec(channel_, reaper_, *req, window_);
   switch (r.kind) {
     case ExecResult::Kind::exited:
       reply_owed_ = false;

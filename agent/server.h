@@ -6,7 +6,8 @@
 // Poison rule: once a request has failed since the last SYNC (or input was
 // lost to garbage), a later EXEC is refused: it would run against a payload
 // that is not what the host sent. EXEC also needs a protocol version agreed by
-// HELLO_ACK; STDIN_DATA / STDIN_EOF are no requests and outside an EXEC are dropped.
+// HELLO_ACK; STDIN_DATA / STDIN_EOF are no requests and outside an EXEC are dropped;
+// RESIZE is no request either: it sets the size of the next terminal (or the current one).
 // A failed SHARE poisons too: the command would not see the trees it was promised.
 #pragma once
 
@@ -56,6 +57,7 @@ class Server {
   bool poisoned_ = false;
   bool reply_owed_ = false;       // the current request has not had its terminal reply yet
   bool share_requested_ = false;  // a SHARE came (mounted or not): its mounts stay
+  proto::WindowSize window_;      // the last RESIZE: a terminal exec's size
 };
 
 /// sync(), then power the VM off. Returns only if the kernel refused.

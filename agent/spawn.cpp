@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -83,10 +84,13 @@ std::vector<char*> c_strings(const std::vector<std::string>& v) {
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   ::setsid();  // own session and process group: POWEROFF can kill the whole tree
+  if (stdio.terminal && ::ioctl(stdio.in, TIOCSCTTY, 0) != 0) child_fail(errpipe, kStageStdio, errno);
 
   if (::chdir(plan.cwd.c_str()) != 0) child_fail(errpipe, kStageChdir, errno);
   if (plan.user) {
     const GuestUser& u = *plan.user;
+    // As login(1) does: the user's own terminal, which it may then reopen (/dev/tty).
+    if (stdio.terminal && ::fchown(stdio.in, u.uid, u.gid) != 0) child_fail(errpipe, kStageUser, errno);
     if (::setgroups(u.groups.size(), u.groups.data()) != 0 || ::setgid(u.gid) != 0 || ::setuid(u.uid) != 0)
       child_fail(errpipe, kStageUser, errno);
   }

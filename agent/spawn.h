@@ -12,11 +12,14 @@
 
 namespace kiln::agent {
 
-/// The command's fds 0-2. `in` -1 means the guest's /dev/null.
+/// The command's fds 0-2. `in` -1 means the guest's /dev/null. With `terminal`,
+/// all three are one terminal's slave, which becomes the controlling terminal of the
+/// command's new session (owned by the user it runs as).
 struct ChildStdio {
   int in = -1;
   int out = -1;
   int err = -1;
+  bool terminal = false;
 };
 
 struct Spawned {

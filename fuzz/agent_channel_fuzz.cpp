@@ -34,6 +34,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case MsgType::exec: (void)decode_exec(frame->payload); break;
         case MsgType::share: (void)decode_share(frame->payload); break;
         case MsgType::collect: (void)decode_collect(frame->payload); break;
+        case MsgType::resize: (void)decode_window_size(frame->payload); break;
         default: break;
       }
     }

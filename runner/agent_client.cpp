@@ -52,14 +52,14 @@ Result<void> AgentClient::send_file_data(int fd, uint64_t size,
 Result<void> AgentClient::flush(Deadline deadline) { return pump(deadline, false); }
 
 Result<proto::Frame> AgentClient::next_frame(Deadline deadline) {
-  KILN_ASSIGN_OR_RETURN(auto f, next_frame_or_input(deadline, -1));
+  KILN_ASSIGN_OR_RETURN(auto f, next_frame_or_input(deadline, {-1, -1}));
   if (!f) return make_error("internal: no frame after pump");
   return std::move(*f);
 }
 
-Result<std::optional<proto::Frame>> AgentClient::next_frame_or_input(Deadline deadline, int input_fd) {
+Result<std::optional<proto::Frame>> AgentClient::next_frame_or_input(Deadline deadline, InputFds inputs) {
   bool input_ready = false;
-  KILN_TRY(pump(deadline, true, input_fd, &input_ready));
+  KILN_TRY(pump(deadline, true, inputs, &input_ready));
   if (input_ready && !decoder_.has_frame()) return std::optional<proto::Frame>();
   auto f = decoder_.next();
   if (!f) return make_error("internal: no frame after pump");
@@ -69,7 +69,7 @@ Result<std::optional<proto::Frame>> AgentClient::next_frame_or_input(Deadline de
   return std::optional<proto::Frame>(std::move(*f));
 }
 
-Result<void> AgentClient::pump(Deadline deadline, bool want_frame, int input_fd, bool* input_ready) {
+Result<void> AgentClient::pump(Deadline deadline, bool want_frame, InputFds inputs, bool* input_ready) {
   char buf[65536];
   for (;;) {
     bool pending_out = out_pos_ < out_.size();
@@ -84,16 +84,18 @@ Result<void> AgentClient::pump(Deadline deadline, bool want_frame, int input_fd,
     auto slice = std::min<int64_t>(100, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1);
     // While only flushing, stop reading once a frame waits: a chatty guest cannot grow our buffer.
     bool want_input = want_frame || decoder_.buffered() < 2 * proto::kMaxPayload;
-    pollfd fds[3] = {{fd_, static_cast<short>((want_input ? POLLIN : 0) | (pending_out ? POLLOUT : 0)), 0},
+    // poll() skips negative descriptors: an unused input slot costs nothing.
+    pollfd fds[4] = {{fd_, static_cast<short>((want_input ? POLLIN : 0) | (pending_out ? POLLOUT : 0)), 0},
                      {interrupt::fd(), POLLIN, 0},
-                     {input_fd, POLLIN, 0}};
-    int r = ::poll(fds, input_fd >= 0 ? 3 : 2, static_cast<int>(slice));
+                     {inputs[0], POLLIN, 0},
+                     {inputs[1], POLLIN, 0}};
+    int r = ::poll(fds, 4, static_cast<int>(slice));
     if (r < 0 && errno != EINTR) return make_error("poll on the agent channel: {}", std::strerror(errno));
     if (r <= 0) {
       if (auto dead = vm_dead_()) return make_error("the VM stopped: {}", *dead);
       continue;
     }
-    if (input_fd >= 0 && fds[2].revents != 0) *input_ready = true;
+    if (input_ready != nullptr && (fds[2].revents != 0 || fds[3].revents != 0)) *input_ready = true;
     if (fds[0].revents & POLLOUT) {
       ssize_t n = ::write(fd_, out_.data() + out_pos_, out_.size() - out_pos_);
       if (n > 0) out_pos_ += static_cast<size_t>(n);
@@ -116,7 +118,7 @@ Result<void> AgentClient::pump(Deadline deadline, bool want_frame, int input_fd,
       if (n > 0 && !decoder_.feed(buf, static_cast<size_t>(n)))
         return make_error("garbage on the agent channel: {}", decoder_.error());
     }
-    if (input_fd >= 0 && *input_ready) return {};
+    if (input_ready != nullptr && *input_ready) return {};
   }
 }
 

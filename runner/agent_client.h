@@ -7,6 +7,7 @@
 #include "common/clock.h"
 #include "common/result.h"
 
+#include <array>
 #include <functional>
 #include <optional>
 #include <string>
@@ -16,6 +17,9 @@ namespace kiln::runner {
 
 class AgentClient {
  public:
+  /// Descriptors a wait also watches for the caller: the command's input, a resize notice.
+  using InputFds = std::array<int, 2>;
+
   /// `vm_dead` returns a description once the VM's process has died.
   AgentClient(int fd, std::function<std::optional<std::string>()> vm_dead);
 
@@ -45,9 +49,9 @@ class AgentClient {
   Result<void> send_file_data(int fd, uint64_t size, const std::function<void(std::string_view)>& on_chunk = {});
   /// Flush queued requests and return the next frame the guest sent.
   Result<proto::Frame> next_frame(Deadline deadline);
-  /// Like next_frame, but returns nothing as soon as `input_fd` (-1: none) is
+  /// Like next_frame, but returns nothing as soon as one of `inputs` (-1: none) is
   /// readable or hung up, so the caller can forward its input without a thread.
-  Result<std::optional<proto::Frame>> next_frame_or_input(Deadline deadline, int input_fd);
+  Result<std::optional<proto::Frame>> next_frame_or_input(Deadline deadline, InputFds inputs);
   /// Bytes queued for the guest and not written yet.
   size_t queued() const { return out_.size() - out_pos_; }
   /// Next frame must be ok; an error frame becomes an Error naming `what`.
@@ -57,7 +61,7 @@ class AgentClient {
 
  private:
   // Runs until a frame is decoded (want_frame) or everything is written, or `input_fd` is ready.
-  Result<void> pump(Deadline deadline, bool want_frame, int input_fd = -1, bool* input_ready = nullptr);
+  Result<void> pump(Deadline deadline, bool want_frame, InputFds inputs = {-1, -1}, bool* input_ready = nullptr);
   int fd_;
   std::function<std::optional<std::string>()> vm_dead_;
   proto::FrameDecoder decoder_;

@@ -109,6 +109,11 @@ void register_run(CLI::App& app, int& exit_code) {
                   "Bring back at most MiB of output file contents; what does not fit is named, not copied")
       ->default_val(kDefaultOutputCapMiB)
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20));
+  cmd->add_flag("-i,--interactive", o->args.interactive,
+                "Stream stdin to the command even when it is a terminal (a pipe or file always is)");
+  cmd->add_flag("-t,--tty", o->args.tty,
+                "Give the command a terminal in the guest, driven by kiln's own (raw mode; ^C, ^Z and window "
+                "size changes reach the guest's foreground job): kiln run -it -- sh");
   cmd->add_option("--file", o->args.files, "Host file or directory to place in the guest at the same path (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--setup", o->args.setup,

@@ -6,6 +6,7 @@
 #include "runner/exit_codes.h"
 #include "runner/exit_report.h"
 #include "runner/guest_text.h"
+#include "runner/host_terminal.h"
 #include "runner/payload_send.h"
 #include "runner/stdin_forward.h"
 #include "runner/tree_shares.h"
@@ -16,9 +17,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <functional>
+#include <memory>
 
 namespace kiln::runner {
 namespace {
@@ -70,20 +73,30 @@ void to_host_streams(MsgType type, std::string_view data) {
 }
 
 // What the command does besides writing output: where its stdin comes from (nullptr:
-// nowhere) and the guest memory to name if the OOM killer ends it.
+// nowhere), the host terminal whose size its guest terminal follows (kiln run -t),
+// and the guest memory to name if the OOM killer ends it.
 struct CommandIo {
   StdinForwarder* input = nullptr;
+  HostTerminal* terminal = nullptr;
   uint32_t memory_mib = 0;
 };
+
+// Input is ready: the host window's new size, then keystrokes or piped bytes.
+void forward_input(AgentClient& agent, const CommandIo& io) {
+  if (io.terminal && io.terminal->take_resize())
+    agent.send(MsgType::resize, proto::encode(io.terminal->size()));
+  if (io.input) io.input->forward(agent);
+}
 
 // Forward the command's output (and stdin, under the agent's credit) until it ends.
 Result<RunOutcome> stream_until_exit(AgentClient& agent, Deadline deadline, const std::string& argv0,
                                      const OutputSink& sink, const CommandIo& io) {
   ReceivedOutput received;
   for (;;) {
-    KILN_ASSIGN_OR_RETURN(auto f, agent.next_frame_or_input(deadline, io.input ? io.input->fd_to_watch(agent) : -1));
+    KILN_ASSIGN_OR_RETURN(auto f, agent.next_frame_or_input(deadline, {io.input ? io.input->fd_to_watch(agent) : -1,
+                                                                       io.terminal ? io.terminal->resized_fd() : -1}));
     if (!f) {
-      io.input->forward(agent);
+      forward_input(agent, io);
       continue;
     }
     switch (f->type) {
@@ -156,6 +169,14 @@ void add_coverage_env(std::vector<std::string>& env) {
   env.push_back("GCOV_PREFIX_STRIP=0");
 }
 
+// kiln run -t: the guest terminal is the kind the user's is, unless told otherwise.
+void add_terminal_env(std::vector<std::string>& env) {
+  for (const std::string& kv : env)
+    if (kv.starts_with("TERM=")) return;
+  const char* term = std::getenv("TERM");
+  env.push_back(std::string("TERM=") + (term && *term ? term : "xterm"));
+}
+
 // A process of the run that dumped core (the command, or one it started) left it in
 // KILN_OUTPUT_DIR (agent/guest_setup.h), emptied at the start: say where it is now,
 // with the command that opens it.
@@ -193,16 +214,24 @@ std::vector<std::string> default_guest_env() {
 Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunRequest& request) {
   AgentClient agent(vm.agent_fd(), [&vm] { return vm.vmm_exited(); });
   proto::Exec exec{request.argv, request.base_env.empty() ? default_guest_env() : request.base_env,
-                   request.cwd.empty() ? "/" : request.cwd, stdin_mode_for(request.stdin_fd), request.user};
+                   request.cwd.empty() ? "/" : request.cwd,
+                   request.terminal ? proto::StdinMode::terminal : stdin_mode_for(request.stdin_fd, request.interactive),
+                   request.user};
   exec.env.insert(exec.env.end(), request.env.begin(), request.env.end());
   if (request.outputs) exec.env.push_back(std::string("KILN_OUTPUT_DIR=") + kGuestOutputDir);
   add_coverage_env(exec.env);
+  std::unique_ptr<HostTerminal> terminal;
+  if (request.terminal) {
+    add_terminal_env(exec.env);
+    KILN_ASSIGN_OR_RETURN(terminal, HostTerminal::enter_raw(request.stdin_fd));
+    agent.send(MsgType::resize, proto::encode(terminal->size()));  // the size the terminal starts with
+  }
   // Serving before the request goes out: mounting the share already asks for its roots.
   KILN_ASSIGN_OR_RETURN(auto share_server, serve_shares(vm, request.shares));
   KILN_TRY(sync_and_place(agent, payload, &exec, request.shares, request.outputs.has_value()));
   std::optional<StdinForwarder> input;
-  if (exec.stdin_mode == proto::StdinMode::stream) input.emplace(request.stdin_fd);
-  const CommandIo io{input ? &*input : nullptr, request.memory_mib};
+  if (exec.stdin_mode != proto::StdinMode::null) input.emplace(request.stdin_fd);
+  const CommandIo io{input ? &*input : nullptr, terminal.get(), request.memory_mib};
 
   auto deadline = request.timeout_seconds
                       ? Clock::now() + std::chrono::duration_cast<Clock::duration>(
@@ -210,6 +239,7 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
                       : Clock::time_point::max();
   log::ScopedTimer exec_timer("command");
   auto outcome = stream_until_exit(agent, deadline, request.argv.front(), to_host_streams, io);
+  terminal.reset();  // the user's terminal as it was, before kiln says anything
   if (share_server) report_share(*share_server);
   if (request.verbose) write_all(STDERR_FILENO, escape_guest_text(vm.console_output(), true));
   if (!outcome && outcome.error().kind == ErrorKind::general)

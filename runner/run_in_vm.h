@@ -26,6 +26,11 @@ struct RunRequest {
   /// Forwarded to the command's stdin unless it is /dev/null, a terminal or closed
   /// (then the command gets the guest's /dev/null); see stdin_forward.h.
   int stdin_fd = 0;
+  /// -i: a terminal on stdin_fd is streamed like a pipe, line by line as it gives them.
+  bool interactive = false;
+  /// -t: the command gets a guest terminal, with stdin_fd (a terminal, in raw mode
+  /// meanwhile) as its keyboard and window; its output all comes back on stdout.
+  bool terminal = false;
   /// Host directories shared read-only at their own paths (share_roots(): absolute,
   /// none inside another); the guest's writes there stay in the guest.
   std::vector<std::string> shares;

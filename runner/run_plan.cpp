@@ -5,6 +5,8 @@
 #include "common/fs.h"
 #include "runner/layers.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 
 namespace kiln::runner {
@@ -58,6 +60,15 @@ Result<void> plan_outputs(const RunArgs& args, RunRequest& request) {
   return {};
 }
 
+// -t: checked before any VM exists, as docker and ssh refuse it.
+Result<void> plan_stdin(const RunArgs& args, RunRequest& request) {
+  request.interactive = args.interactive;
+  request.terminal = args.tty;
+  if (args.tty && !::isatty(request.stdin_fd))
+    return make_error("-t needs kiln's stdin to be a terminal; without -t, a piped stdin is streamed to the command");
+  return {};
+}
+
 }  // namespace
 
 Result<RunPlan> plan_run(const RunArgs& args) {
@@ -75,6 +86,7 @@ Result<RunPlan> plan_run(const RunArgs& args) {
   plan.request.verbose = args.verbose;
   KILN_ASSIGN_OR_RETURN(plan.request.shares, share_roots(args.shares));
   KILN_TRY(plan_outputs(args, plan.request));
+  KILN_TRY(plan_stdin(args, plan.request));
   plan.use_layers = layers_enabled(args.no_layers);
   plan.label = std::filesystem::path(plan.request.argv.front()).filename().string();
   return plan;

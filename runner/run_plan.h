@@ -30,6 +30,8 @@ struct RunArgs {
   std::string user;                 ///< --user: the guest user the command runs as (an image's User otherwise)
   std::string output_dir;           ///< --output-dir: where the command's KILN_OUTPUT_DIR comes back to
   uint64_t output_cap_mib = kDefaultOutputCapMiB;  ///< --output-cap
+  bool interactive = false;  ///< -i: stream kiln's stdin even when it is a terminal
+  bool tty = false;          ///< -t: a guest terminal, driven by kiln's own (stdin must be one)
 };
 
 struct RunPlan {

@@ -31,9 +31,9 @@ bool is_dev_null(const struct stat& st) {
 
 }  // namespace
 
-proto::StdinMode stdin_mode_for(int fd) {
+proto::StdinMode stdin_mode_for(int fd, bool interactive) {
   struct stat st {};
-  if (::fstat(fd, &st) != 0 || is_dev_null(st) || ::isatty(fd)) return proto::StdinMode::null;
+  if (::fstat(fd, &st) != 0 || is_dev_null(st) || (::isatty(fd) && !interactive)) return proto::StdinMode::null;
   return proto::StdinMode::stream;
 }
 
@@ -41,10 +41,10 @@ StdinForwarder::StdinForwarder(int fd) : fd_(fd) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return;
   socket_ = S_ISSOCK(st.st_mode);
-  if (S_ISFIFO(st.st_mode)) {
-    // Opening the pipe again through /proc gives a description of our own, so
-    // O_NONBLOCK on it changes nothing for the processes sharing `fd`.
-    own_.reset(::open(fmt::format("/proc/self/fd/{}", fd).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  if (S_ISFIFO(st.st_mode) || ::isatty(fd)) {
+    // Opening the pipe (or terminal) again through /proc gives a description of our
+    // own, so O_NONBLOCK on it changes nothing for the processes sharing `fd`.
+    own_.reset(::open(fmt::format("/proc/self/fd/{}", fd).c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
     if (own_.valid()) fd_ = own_.get();
   }
 }

@@ -13,10 +13,11 @@
 
 namespace kiln::runner {
 
-/// How `fd` reaches the command: StdinMode::null for /dev/null (what ctest often
-/// passes on), a terminal (not forwarded yet: an interactive command needs a guest
-/// terminal, not a pipe) or a closed fd; StdinMode::stream otherwise.
-proto::StdinMode stdin_mode_for(int fd);
+/// How `fd` reaches the command when it gets no guest terminal (kiln run -t):
+/// StdinMode::null for /dev/null (what ctest often passes on), a closed fd, or a
+/// terminal unless `interactive` (kiln run -i: its lines are streamed like a pipe);
+/// StdinMode::stream otherwise.
+proto::StdinMode stdin_mode_for(int fd, bool interactive);
 
 class StdinForwarder {
  public:

@@ -1,6 +1,6 @@
 // `kiln run` forwards its standard input to the command, on real VMs: piped
 // input arrives byte-exact and ends with EOF; a command that never reads it
-// neither blocks kiln nor loses output; /dev/null and a terminal stay /dev/null.
+// neither blocks kiln nor loses output; /dev/null and a terminal (without -i / -t) stay /dev/null.
 #include "vm_test_support.h"
 
 #include "common/digest.h"
@@ -169,8 +169,9 @@ TEST(Stdin, DevNullStaysDevNullInTheGuest) {
   EXPECT_EQ(r.out, "/dev/null\n") << r.err;
 }
 
-TEST(Stdin, ATerminalIsNotForwarded) {
-  // Interactive terminals are not forwarded (yet): the command gets /dev/null.
+TEST(Stdin, ATerminalIsNotForwardedWithoutMinusIOrMinusT) {
+  // A test run from a terminal must not wait for the keyboard: without -i or -t
+  // (terminal_test.cpp) the command gets /dev/null.
   int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
   ASSERT_GE(master, 0);
   ASSERT_EQ(::grantpt(master), 0);

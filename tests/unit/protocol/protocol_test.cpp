@@ -101,7 +101,8 @@ TEST(Messages, ExecStdinModeIsChecked) {
   std::string base = Writer().u32(1).str("x").u32(0).str("/").take();
   EXPECT_EQ(decode_exec(base + '\0')->stdin_mode, StdinMode::null);
   EXPECT_EQ(decode_exec(base + '\1')->stdin_mode, StdinMode::stream);
-  EXPECT_FALSE(decode_exec(base + '\2'));  // reserved for a terminal
+  EXPECT_EQ(decode_exec(base + '\2')->stdin_mode, StdinMode::terminal);
+  EXPECT_FALSE(decode_exec(base + '\3'));
   EXPECT_FALSE(decode_exec(base));          // protocol 1's exec had no mode
 }
 
@@ -156,6 +157,17 @@ TEST(Messages, ExitReportsBytesWrittenAndOomKills) {
   EXPECT_EQ(back->oom_kills, 2u);
   // Protocol 1's exit (u8 how, i32 code) is too short now.
   EXPECT_FALSE(decode_exit(Writer().u8(0).i32(0).take()));
+}
+
+TEST(Messages, WindowSizeRoundTripsAndIsBounded) {
+  auto w = decode_window_size(encode(WindowSize{40, 120}));
+  ASSERT_TRUE(w);
+  EXPECT_EQ(w->rows, 40u);
+  EXPECT_EQ(w->cols, 120u);
+  EXPECT_TRUE(decode_window_size(encode(WindowSize{0, 0})));  // unknown, as struct winsize allows
+  EXPECT_FALSE(decode_window_size(Writer().u32(70000).u32(80).take()));
+  EXPECT_FALSE(decode_window_size(Writer().u32(24).take()));
+  EXPECT_FALSE(decode_window_size(Writer().u32(24).u32(80).u8(0).take()));
 }
 
 TEST(Messages, StdinCreditIsPositive) {
@@ -253,11 +265,13 @@ TEST(Types, DirectionIsKnown) {
   EXPECT_TRUE(is_host_message(MsgType::exec));
   EXPECT_TRUE(is_host_message(MsgType::stdin_eof));
   EXPECT_TRUE(is_host_message(MsgType::share));
-  EXPECT_FALSE(is_host_message(static_cast<MsgType>(28)));
+  EXPECT_TRUE(is_host_message(MsgType::resize));
+  EXPECT_FALSE(is_host_message(static_cast<MsgType>(29)));
   EXPECT_FALSE(is_guest_message(static_cast<MsgType>(11)));
   EXPECT_FALSE(is_host_message(static_cast<MsgType>(99)));
   EXPECT_TRUE(is_stream_message(MsgType::stdin_data));
   EXPECT_TRUE(is_stream_message(MsgType::stdin_eof));
+  EXPECT_TRUE(is_stream_message(MsgType::resize));  // no reply; kept for the next terminal
   EXPECT_FALSE(is_stream_message(MsgType::file_data));  // part of a request, answered by it
 }
 

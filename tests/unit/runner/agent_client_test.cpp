@@ -173,12 +173,12 @@ TEST_F(AgentClientTest, ReadableInputEndsTheWaitWithoutAFrame) {
   int in[2];
   ASSERT_EQ(::pipe(in), 0);
   ASSERT_EQ(::write(in[1], "x", 1), 1);
-  auto f = agent.next_frame_or_input(soon(), in[0]);
+  auto f = agent.next_frame_or_input(soon(), {in[0], -1});
   ASSERT_TRUE(f.ok()) << f.error().message;
   EXPECT_FALSE(f->has_value());
   // A frame that is already there comes first.
   guest_sends(proto::encode_frame(MsgType::ok, ""));
-  auto g = agent.next_frame_or_input(soon(), in[0]);
+  auto g = agent.next_frame_or_input(soon(), {in[0], -1});
   ASSERT_TRUE(g.ok()) << g.error().message;
   ASSERT_TRUE(g->has_value());
   EXPECT_EQ((*g)->type, MsgType::ok);

@@ -40,12 +40,13 @@ std::vector<proto::Frame> frames_sent(AgentClient& agent, int guest_fd) {
 
 }  // namespace
 
-TEST(StdinMode, DevNullATerminalAndAClosedFdAreNotForwarded) {
+TEST(StdinMode, DevNullAClosedFdAndATerminalWithoutMinusIAreNotForwarded) {
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   ASSERT_GE(null_fd, 0);
-  EXPECT_EQ(stdin_mode_for(null_fd), proto::StdinMode::null);
+  EXPECT_EQ(stdin_mode_for(null_fd, false), proto::StdinMode::null);
+  EXPECT_EQ(stdin_mode_for(null_fd, true), proto::StdinMode::null);
   ::close(null_fd);
-  EXPECT_EQ(stdin_mode_for(null_fd), proto::StdinMode::null);  // closed now
+  EXPECT_EQ(stdin_mode_for(null_fd, false), proto::StdinMode::null);  // closed now
 
   int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
   ASSERT_GE(master, 0);
@@ -53,7 +54,8 @@ TEST(StdinMode, DevNullATerminalAndAClosedFdAreNotForwarded) {
   ASSERT_EQ(::unlockpt(master), 0);
   int tty = ::open(::ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
   ASSERT_GE(tty, 0);
-  EXPECT_EQ(stdin_mode_for(tty), proto::StdinMode::null);
+  EXPECT_EQ(stdin_mode_for(tty, false), proto::StdinMode::null);
+  EXPECT_EQ(stdin_mode_for(tty, true), proto::StdinMode::stream);  // kiln run -i
   ::close(tty);
   ::close(master);
 }
@@ -61,12 +63,12 @@ TEST(StdinMode, DevNullATerminalAndAClosedFdAreNotForwarded) {
 TEST(StdinMode, PipesFilesAndOtherDevicesAreForwarded) {
   Fds p;
   ASSERT_EQ(::pipe2(p.fds, O_CLOEXEC), 0);
-  EXPECT_EQ(stdin_mode_for(p.fds[0]), proto::StdinMode::stream);
+  EXPECT_EQ(stdin_mode_for(p.fds[0], false), proto::StdinMode::stream);
   std::FILE* f = std::tmpfile();
-  EXPECT_EQ(stdin_mode_for(::fileno(f)), proto::StdinMode::stream);
+  EXPECT_EQ(stdin_mode_for(::fileno(f), false), proto::StdinMode::stream);
   std::fclose(f);
   int zero = ::open("/dev/zero", O_RDONLY | O_CLOEXEC);
-  EXPECT_EQ(stdin_mode_for(zero), proto::StdinMode::stream);  // a device, but not /dev/null
+  EXPECT_EQ(stdin_mode_for(zero, false), proto::StdinMode::stream);  // a device, but not /dev/null
   ::close(zero);
 }
 
