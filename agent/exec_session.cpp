@@ -112,9 +112,11 @@ std::optional<Pipe> make_pipe(std::string* error) {
 }
 
 // What the host sent for the running command: its input, and a terminal's new size
-// (`terminal` is the master, or -1 when the command has none).
-void take_input(Channel& channel, std::optional<StdinFeed>& feed, int terminal) {
+// (`terminal` is the master, or -1 when the command has none). True once it asked to
+// detach: nothing after that is for this command.
+bool take_input(Channel& channel, std::optional<StdinFeed>& feed, int terminal) {
   while (std::optional<proto::Frame> f = channel.pop_stream()) {
+    if (f->type == proto::MsgType::detach) return true;
     if (f->type == proto::MsgType::resize) {
       std::optional<proto::WindowSize> size = proto::decode_window_size(f->payload);
       if (!size) log("dropping a malformed resize frame");
@@ -123,21 +125,28 @@ void take_input(Channel& channel, std::optional<StdinFeed>& feed, int terminal) 
     }
     if (feed) feed->accept(*f);
   }
+  return false;
 }
 
-// The command while it runs: output to the host, the host's stdin to the command.
-// Returns its wait status, or nothing when a poweroff request cut it short.
-std::optional<int> supervise(Channel& channel, Reaper& reaper, pid_t pid, Stream& out, Stream& err,
-                             std::optional<StdinFeed>& feed, int terminal) {
+// How supervising the command ended.
+struct Ended {
+  enum class How { exited, poweroff, detached } how = How::exited;
+  int status = 0;  ///< wait status, when exited
+};
+
+// The command while it runs: output to the host, the host's stdin to the command,
+// until it exits, a poweroff request kills it or a detach request leaves it be.
+Ended supervise(Channel& channel, Reaper& reaper, pid_t pid, Stream& out, Stream& err,
+                std::optional<StdinFeed>& feed, int terminal) {
   ::fcntl(out.fd.get(), F_SETFL, O_NONBLOCK);
   ::fcntl(err.fd.get(), F_SETFL, O_NONBLOCK);
   bool channel_usable = true;
   for (;;) {
     if (channel.contains(proto::MsgType::poweroff)) {
       kill_command(pid);
-      return std::nullopt;
+      return {Ended::How::poweroff};
     }
-    take_input(channel, feed, terminal);
+    if (take_input(channel, feed, terminal)) return {Ended::How::detached};
     if (feed) {
       feed->write_pending();
       if (uint32_t grant = feed->take_grant())
@@ -170,7 +179,7 @@ std::optional<int> supervise(Channel& channel, Reaper& reaper, pid_t pid, Stream
       if (channel.hung_up()) channel_usable = false;
     }
     if (ready(i_reap))
-      if (std::optional<int> status = reaper.reap()) return status;
+      if (std::optional<int> status = reaper.reap()) return {Ended::How::exited, *status};
   }
 }
 
@@ -238,16 +247,26 @@ ExecResult run_exec(Channel& channel, Reaper& reaper, const proto::Exec& req, pr
     err_s.fd = std::move(io.err->read);
   }
 
-  std::optional<int> status = supervise(channel, reaper, spawned.pid, out_s, err_s, feed, terminal);
-  if (!status) {
+  const Ended ended = supervise(channel, reaper, spawned.pid, out_s, err_s, feed, terminal);
+  if (ended.how == Ended::How::poweroff) {
     result.kind = ExecResult::Kind::poweroff;
+    return result;
+  }
+  if (ended.how == Ended::How::detached) {
+    // Its ends stay open for as long as the VM lives: closing them would hang up its
+    // terminal or break its pipes, and end the very process the host wants kept.
+    result.kind = ExecResult::Kind::detached;
+    result.detached.pid = static_cast<uint32_t>(spawned.pid);
+    for (Stream* s : {&out_s, &err_s})
+      if (s->fd.valid()) result.held.push_back(std::move(s->fd));
+    if (feed) result.held.push_back(feed->release());
     return result;
   }
   feed.reset();  // a daemon the command left behind reads EOF, not a pipe kept open forever
   drain(channel, out_s);
   drain(channel, err_s);
   result.kind = ExecResult::Kind::exited;
-  result.exit = exit_from_status(*status);
+  result.exit = exit_from_status(ended.status);
   result.exit.stdout_bytes = out_s.bytes;
   result.exit.stderr_bytes = err_s.bytes;
   const uint64_t oom_after = oom_kills_so_far();

@@ -6,16 +6,16 @@ namespace kiln::proto {
 
 bool is_guest_message(MsgType t) {
   auto v = static_cast<uint8_t>(t);
-  return v >= 1 && v <= 10;
+  return v >= 1 && v <= 11;
 }
 
 bool is_host_message(MsgType t) {
   auto v = static_cast<uint8_t>(t);
-  return v >= 16 && v <= 28;
+  return v >= 16 && v <= 29;
 }
 
 bool is_stream_message(MsgType t) {
-  return t == MsgType::stdin_data || t == MsgType::stdin_eof || t == MsgType::resize;
+  return t == MsgType::stdin_data || t == MsgType::stdin_eof || t == MsgType::resize || t == MsgType::detach;
 }
 
 const char* type_name(MsgType t) {
@@ -43,6 +43,8 @@ const char* type_name(MsgType t) {
     case MsgType::share: return "share";
     case MsgType::collect: return "collect";
     case MsgType::resize: return "resize";
+    case MsgType::detach: return "detach";
+    case MsgType::detached: return "detached";
   }
   return "unknown";
 }
@@ -211,6 +213,7 @@ std::string encode(const ExecFailed& m) { return Writer().i32(m.err).str(m.messa
 std::string encode(const ErrorReply& m) { return Writer().str(m.message).take(); }
 std::string encode(const StdinCredit& m) { return Writer().u32(m.bytes).take(); }
 std::string encode(const WindowSize& m) { return Writer().u32(m.rows).u32(m.cols).take(); }
+std::string encode(const Detached& m) { return Writer().u32(m.pid).take(); }
 std::string encode(const Collect& m) { return Writer().str(m.dir).u64(m.max_bytes).take(); }
 std::string encode(const Collected& m) {
   return Writer().u64(m.bytes).u32(m.entries).u32(m.left_out).str(m.note).take();
@@ -335,6 +338,13 @@ std::optional<StdinCredit> decode_stdin_credit(std::string_view p) {
   StdinCredit m;
   m.bytes = r.u32();
   if (m.bytes == 0) return std::nullopt;
+  return finish(r, m);
+}
+std::optional<Detached> decode_detached(std::string_view p) {
+  Reader r(p);
+  Detached m;
+  m.pid = r.u32();
+  if (m.pid < 2 || m.pid > (1u << 22)) return std::nullopt;  // PID_MAX_LIMIT; pid 1 is the agent
   return finish(r, m);
 }
 std::optional<WindowSize> decode_window_size(std::string_view p) {

@@ -51,10 +51,11 @@ inline constexpr uint64_t shares = 1u << 1;        ///< share: host trees mounte
 inline constexpr uint64_t exec_user = 1u << 2;     ///< exec may name the user to run as (Exec::user)
 inline constexpr uint64_t outputs = 1u << 3;       ///< collect: a guest directory sent back as a tar stream
 inline constexpr uint64_t terminal = 1u << 4;      ///< exec with StdinMode::terminal, resize
+inline constexpr uint64_t detach = 1u << 5;        ///< detach: leave the running command be, answer its exec
 }  // namespace feature
 /// Every feature this build implements.
-inline constexpr uint64_t kFeatures =
-    feature::stdin_stream | feature::shares | feature::exec_user | feature::outputs | feature::terminal;
+inline constexpr uint64_t kFeatures = feature::stdin_stream | feature::shares | feature::exec_user |
+                                      feature::outputs | feature::terminal | feature::detach;
 
 /// What the command's standard input is (exec).
 enum class StdinMode : uint8_t {
@@ -78,6 +79,7 @@ enum class MsgType : uint8_t {
   stdin_credit = 8,  ///< the host may send this many more stdin bytes
   output_data = 9,   ///< bytes of the tar stream a collect request asked for
   collected = 10,    ///< the collect request ended: what was sent and what was left out
+  detached = 11,     ///< the exec's reply after a detach: u32 pid of the command, still running
   // host -> guest
   hello_ack = 16,   ///< the protocol version and features the host uses -> ok | error
   sync = 17,        ///< u64 realtime ns, bytes entropy -> ok
@@ -92,6 +94,7 @@ enum class MsgType : uint8_t {
   share = 26,       ///< strs root paths: mount the host's trees there (feature::shares) -> ok
   collect = 27,     ///< str dir, u64 max bytes (feature::outputs) -> output_data..., collected | error
   resize = 28,      ///< u32 rows, u32 cols: the terminal's size from now on (feature::terminal); no reply
+  detach = 29,      ///< stop supervising the running command, leave it running (feature::detach) -> detached
 };
 
 /// True for message types a guest may send.
@@ -248,6 +251,9 @@ struct Collect {
   std::string dir;
   uint64_t max_bytes = 0;
 };
+struct Detached {
+  uint32_t pid = 0;  ///< the command's process (its session and process group), left running
+};
 struct Collected {
   uint64_t bytes = 0;      ///< file contents sent
   uint32_t entries = 0;    ///< entries sent
@@ -267,6 +273,7 @@ std::string encode(const ExecFailed& m);
 std::string encode(const ErrorReply& m);
 std::string encode(const StdinCredit& m);
 std::string encode(const WindowSize& m);
+std::string encode(const Detached& m);
 std::string encode(const Share& m);
 std::string encode(const Collect& m);
 std::string encode(const Collected& m);
@@ -288,6 +295,7 @@ std::optional<WindowSize> decode_window_size(std::string_view payload);
 std::optional<Share> decode_share(std::string_view payload);
 std::optional<Collect> decode_collect(std::string_view payload);
 std::optional<Collected> decode_collected(std::string_view payload);
+std::optional<Detached> decode_detached(std::string_view payload);
 
 /// The newest protocol version both this build and a peer speaking
 /// [peer_min, peer_max] know, or nothing when the ranges do not meet.

@@ -286,6 +286,12 @@ void Server::on_exec(const std::string& payload) {
       reply_owed_ = false;
       power_off();
       break;
+    case ExecResult::Kind::detached:
+      reply_owed_ = false;
+      for (UniqueFd& fd : r.held) detached_stdio_.push_back(std::move(fd));
+      log("detached from the command (pid ", r.detached.pid, "); it runs on");
+      send(MsgType::detached, proto::encode(r.detached));
+      break;
   }
 }
 

@@ -13,10 +13,12 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "agent/channel.h"
 #include "agent/file_ops.h"
 #include "agent/reaper.h"
+#include "common/unique_fd.h"
 
 namespace kiln::agent {
 
@@ -58,6 +60,7 @@ class Server {
   bool reply_owed_ = false;       // the current request has not had its terminal reply yet
   bool share_requested_ = false;  // a SHARE came (mounted or not): its mounts stay
   proto::WindowSize window_;      // the last RESIZE: a terminal exec's size
+  std::vector<UniqueFd> detached_stdio_;  // DETACH: commands left running keep their stdio
 };
 
 /// sync(), then power the VM off. Returns only if the kernel refused.

@@ -65,6 +65,11 @@ void StdinFeed::write_pending() {
   if (eof_ && !closed_) close_pipe();  // everything written: the command sees EOF
 }
 
+UniqueFd StdinFeed::release() {
+  closed_ = true;
+  return std::move(pipe_);
+}
+
 void StdinFeed::close_pipe() {
   pipe_.reset();
   closed_ = true;

@@ -32,6 +32,9 @@ class StdinFeed {
   /// Moves waiting bytes into the pipe as far as it takes them, without blocking;
   /// closes the pipe (the command sees EOF) once the host's stdin ended and all is written.
   void write_pending();
+  /// Gives up the pipe (closed already: an invalid fd) without closing it: the command
+  /// keeps a stdin that has not ended.
+  UniqueFd release();
 
  private:
   void close_pipe();

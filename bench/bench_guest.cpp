@@ -79,7 +79,8 @@ Result<TimedRun> restore_and_run(BenchGuest& guest, const snapshot::Snapshot& sn
   QuietStdout quiet;
   const auto start = Clock::now();
   KILN_ASSIGN_OR_RETURN(auto vm, guest.restore(snap));
-  KILN_TRY(require_success(runner::run_in_vm(*vm, shipped, request), request));
+  runner::AgentClient agent(vm->agent_fd(), [&vm] { return vm->vmm_exited(); });
+  KILN_TRY(require_success(runner::run_in_vm(agent, *vm, shipped, request), request));
   TimedRun run{ms_since(start), nullptr};
   if (keep_vm)
     run.vm = std::move(vm);
@@ -95,12 +96,12 @@ Result<TimedRun> cold_boot_and_run(BenchGuest& guest, const runner::Payload& shi
   const vmm::SnapshotFiles files{tmp.path() / "state.bin", tmp.path() / "memory.ram"};
   const auto start = Clock::now();
   KILN_ASSIGN_OR_RETURN(auto vm, guest.engine().boot(guest.spec(), files));
+  runner::AgentClient agent(vm->agent_fd(), [&vm] { return vm->vmm_exited(); });
   {
     log::ScopedTimer t("bench: boot -> agent ready");
-    runner::AgentClient agent(vm->agent_fd(), [&vm] { return vm->vmm_exited(); });
     KILN_TRY(agent.handshake(Clock::now() + std::chrono::seconds(120)));
   }
-  KILN_TRY(require_success(runner::run_in_vm(*vm, shipped, request), request));
+  KILN_TRY(require_success(runner::run_in_vm(agent, *vm, shipped, request), request));
   TimedRun run{ms_since(start), nullptr};
   vm->destroy();
   return run;

@@ -86,7 +86,8 @@ void BM_RestoreToFirstExec(benchmark::State& state) {
     auto start = Clock::now();
     auto vm = s.golden.engine->restore(s.guest.spec, s.golden.snapshot.files());
     if (!vm) return state.SkipWithError(vm.error().message.c_str());
-    auto outcome = runner::run_in_vm(**vm, payload, request);
+    runner::AgentClient agent((*vm)->agent_fd(), [&vm] { return (*vm)->vmm_exited(); });
+    auto outcome = runner::run_in_vm(agent, **vm, payload, request);
     if (!outcome || outcome->exit_code != 0) return state.SkipWithError("trivial binary did not exit 0");
     record(state, "restore -> first exec done",
            std::chrono::duration<double, std::milli>(Clock::now() - start).count());

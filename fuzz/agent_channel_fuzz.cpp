@@ -25,6 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case MsgType::exec_failed: (void)decode_exec_failed(frame->payload); break;
         case MsgType::stdin_credit: (void)decode_stdin_credit(frame->payload); break;
         case MsgType::collected: (void)decode_collected(frame->payload); break;
+        case MsgType::detached: (void)decode_detached(frame->payload); break;
         // Host->guest decoders run in the agent; fuzz them here too.
         case MsgType::hello_ack: (void)decode_hello_ack(frame->payload); break;
         case MsgType::sync: (void)decode_sync(frame->payload); break;

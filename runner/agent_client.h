@@ -52,6 +52,8 @@ class AgentClient {
   /// Like next_frame, but returns nothing as soon as one of `inputs` (-1: none) is
   /// readable or hung up, so the caller can forward its input without a thread.
   Result<std::optional<proto::Frame>> next_frame_or_input(Deadline deadline, InputFds inputs);
+  /// Did the agent agree to `feature` (proto::feature), as far as this client knows?
+  bool has_feature(uint64_t feature) const { return features_ && (*features_ & feature) != 0; }
   /// Bytes queued for the guest and not written yet.
   size_t queued() const { return out_.size() - out_pos_; }
   /// Next frame must be ok; an error frame becomes an Error naming `what`.

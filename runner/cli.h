@@ -41,6 +41,7 @@ void register_resources(CLI::App& app, int& exit_code);
 void register_tests(CLI::App& app, int& exit_code);
 void register_images(CLI::App& app, int& exit_code);
 void register_serve(CLI::App& app, int& exit_code);
+void register_shell(CLI::App& app, int& exit_code);
 
 /// "1.5 MiB", and "3m ago" (shared by the listing commands).
 std::string human_bytes(uint64_t bytes);

@@ -6,7 +6,9 @@
 //   guest (guest, golden)    kernel + initramfs (+ image disk), and their golden snapshot
 //   restore chain            golden -> fixture layer -> payload layer
 //   get a VM (acquire_vm)    restored from that point (healed if corrupt)
-//   run (run_command)        setup if needed, payload, exec, stream; VM destroyed
+//   run (run_command)        setup if needed, payload, exec, stream
+//   keep (keep_failed)       --keep-failed: a failed run's VM saved for kiln shell
+//                            (then the VM is destroyed)
 #include "common/fs.h"
 #include "common/log.h"
 #include "runner/acquire_vm.h"
@@ -42,7 +44,9 @@ Result<int> run(RunCliOptions& o, Progress& progress) {
   GoldenSource source{store, guest, o.vm.engine, plan.request.verbose};
   KILN_ASSIGN_OR_RETURN(AcquiredVm vm, acquire_vm(source, golden, std::move(point), progress));
   progress.done();
-  KILN_ASSIGN_OR_RETURN(RunOutcome outcome, run_command(vm, plan));
+  std::optional<KeepTarget> keep;
+  if (plan.keep_failed) keep = KeepTarget{golden.engine->name(), golden.engine->identity(), guest.spec, plan.test_name};
+  KILN_ASSIGN_OR_RETURN(RunOutcome outcome, run_command(vm, plan, keep));
   return outcome.exit_code;
 }
 
@@ -114,6 +118,10 @@ void register_run(CLI::App& app, int& exit_code) {
   cmd->add_flag("-t,--tty", o->args.tty,
                 "Give the command a terminal in the guest, driven by kiln's own (raw mode; ^C, ^Z and window "
                 "size changes reach the guest's foreground job): kiln run -it -- sh");
+  cmd->add_flag("--keep-failed", o->args.keep_failed,
+                "If the command fails (non-zero exit, signal, timeout), save its VM before it is torn down, a "
+                "timed-out command still running in it, for `kiln shell ID` (also KILN_KEEP_FAILED=1)");
+  cmd->add_option("--test-name", o->args.test_name, "The test's name, for a kept VM (default: the command line)");
   cmd->add_option("--file", o->args.files, "Host file or directory to place in the guest at the same path (repeatable)")
       ->allow_extra_args(false);
   cmd->add_option("--setup", o->args.setup,

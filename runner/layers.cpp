@@ -1,5 +1,6 @@
 #include "runner/layers.h"
 
+#include "common/env.h"
 #include "common/log.h"
 
 #include <cstdlib>
@@ -45,9 +46,7 @@ Result<snapshot::Snapshot> build(const snapshot::Store& store, vmm::Engine& engi
 void set_before_layer_publish_hook(void (*hook)()) { before_publish_hook = hook; }
 
 bool layers_enabled(bool no_layers_flag) {
-  if (no_layers_flag) return false;
-  const char* env = std::getenv("KILN_NO_LAYERS");
-  return !(env && *env && std::strcmp(env, "0") != 0);
+  return !no_layers_flag && !env_flag("KILN_NO_LAYERS");
 }
 
 Result<Layer> ensure_layer(const snapshot::Store& store, vmm::Engine& engine, const vmm::GuestSpec& spec,

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   kiln::runner::register_tests(app, exit_code);
   kiln::runner::register_images(app, exit_code);
   kiln::runner::register_serve(app, exit_code);
+  kiln::runner::register_shell(app, exit_code);
   // After parsing, before any subcommand touches the cache (--help and --version do
   // not, nor `kiln tests`, which only reads a build tree).
   app.parse_complete_callback([&app] {

@@ -1,5 +1,6 @@
 #include "runner/pool_client.h"
 
+#include "common/env.h"
 #include "common/fd_passing.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -39,6 +40,9 @@ class PooledVm final : public vmm::Vm {
   std::string console_output() override { return vm_->console_output(); }
   std::optional<std::string> vmm_exited() override { return vm_->vmm_exited(); }
   Result<void> save_snapshot(const vmm::SnapshotFiles& files) override { return vm_->save_snapshot(files); }
+  Result<void> save_whole(const vmm::SnapshotFiles& files, Deadline deadline) override {
+    return vm_->save_whole(files, deadline);
+  }
   void destroy() override {
     vm_->destroy();
     lease_.reset();
@@ -132,8 +136,7 @@ UniqueFd connect_pool_daemon(const std::filesystem::path& path, bool* absent) {
 }
 
 bool pool_enabled() {
-  const char* off = std::getenv("KILN_NO_POOL");
-  return !(off && std::strcmp(off, "1") == 0);
+  return !env_flag("KILN_NO_POOL");
 }
 
 std::unique_ptr<vmm::Vm> take_pooled_vm(const vmm::Engine& engine, const vmm::GuestSpec& spec,

@@ -9,7 +9,6 @@
 #include "runner/host_terminal.h"
 #include "runner/payload_send.h"
 #include "runner/stdin_forward.h"
-#include "runner/tree_shares.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -211,8 +210,7 @@ std::vector<std::string> default_guest_env() {
           "LANG=C.UTF-8", "TMPDIR=/tmp"};
 }
 
-Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunRequest& request) {
-  AgentClient agent(vm.agent_fd(), [&vm] { return vm.vmm_exited(); });
+proto::Exec exec_for(const RunRequest& request) {
   proto::Exec exec{request.argv, request.base_env.empty() ? default_guest_env() : request.base_env,
                    request.cwd.empty() ? "/" : request.cwd,
                    request.terminal ? proto::StdinMode::terminal : stdin_mode_for(request.stdin_fd, request.interactive),
@@ -220,15 +218,19 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
   exec.env.insert(exec.env.end(), request.env.begin(), request.env.end());
   if (request.outputs) exec.env.push_back(std::string("KILN_OUTPUT_DIR=") + kGuestOutputDir);
   add_coverage_env(exec.env);
+  if (request.terminal) add_terminal_env(exec.env);
+  return exec;
+}
+
+Result<RunOutcome> run_in_vm(AgentClient& agent, vmm::Vm& vm, const Payload& payload, const RunRequest& request) {
+  const proto::Exec exec = exec_for(request);
   std::unique_ptr<HostTerminal> terminal;
   if (request.terminal) {
-    add_terminal_env(exec.env);
     KILN_ASSIGN_OR_RETURN(terminal, HostTerminal::enter_raw(request.stdin_fd));
     agent.send(MsgType::resize, proto::encode(terminal->size()));  // the size the terminal starts with
   }
-  // Serving before the request goes out: mounting the share already asks for its roots.
-  KILN_ASSIGN_OR_RETURN(auto share_server, serve_shares(vm, request.shares));
-  KILN_TRY(sync_and_place(agent, payload, &exec, request.shares, request.outputs.has_value()));
+  KILN_TRY(sync_and_place(agent, payload, &exec, request.shares_mounted ? std::vector<std::string>{} : request.shares,
+                          request.outputs.has_value()));
   std::optional<StdinForwarder> input;
   if (exec.stdin_mode != proto::StdinMode::null) input.emplace(request.stdin_fd);
   const CommandIo io{input ? &*input : nullptr, terminal.get(), request.memory_mib};
@@ -240,7 +242,6 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
   log::ScopedTimer exec_timer("command");
   auto outcome = stream_until_exit(agent, deadline, request.argv.front(), to_host_streams, io);
   terminal.reset();  // the user's terminal as it was, before kiln says anything
-  if (share_server) report_share(*share_server);
   if (request.verbose) write_all(STDERR_FILENO, escape_guest_text(vm.console_output(), true));
   if (!outcome && outcome.error().kind == ErrorKind::general)
     return make_error("{}", with_console_tail(outcome.error().message, vm));
@@ -258,6 +259,33 @@ Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunReque
     log::verbose("coverage: {} .gcda merged, {} without a .gcno of the host build", merged->merged, merged->skipped);
   }
   return outcome;
+}
+
+Result<std::optional<uint32_t>> detach_command(AgentClient& agent, Deadline deadline) {
+  if (!agent.has_feature(proto::feature::detach))
+    return make_error("the guest agent cannot leave its command running (no detach feature)");
+  agent.send(MsgType::detach, {});
+  for (;;) {
+    KILN_ASSIGN_OR_RETURN(auto f, agent.next_frame(deadline));
+    switch (f.type) {
+      case MsgType::stdout_data:
+      case MsgType::stderr_data:
+        to_host_streams(f.type, f.payload);  // written before the detach: the test's output
+        break;
+      case MsgType::stdin_credit:
+        break;
+      case MsgType::detached: {
+        auto d = proto::decode_detached(f.payload);
+        if (!d) return make_error("malformed detached frame from the guest agent");
+        return std::optional<uint32_t>(d->pid);
+      }
+      case MsgType::exit:
+      case MsgType::exec_failed:
+        return std::optional<uint32_t>();  // it ended just before the detach arrived
+      default:
+        return make_error("unexpected {} frame while detaching from the command", proto::type_name(f.type));
+    }
+  }
 }
 
 Result<void> place_payload(vmm::Vm& vm, const Payload& payload) {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include "common/result.h"
+#include "agent/protocol.h"
+#include "runner/agent_client.h"
 #include "runner/outputs.h"
 #include "runner/payload.h"
 #include "vmm/engine.h"
@@ -32,8 +34,11 @@ struct RunRequest {
   /// meanwhile) as its keyboard and window; its output all comes back on stdout.
   bool terminal = false;
   /// Host directories shared read-only at their own paths (share_roots(): absolute,
-  /// none inside another); the guest's writes there stay in the guest.
+  /// none inside another); the guest's writes there stay in the guest. The caller
+  /// serves them (tree_shares.h); run_in_vm asks the agent to mount them.
   std::vector<std::string> shares;
+  /// The guest has them mounted already (a kept VM): served, not asked for again.
+  bool shares_mounted = false;
   /// The environment `env` goes on top of: empty = default_guest_env(); an OCI image
   /// guest's Env otherwise.
   std::vector<std::string> base_env;
@@ -55,12 +60,23 @@ struct RunOutcome {
 /// The environment every command starts from (hermetic: nothing leaks in from the host).
 std::vector<std::string> default_guest_env();
 
-/// Run `request` with `payload` in place in a freshly restored `vm`. Errors are
+/// The exec request `request` becomes: kiln's environment under the request's, the
+/// guest directories kiln gives the command (outputs, coverage), the stdin mode.
+proto::Exec exec_for(const RunRequest& request);
+
+/// Run `request` with `payload` in place in a freshly restored `vm`, talking to its
+/// agent through `agent` (the VM's channel). Errors are
 /// VM-level failures (exit code 125) unless their kind says timeout or interrupted;
 /// output the command wrote that did not all arrive is such an error. The outcome's
 /// notice is printed here.
 /// After restoring a payload layer, `payload` is empty: its files are already there.
-Result<RunOutcome> run_in_vm(vmm::Vm& vm, const Payload& payload, const RunRequest& request);
+Result<RunOutcome> run_in_vm(AgentClient& agent, vmm::Vm& vm, const Payload& payload, const RunRequest& request);
+
+/// The command timed out (its exec is still outstanding): ask the agent to leave it
+/// running and serve requests again, so a restore of this VM gets a working agent.
+/// Output the command wrote before that goes to kiln's streams. Returns its pid, or
+/// nothing if it ended meanwhile.
+Result<std::optional<uint32_t>> detach_command(AgentClient& agent, Deadline deadline);
 
 /// Sync the guest (clock, entropy) and place `payload`, nothing else: what a payload
 /// layer holds when it is saved.

@@ -2,6 +2,7 @@
 
 #include "runner/tree_shares.h"
 
+#include "common/env.h"
 #include "common/fs.h"
 #include "runner/layers.h"
 
@@ -88,6 +89,8 @@ Result<RunPlan> plan_run(const RunArgs& args) {
   KILN_TRY(plan_outputs(args, plan.request));
   KILN_TRY(plan_stdin(args, plan.request));
   plan.use_layers = layers_enabled(args.no_layers);
+  plan.keep_failed = args.keep_failed || env_flag("KILN_KEEP_FAILED");
+  plan.test_name = args.test_name;
   plan.label = std::filesystem::path(plan.request.argv.front()).filename().string();
   return plan;
 }

@@ -32,6 +32,8 @@ struct RunArgs {
   uint64_t output_cap_mib = kDefaultOutputCapMiB;  ///< --output-cap
   bool interactive = false;  ///< -i: stream kiln's stdin even when it is a terminal
   bool tty = false;          ///< -t: a guest terminal, driven by kiln's own (stdin must be one)
+  bool keep_failed = false;  ///< --keep-failed (or KILN_KEEP_FAILED=1): keep a failed run's VM
+  std::string test_name;     ///< --test-name: what a kept VM is listed as
 };
 
 struct RunPlan {
@@ -41,6 +43,8 @@ struct RunPlan {
   Payload setup_files;
   bool use_layers = true;          ///< payload and fixture layers (off: --no-layers, KILN_NO_LAYERS=1)
   std::string label;               ///< the executable's file name, for layer labels
+  bool keep_failed = false;        ///< --keep-failed or KILN_KEEP_FAILED=1 (keep_failed.h)
+  std::string test_name;
 };
 
 /// Resolve `args` into a plan. A host command that does not exist fails with

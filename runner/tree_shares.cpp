@@ -47,14 +47,15 @@ Result<std::vector<std::string>> share_roots(const std::vector<std::string>& dir
   return kept;
 }
 
-Result<std::unique_ptr<share::ShareServer>> serve_shares(vmm::Vm& vm, const std::vector<std::string>& roots) {
+Result<std::unique_ptr<share::ShareServer>> serve_shares(vmm::Vm& vm, const std::vector<std::string>& roots,
+                                                         std::string_view resume_state) {
   if (roots.empty()) return std::unique_ptr<share::ShareServer>{};
   if (vm.share_fd() < 0) return make_error("this VM engine has no share port: run with --no-share");
   int fd = ::fcntl(vm.share_fd(), F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return make_error("cannot serve the share: {}", std::strerror(errno));
   raise_fd_limit();
   std::vector<std::filesystem::path> paths(roots.begin(), roots.end());
-  return share::ShareServer::start(UniqueFd(fd), std::move(paths));
+  return share::ShareServer::start(UniqueFd(fd), std::move(paths), {}, resume_state);
 }
 
 void report_share(const share::ShareServer& server) {

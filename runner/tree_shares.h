@@ -2,7 +2,8 @@
 // project's source and build trees, given by the CMake functions — appear at their
 // own paths in the guest, read-only and live, read on demand through the share port;
 // what the test writes there stays in a guest-only layer. Attached after the restore
-// and the payload, before exec: no snapshot ever holds a mounted share.
+// and the payload, before exec: no golden or layer ever holds a mounted share (a
+// kept failed VM does, and its share session is resumed: kept_vms.h).
 #pragma once
 
 #include "common/result.h"
@@ -11,6 +12,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kiln::runner {
@@ -22,8 +24,10 @@ Result<std::vector<std::string>> share_roots(const std::vector<std::string>& dir
 
 /// Start serving `roots` on `vm`'s share port (nullptr for no roots). The server
 /// answers the guest's requests until it is destroyed; the agent mounts the share
-/// when it gets the `share` request (queued by run_in_vm after the payload).
-Result<std::unique_ptr<share::ShareServer>> serve_shares(vmm::Vm& vm, const std::vector<std::string>& roots);
+/// when it gets the `share` request (queued by run_in_vm after the payload). A kept
+/// VM has it mounted: `resume_state` (ShareServer::export_state) serves on its session.
+Result<std::unique_ptr<share::ShareServer>> serve_shares(vmm::Vm& vm, const std::vector<std::string>& roots,
+                                                         std::string_view resume_state = {});
 
 /// After the command: how much the share served (-v), and why it stopped early if it
 /// did (then reads of shared files in the guest failed; said without -v).

@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kiln::share {
@@ -50,6 +51,15 @@ class FuseSession {
   uint32_t minor() const { return minor_; }
   size_t node_count() const { return tree_.node_count(); }
   size_t open_handle_count() const { return handles_.size(); }
+
+  /// What the guest's kernel holds of this session — the agreed protocol, its node ids
+  /// with each node's place under the roots, its open handles — as text kept with a
+  /// saved VM (session_state.cpp), so a session in another process can serve it on.
+  std::string save_state() const;
+  /// Serve on from `state` (save_state() of a session over the same roots): the
+  /// session counts as initialized, nodes and handles are opened again where they are
+  /// still the same files; the rest answer ESTALE / EBADF. `state` is untrusted input.
+  Result<void> resume(std::string_view state);
 
  private:
   FuseSession(ShareTree tree, SessionLimits limits, UniqueFd proc_fds);

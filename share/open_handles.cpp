@@ -1,5 +1,6 @@
 #include "share/open_handles.h"
 
+#include <algorithm>
 #include <cerrno>
 
 namespace kiln::share {
@@ -21,6 +22,19 @@ bool OpenHandles::remove(uint64_t fh, uint64_t nodeid, bool directory) {
   const Handle* h = find(fh, nodeid);
   if (h == nullptr || (h->kind != Kind::file) != directory) return false;
   handles_.erase(fh);
+  return true;
+}
+
+std::vector<OpenHandles::SavedHandle> OpenHandles::saved() const {
+  std::vector<SavedHandle> out;
+  for (const auto& [fh, h] : handles_) out.push_back({fh, h.kind, h.nodeid});
+  return out;
+}
+
+bool OpenHandles::adopt(const SavedHandle& saved, UniqueFd fd) {
+  if (saved.fh == 0 || handles_.size() >= max_ || handles_.count(saved.fh)) return false;
+  next_fh_ = std::max(next_fh_, saved.fh + 1);
+  handles_.emplace(saved.fh, Handle{saved.kind, saved.nodeid, std::move(fd)});
   return true;
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <unordered_map>
+#include <vector>
 
 namespace kiln::share {
 
@@ -34,6 +35,17 @@ class OpenHandles {
   /// `directory` says; false if there is no such handle.
   bool remove(uint64_t fh, uint64_t nodeid, bool directory);
   size_t size() const { return handles_.size(); }
+
+  /// An open handle as a kept VM records it (session_state.h); its fd is opened again.
+  struct SavedHandle {
+    uint64_t fh = 0;
+    Kind kind = Kind::file;
+    uint64_t nodeid = 0;
+  };
+  std::vector<SavedHandle> saved() const;
+  /// Take over handle `saved.fh` of another session with `fd` (opened again); new fhs
+  /// continue after it. False at the bound or for an fh in use.
+  bool adopt(const SavedHandle& saved, UniqueFd fd);
 
  private:
   size_t max_;

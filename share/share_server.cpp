@@ -13,9 +13,10 @@
 namespace kiln::share {
 
 Result<std::unique_ptr<ShareServer>> ShareServer::start(UniqueFd fd, std::vector<std::filesystem::path> roots,
-                                                        SessionLimits limits) {
+                                                        SessionLimits limits, std::string_view resume_state) {
   if (!fd) return make_error("share server: no socket to serve on");
   KILN_ASSIGN_OR_RETURN(FuseSession session, FuseSession::create(roots, limits));
+  if (!resume_state.empty()) KILN_TRY(session.resume(resume_state));
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
     return make_error("share server: cannot make the share socket non-blocking: {}", std::strerror(errno));
@@ -37,6 +38,11 @@ void ShareServer::stop() {
   // EAGAIN means the counter is already non-zero: the thread sees it anyway.
   (void)!::write(wake_.get(), &one, sizeof one);
   if (thread_.joinable()) thread_.join();
+}
+
+std::string ShareServer::export_state() {
+  stop();
+  return session_.save_state();
 }
 
 ShareServer::Stats ShareServer::stats() const {

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -25,14 +26,19 @@ class ShareServer {
  public:
   /// Serve FUSE requests arriving on `fd` (a connected stream socket; owned) for
   /// `roots` (see FuseSession::create) on a thread until stop() or the peer hangs up.
+  /// With `resume_state` (export_state() of a server of the same roots, kept with a
+  /// saved VM), it serves on the session the guest's kernel already holds.
   static Result<std::unique_ptr<ShareServer>> start(UniqueFd fd, std::vector<std::filesystem::path> roots,
-                                                    SessionLimits limits = {});
+                                                    SessionLimits limits = {}, std::string_view resume_state = {});
   ~ShareServer();
   ShareServer(const ShareServer&) = delete;
   ShareServer& operator=(const ShareServer&) = delete;
 
   /// End serving and join the thread. Idempotent.
   void stop();
+  /// stop(), then the session's state for a server in another process to resume
+  /// (FuseSession::save_state): call it once the guest is paused and saved.
+  std::string export_state();
 
   struct Stats {
     uint64_t requests = 0;    ///< requests handled

@@ -2,7 +2,11 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -49,7 +53,7 @@ Result<ShareTree> ShareTree::open(const std::vector<std::filesystem::path>& root
     KILN_ASSIGN_OR_RETURN(UniqueFd fd, open_root(path));
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) return make_error("cannot stat share root {}: {}", path.string(), std::strerror(errno));
-    opened.push_back(Root{std::move(fd), st.st_ino});
+    opened.push_back(Root{std::move(fd), st.st_ino, path.lexically_normal()});
   }
   return ShareTree(std::move(opened), max_nodes == 0 ? 1 : max_nodes);
 }
@@ -102,6 +106,42 @@ void ShareTree::forget(uint64_t nodeid, uint64_t count) {
   if (n.lookups > 0) return;
   by_inode_.erase(std::make_pair(n.dev, n.ino));
   nodes_.erase(it);
+}
+
+std::vector<ShareTree::SavedNode> ShareTree::saved_nodes() const {
+  std::vector<SavedNode> out;
+  for (const auto& [id, n] : nodes_) {
+    char link[PATH_MAX];
+    const std::string proc = "/proc/self/fd/" + std::to_string(n.fd.get());
+    const ssize_t len = ::readlink(proc.c_str(), link, sizeof link - 1);
+    if (len <= 0) continue;
+    const std::filesystem::path where(std::string(link, static_cast<size_t>(len)));
+    for (size_t r = 0; r < roots_.size(); ++r) {
+      const std::filesystem::path rel = where.lexically_relative(roots_[r].path);
+      if (rel.empty() || *rel.begin() == "..") continue;
+      out.push_back(SavedNode{id, r, rel.string(), n.dev, n.ino, n.lookups});
+      break;
+    }
+  }
+  return out;
+}
+
+void ShareTree::adopt_nodes(const std::vector<SavedNode>& saved) {
+  for (const SavedNode& s : saved) {
+    if (s.nodeid <= kRootNodeId || s.root >= roots_.size() || s.lookups == 0 || nodes_.count(s.nodeid)) continue;
+    if (nodes_.size() >= max_nodes_) break;
+    next_id_ = std::max(next_id_, s.nodeid + 1);
+    open_how how{};
+    how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, roots_[s.root].fd.get(), s.path.c_str(), &how, sizeof how)));
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0) continue;
+    if (st.st_dev != s.dev || st.st_ino != s.ino || !visible_type(st.st_mode & S_IFMT)) continue;
+    if (by_inode_.count({st.st_dev, st.st_ino})) continue;
+    nodes_.emplace(s.nodeid, Node{std::move(fd), st.st_dev, st.st_ino, st.st_mode & S_IFMT, s.lookups});
+    by_inode_.emplace(std::make_pair(st.st_dev, st.st_ino), s.nodeid);
+  }
 }
 
 const ShareTree::Node* ShareTree::node(uint64_t nodeid) const {

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
@@ -42,6 +43,16 @@ class ShareTree {
     dev_t dev = 0;
     ino_t ino = 0;
     mode_t type = 0;  ///< S_IFREG, S_IFDIR or S_IFLNK
+    uint64_t lookups = 0;
+  };
+  /// A node as a kept VM records it (session_state.h): which root it is under and its
+  /// path there, so another process can open it again.
+  struct SavedNode {
+    uint64_t nodeid = 0;
+    size_t root = 0;
+    std::string path;  ///< relative to the root; "." for the root itself
+    dev_t dev = 0;
+    ino_t ino = 0;
     uint64_t lookups = 0;
   };
   /// A looked-up entry: its nodeid and its attributes at the time of the lookup.
@@ -73,10 +84,20 @@ class ShareTree {
   const Node* node(uint64_t nodeid) const;
   size_t node_count() const { return nodes_.size(); }
 
+  /// Every node the guest holds that is still reachable under its root (a node whose
+  /// file was deleted or moved out of the roots cannot be recorded, and is lost).
+  std::vector<SavedNode> saved_nodes() const;
+  /// Take over the nodes another session saved: each is opened again beneath its root
+  /// (no symlink followed, never outside the root) and kept only if it is the same
+  /// inode; the guest gets ESTALE for the others. Node ids stay as they were, and new
+  /// ones continue after the highest. Bounded by the node limit.
+  void adopt_nodes(const std::vector<SavedNode>& saved);
+
  private:
   struct Root {
     UniqueFd fd;
     ino_t ino = 0;
+    std::filesystem::path path;
   };
   ShareTree(std::vector<Root> roots, size_t max_nodes) : roots_(std::move(roots)), max_nodes_(max_nodes) {}
   /// The fd `name` is looked up in, for a lookup under `parent`; for the virtual root,

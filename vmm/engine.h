@@ -2,6 +2,7 @@
 // CMake) is engine-agnostic. Engines: `qemu` (vmm/qemu/), `kvm` (vmm/kvm/).
 #pragma once
 
+#include "common/clock.h"
 #include "common/result.h"
 
 #include <cstdint>
@@ -90,6 +91,13 @@ class Vm {
   /// complete guest RAM (a booted VM or one from restore_for_layer already has its RAM
   /// there). The VM stays paused; destroy it afterwards.
   virtual Result<void> save_snapshot(const SnapshotFiles& files) = 0;
+  /// Pause the VM, however it was started, and save it as it is into `files` (new
+  /// files) as a self-contained snapshot that Engine::restore() brings back: a failed
+  /// test's VM kept for `kiln shell`. How its RAM is stored is the engine's (qemu: in
+  /// the state stream, `files.memory` an empty sparse file of the guest's size; kvm:
+  /// the complete image in `files.memory`, zero pages as holes). Bounded by `deadline`.
+  /// The VM stays paused; destroy it afterwards.
+  virtual Result<void> save_whole(const SnapshotFiles& files, Deadline deadline) = 0;
   /// Kill the VMM now (idempotent).
   virtual void destroy() = 0;
 };

@@ -39,6 +39,7 @@ class KvmVmInstance final : public Vm {
   std::string console_output() override;
   std::optional<std::string> vmm_exited() override;
   Result<void> save_snapshot(const SnapshotFiles& files) override;
+  Result<void> save_whole(const SnapshotFiles& files, Deadline deadline) override;
   void destroy() override;
 
  private:

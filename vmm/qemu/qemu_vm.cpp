@@ -205,7 +205,8 @@ Result<void> QemuVm::wait_for_migration(Deadline deadline) {
       e.kind = ErrorKind::timeout;
       return e;
     }
-    // The stream is tiny (RAM is not in it): completion takes a few ms, so poll tightly.
+    // A snapshot's stream is tiny (RAM is not in it): completion takes a few ms, so
+    // poll tightly. A whole VM's (save_whole) takes longer; polling costs little.
     sleep_ms(1);
   }
 }
@@ -221,20 +222,48 @@ Result<void> QemuVm::save_snapshot(const SnapshotFiles& files) {
     return make_error("cannot save a snapshot with memory file {}: this VM's RAM lives in {}; pass the same "
                       "SnapshotFiles to boot() (or restore_for_layer()'s `to`) and save_snapshot()",
                       files.memory.string(), command_.memory_file.string());
+  return migrate_to_file(files.state, deadline_after(timeouts_.migration), false);
+}
+
+Result<void> QemuVm::save_whole(const SnapshotFiles& files, Deadline deadline) {
+  log::ScopedTimer total("qemu: save whole VM");
+  if (destroyed_ || exited()) return make_error("cannot save the VM: {}", vmm_exited().value_or("qemu is gone"));
+  if (command_.mode != LaunchMode::restore)
+    return make_error("cannot save a VM whose RAM is a shared file as a whole: save_snapshot() saves it");
+  // RAM of a restored VM is a private mapping: x-ignore-shared does not skip it, so the
+  // stream carries every page (a zero page as a flag). The memory file restore() maps
+  // under it only has to be the right size.
+  auto summary = command("query-memory-size-summary");
+  if (!summary) return failure("cannot ask qemu for the guest's memory size", summary.error());
+  const auto base = summary->find("base-memory");
+  if (base == summary->end() || !base->is_number_unsigned() || base->get<uint64_t>() == 0)
+    return make_error("qemu reported no guest memory size: {}", summary->dump());
+  UniqueFd memory(::open(files.memory.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!memory || ::ftruncate(memory.get(), static_cast<off_t>(base->get<uint64_t>())) != 0)
+    return make_error("cannot create {}: {}", files.memory.string(), std::strerror(errno));
+  // Unthrottled: qemu's default migration bandwidth (32 MiB/s) would make saving a
+  // 256 MiB guest take seconds of the test's time.
+  json params = {{"max-bandwidth", int64_t{1} << 40}};
+  if (auto r = command("migrate-set-parameters", params); !r) return failure("cannot configure migration", r.error());
+  return migrate_to_file(files.state, deadline, true);
+}
+
+Result<void> QemuVm::migrate_to_file(const std::filesystem::path& state_file, Deadline deadline, bool exclusive) {
   {
     log::ScopedTimer t("qemu: save: stop vCPUs");
     auto r = command("stop");
     if (!r) return failure("cannot pause the VM", r.error());
   }
-  // x-ignore-shared: RAM is a shared file-backed block, already on disk: leave it out.
+  // x-ignore-shared: RAM in a shared file-backed block is already on disk: leave it out.
   json caps = {{"capabilities", json::array({{{"capability", "x-ignore-shared"}, {"state", true}}})}};
   if (auto r = command("migrate-set-capabilities", caps); !r) return failure("cannot configure migration", r.error());
 
   // Migrate into an fd kiln opened rather than `exec:cat > state`: qemu SIGTERMs the exec
   // helper right after closing its pipe (io/channel-command.c), which can cut the state
   // file short. With fd: every byte is written by qemu itself before it reports completion.
-  UniqueFd state(::open(files.state.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!state) return make_error("cannot create snapshot state file {}: {}", files.state.string(), std::strerror(errno));
+  const int create = exclusive ? O_CREAT | O_EXCL | O_NOFOLLOW : O_CREAT | O_TRUNC;
+  UniqueFd state(::open(state_file.c_str(), O_WRONLY | create | O_CLOEXEC, exclusive ? 0600 : 0644));
+  if (!state) return make_error("cannot create snapshot state file {}: {}", state_file.string(), std::strerror(errno));
   {
     log::ScopedTimer t("qemu: save: write state");
     if (auto r = qmp_->execute_with_fd("getfd", {{"fdname", kStateFdName}}, state.get(),
@@ -243,19 +272,19 @@ Result<void> QemuVm::save_snapshot(const SnapshotFiles& files) {
       return failure("cannot hand the state file to qemu", r.error());
     if (auto r = command("migrate", {{"uri", std::string("fd:") + kStateFdName}}); !r)
       return failure("cannot start saving the VM state", r.error());
-    if (auto r = wait_for_migration(deadline_after(timeouts_.migration)); !r)
-      return failure(fmt::format("saving the VM state to {} failed", files.state.string()), r.error());
+    if (auto r = wait_for_migration(deadline); !r)
+      return failure(fmt::format("saving the VM state to {} failed", state_file.string()), r.error());
   }
   {
     log::ScopedTimer t("qemu: save: fsync state");
     if (::fsync(state.get()) != 0)
-      return make_error("cannot flush snapshot state file {}: {}", files.state.string(), std::strerror(errno));
+      return make_error("cannot flush snapshot state file {}: {}", state_file.string(), std::strerror(errno));
   }
   struct stat st {};
   if (::fstat(state.get(), &st) != 0 || st.st_size == 0)
     return make_error("qemu reported success but the state file {} is empty: the snapshot is unusable",
-                      files.state.string());
-  log::verbose("saved {} bytes of VM state to {}", st.st_size, files.state.string());
+                      state_file.string());
+  log::verbose("saved {} bytes of VM state to {}", st.st_size, state_file.string());
   return {};
 }
 

@@ -70,6 +70,7 @@ class QemuVm final : public Vm {
   std::string console_output() override;
   std::optional<std::string> vmm_exited() override;
   Result<void> save_snapshot(const SnapshotFiles& files) override;
+  Result<void> save_whole(const SnapshotFiles& files, Deadline deadline) override;
   void destroy() override;
 
   /// The QMP connection (diagnostics and tests); null once destroyed.
@@ -88,6 +89,9 @@ class QemuVm final : public Vm {
   /// to failing for another reason while loading it (killed, out of memory, too slow)?
   bool rejected_state(const Error& cause);
   /// Poll query-migrate until the migration completes, fails or `deadline` passes.
+  /// Pause the vCPUs and migrate into `state_file` (a new file), RAM included unless it
+  /// is a shared file-backed block (x-ignore-shared).
+  Result<void> migrate_to_file(const std::filesystem::path& state_file, Deadline deadline, bool exclusive);
   Result<void> wait_for_migration(Deadline deadline);
   Result<nlohmann::json> command(const std::string& name, const nlohmann::json& arguments = nlohmann::json::object());
 

@@ -170,6 +170,14 @@ TEST(Messages, WindowSizeRoundTripsAndIsBounded) {
   EXPECT_FALSE(decode_window_size(Writer().u32(24).u32(80).u8(0).take()));
 }
 
+TEST(Messages, DetachedNamesAPlausibleProcess) {
+  EXPECT_EQ(decode_detached(encode(Detached{4242}))->pid, 4242u);
+  EXPECT_FALSE(decode_detached(encode(Detached{1})));  // the agent itself
+  EXPECT_FALSE(decode_detached(encode(Detached{0})));
+  EXPECT_FALSE(decode_detached(encode(Detached{1u << 23})));
+  EXPECT_FALSE(decode_detached(Writer().u32(42).u8(0).take()));
+}
+
 TEST(Messages, StdinCreditIsPositive) {
   EXPECT_EQ(decode_stdin_credit(encode(StdinCredit{4096}))->bytes, 4096u);
   EXPECT_FALSE(decode_stdin_credit(encode(StdinCredit{0})));
@@ -266,8 +274,10 @@ TEST(Types, DirectionIsKnown) {
   EXPECT_TRUE(is_host_message(MsgType::stdin_eof));
   EXPECT_TRUE(is_host_message(MsgType::share));
   EXPECT_TRUE(is_host_message(MsgType::resize));
-  EXPECT_FALSE(is_host_message(static_cast<MsgType>(29)));
-  EXPECT_FALSE(is_guest_message(static_cast<MsgType>(11)));
+  EXPECT_TRUE(is_host_message(MsgType::detach));
+  EXPECT_FALSE(is_host_message(static_cast<MsgType>(30)));
+  EXPECT_TRUE(is_guest_message(MsgType::detached));
+  EXPECT_FALSE(is_guest_message(static_cast<MsgType>(12)));
   EXPECT_FALSE(is_host_message(static_cast<MsgType>(99)));
   EXPECT_TRUE(is_stream_message(MsgType::stdin_data));
   EXPECT_TRUE(is_stream_message(MsgType::stdin_eof));
