@@ -243,7 +243,14 @@ Variables
 ``KILN_DEFAULT_MEMORY``, ``KILN_DEFAULT_CPUS``, ``KILN_DEFAULT_TIMEOUT``, ``KILN_DEFAULT_ENGINE``, ``KILN_DEFAULT_IMAGE``, ``KILN_DEFAULT_SHARE``
   Project-wide defaults for the keywords above.
 ``KILN_TIMEOUT_MARGIN``
-  Seconds the ctest ``TIMEOUT`` exceeds kiln's own. Default: 30.
+  Seconds the ctest ``TIMEOUT`` exceeds kiln's own. Default: 30. Keeping a
+  failed VM (``KILN_KEEP_FAILED``) takes at most 20 of them.
+``KILN_KEEP_FAILED``
+  If ON, every test runs with ``kiln run --keep-failed``: the VM of a test
+  that fails (non-zero exit, signal, timeout) is saved before it is torn
+  down, a timed-out test still running in it, and the test's output ends with
+  ``kept the failed VM: kiln shell <id>``. Default: OFF (``KILN_KEEP_FAILED=1``
+  in ctest's environment does the same for one run). See ``docs/keep-failed.md``.
 ``KILN_USE_RESOURCE_GROUPS``
   If ON, every test gets ``RESOURCE_GROUPS microvm_slots:1``, so
   ``ctest -j N --resource-spec-file spec.json`` (``kiln resources > spec.json``)
@@ -290,6 +297,7 @@ _kiln_default(KILN_DEFAULT_IMAGE "default" STRING "Default guest image of microV
 _kiln_default(KILN_TIMEOUT_MARGIN 30 STRING "Seconds the ctest TIMEOUT exceeds kiln's --timeout")
 _kiln_default(KILN_USE_RESOURCE_GROUPS OFF BOOL "Give every microVM test RESOURCE_GROUPS microvm_slots:1")
 _kiln_default(KILN_BAKE_FIXTURE ON BOOL "Bake the golden snapshot in a ctest fixture before microVM tests")
+_kiln_default(KILN_KEEP_FAILED OFF BOOL "Keep the VM of a failed microVM test for kiln shell (kiln run --keep-failed)")
 
 # The build-time script of kiln_discover_tests(): beside this module when
 # installed, in ctest/ in kiln's source tree.
@@ -439,6 +447,9 @@ macro(_kiln_vm_options fn)
     list(APPEND run_args --cwd "${arg_WORKING_DIRECTORY}")
   endif()
   list(APPEND run_args --timeout ${arg_TIMEOUT} --memory ${arg_MEMORY} --cpus ${arg_CPUS})
+  if(KILN_KEEP_FAILED)
+    list(APPEND run_args --keep-failed)
+  endif()
   if(arg_ENGINE)
     list(APPEND run_args --engine ${arg_ENGINE})
   endif()
@@ -573,7 +584,8 @@ function(add_microvm_test)
 
   _kiln_output_dir(output_dir "${arg_NAME}")
   _kiln_executable(kiln)
-  add_test(NAME ${arg_NAME} COMMAND ${kiln} run ${run_args} --output-dir "${output_dir}" -- ${exe} ${arg_COMMAND})
+  add_test(NAME ${arg_NAME} COMMAND ${kiln} run ${run_args} --output-dir "${output_dir}" --test-name "${arg_NAME}"
+                                    -- ${exe} ${arg_COMMAND})
   list(APPEND arg_LABELS microvm)
   list(REMOVE_DUPLICATES arg_LABELS)
   set_tests_properties(${arg_NAME} PROPERTIES TIMEOUT ${ctest_timeout} LABELS "${arg_LABELS}")
@@ -680,6 +692,9 @@ function(kiln_run_all_tests)
   _kiln_share_args("${fn}" shares ${share_given} ${arg_SHARE})
   _kiln_executable_path(kiln "${fn}")
   set(launcher "${kiln}" run --list-tests-on-host ${shares} --memory ${arg_MEMORY} --cpus ${arg_CPUS})
+  if(KILN_KEEP_FAILED)
+    list(APPEND launcher --keep-failed)
+  endif()
   if(DEFINED arg_TIMEOUT)
     list(APPEND launcher --timeout ${arg_TIMEOUT})
   endif()

@@ -84,7 +84,7 @@ foreach(line IN LISTS lines)
   _kiln_bracket(qfilter "--gtest_filter=${filter}")
   _kiln_bracket(qoutput "${TEST_OUTPUT_BASE}/${name}")
   string(APPEND content
-    "add_test(${qname} ${kiln} run${run_args} --output-dir ${qoutput} -- ${exe} ${qfilter}${extra_args})\n"
+    "add_test(${qname} ${kiln} run${run_args} --output-dir ${qoutput} --test-name ${qname} -- ${exe} ${qfilter}${extra_args})\n"
     "set_tests_properties(${qname} PROPERTIES${properties})\n")
   if(filter MATCHES "(^|\\.|/)DISABLED_")
     string(APPEND content "set_tests_properties(${qname} PROPERTIES DISABLED TRUE)\n")

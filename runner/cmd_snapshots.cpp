@@ -1,8 +1,10 @@
-// `kiln snapshots list|rm|gc`: inspect and prune the snapshot store.
+// `kiln snapshots list|rm|gc`: inspect and prune the snapshot store and the kept
+// failed VMs (kept_vms.h).
 #include "common/fs.h"
 #include "common/log.h"
 #include "runner/cli.h"
 #include "runner/exit_codes.h"
+#include "runner/kept_vms.h"
 #include "snapshot/store.h"
 
 #include <cctype>
@@ -59,10 +61,30 @@ std::vector<const snapshot::Entry*> tree_order(const std::vector<snapshot::Entry
   return out;
 }
 
-int list(const snapshot::Store& store) {
+// The failed tests' VMs kiln run --keep-failed kept, oldest first.
+void list_kept(const KeptVms& kept) {
+  auto entries = kept.list();
+  if (entries.empty()) return;
+  std::printf("\n%-14s %-8s %10s %9s  %s\n", "KEPT VM", "KIND", "DISK", "KEPT", "TEST: WHY (kiln shell ID)");
+  uint64_t total = 0;
+  for (const auto& e : entries) {
+    total += e.disk_bytes;
+    std::string what = e.vm ? fmt::format("{}: {}", e.vm->test, e.vm->why) : "unreadable: " + e.problem;
+    if (what.size() > 100) what = what.substr(0, 97) + "...";
+    const auto when = e.vm ? std::chrono::system_clock::time_point(std::chrono::duration_cast<
+                                 std::chrono::system_clock::duration>(std::chrono::nanoseconds(e.vm->created_ns)))
+                           : std::chrono::system_clock::now();
+    std::printf("%-14s %-8s %10s %9s  %s\n", e.id.c_str(), "failed", human_bytes(e.disk_bytes).c_str(),
+                e.vm ? age(when).c_str() : "?", what.c_str());
+  }
+  std::printf("%zu kept VM(s), %s on disk in %s\n", entries.size(), human_bytes(total).c_str(), kept.root().c_str());
+}
+
+int list(const snapshot::Store& store, const KeptVms& kept) {
   auto entries = store.list();
   if (entries.empty()) {
     std::printf("no snapshots in %s\n", store.root().c_str());
+    list_kept(kept);
     return 0;
   }
   std::printf("%-22s %-8s %-5s %-12s %-8s %10s %10s %10s %9s  %s\n", "ID", "KIND", "DEPTH", "PARENT", "STATUS",
@@ -93,12 +115,22 @@ int list(const snapshot::Store& store) {
   }
   std::printf("%zu snapshot(s) (%zu layer(s)), %s on disk (%s of it flat files, rebuilt on demand) in %s\n",
               entries.size(), layers, human_bytes(total).c_str(), human_bytes(flat).c_str(), store.root().c_str());
+  list_kept(kept);
   return 0;
 }
 
-int remove(const snapshot::Store& store, const std::vector<std::string>& ids) {
+int remove(const snapshot::Store& store, const KeptVms& kept, const std::vector<std::string>& ids) {
   int rc = 0;
   for (const auto& id : ids) {
+    if (kept.find(id)) {  // a kept VM's id: 12 hex digits, or a prefix only they match
+      if (auto r = kept.remove(id); !r) {
+        log::error(r.error().message);
+        rc = exit_code::kiln_error;
+      } else {
+        std::printf("removed the kept VM %s\n", id.c_str());
+      }
+      continue;
+    }
     auto r = store.remove(id);
     if (!r) {
       log::error(r.error().message);
@@ -130,7 +162,8 @@ std::optional<uint64_t> parse_size(const std::string& text) {
   return static_cast<uint64_t>(value * it->second);
 }
 
-int gc(const snapshot::Store& store, double max_unused_days, const std::string& max_size, bool dry_run) {
+int gc(const snapshot::Store& store, const KeptVms& kept, double max_unused_days, const std::string& max_size,
+       bool dry_run) {
   snapshot::GcOptions options;
   options.dry_run = dry_run;
   if (!max_size.empty()) {
@@ -141,6 +174,18 @@ int gc(const snapshot::Store& store, double max_unused_days, const std::string& 
     }
   }
   options.max_unused = std::chrono::seconds(static_cast<int64_t>(max_unused_days * 86400));
+  // Kept failed VMs go first: they are debugging aids, the snapshots are what runs need.
+  uint64_t kept_freed = 0;
+  for (const auto& item : kept.gc(options.current_version, options.max_unused, options.max_size, dry_run)) {
+    std::printf("%s kept VM %s (%s): %s\n", dry_run ? "would remove" : "removed", item.id.c_str(),
+                human_bytes(item.bytes).c_str(), item.why.c_str());
+    kept_freed += item.bytes;
+  }
+  if (options.max_size) {
+    uint64_t kept_left = 0;
+    for (const auto& e : kept.list()) kept_left += e.disk_bytes;
+    options.max_size = *options.max_size > kept_left ? *options.max_size - kept_left : 0;
+  }
   auto report = store.gc(options);
   if (!report) {
     log::error(report.error().message);
@@ -156,7 +201,8 @@ int gc(const snapshot::Store& store, double max_unused_days, const std::string& 
     log::error(images.error().message);
     return exit_code::kiln_error;
   }
-  std::printf("%s %s\n", dry_run ? "would free" : "freed", human_bytes(report->bytes_freed + *images).c_str());
+  std::printf("%s %s\n", dry_run ? "would free" : "freed",
+              human_bytes(report->bytes_freed + *images + kept_freed).c_str());
   return 0;
 }
 
@@ -167,30 +213,34 @@ void register_snapshots(CLI::App& app, int& exit_code) {
   cmd->require_subcommand(1);
   cmd->footer(fmt::format("Store: {} (set KILN_CACHE_DIR to move it)", (fs::cache_root() / "snapshots").string()));
 
-  auto* ls = cmd->add_subcommand("list", "List snapshots and the layers on them: kind, parent, disk, shared, flat, use");
+  auto* ls = cmd->add_subcommand(
+      "list", "List snapshots and the layers on them (kind, parent, disk, shared, flat, use), then kept failed VMs");
   ls->callback([&exit_code] {
-    exit_code = list(snapshot::Store(fs::cache_root() / "snapshots"));
+    exit_code = list(snapshot::Store(fs::cache_root() / "snapshots"), KeptVms());
   });
 
   auto ids = std::make_shared<std::vector<std::string>>();
-  auto* rm = cmd->add_subcommand("rm", "Remove snapshots by id (or a unique id prefix)");
-  rm->add_option("id", *ids, "Snapshot id or unique prefix, as `kiln snapshots list` shows")->required();
-  rm->callback([ids, &exit_code] { exit_code = remove(snapshot::Store(fs::cache_root() / "snapshots"), *ids); });
+  auto* rm = cmd->add_subcommand("rm", "Remove snapshots or kept VMs by id (or a unique id prefix)");
+  rm->add_option("id", *ids, "Snapshot or kept VM id, or a unique prefix, as `kiln snapshots list` shows")->required();
+  rm->callback([ids, &exit_code] {
+    exit_code = remove(snapshot::Store(fs::cache_root() / "snapshots"), KeptVms(), *ids);
+  });
 
   auto days = std::make_shared<double>(30);
   auto max_size = std::make_shared<std::string>();
   auto dry = std::make_shared<bool>(false);
   auto* g = cmd->add_subcommand(
-      "gc", "Remove leftovers of interrupted bakes, unusable snapshots, those of other kiln versions, and unused ones");
-  g->add_option("--max-unused-days", *days, "Remove snapshots not restored for this many days")
+      "gc", "Remove kept failed VMs first, then leftovers of interrupted bakes, unusable snapshots, those of other "
+            "kiln versions, and unused ones");
+  g->add_option("--max-unused-days", *days, "Remove snapshots not restored (kept VMs not kept) for this many days")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   g->add_option("--max-size", *max_size,
-                "Then evict until the store is at most SIZE (e.g. 10G): flat files first, then the least recently "
-                "used layers and snapshots no kept layer is built on");
+                "Then evict until the store is at most SIZE (e.g. 10G): kept VMs first (oldest first), then flat "
+                "files, then the least recently used layers and snapshots no kept layer is built on");
   g->add_flag("--dry-run", *dry, "Only print what would be removed");
   g->callback([days, max_size, dry, &exit_code] {
-    exit_code = gc(snapshot::Store(fs::cache_root() / "snapshots"), *days, *max_size, *dry);
+    exit_code = gc(snapshot::Store(fs::cache_root() / "snapshots"), KeptVms(), *days, *max_size, *dry);
   });
 }
 

@@ -49,6 +49,22 @@ if(NOT out MATCHES "timeout: [^\n]*hang_test did not finish within 3 s; the VM w
   message(FATAL_ERROR "hang.times_out did not time out in kiln:\n${out}")
 endif()
 
+# The same failing GoogleTest case with KILN_KEEP_FAILED=1: its VM is kept, and
+# kiln shell walks back into it, in the test's working directory (on the shared
+# build tree) with the hung test process still running.
+run("ctest -R hang, keeping the failed VM" "${CMAKE_COMMAND}" -E env KILN_KEEP_FAILED=1
+    "${CMAKE_CTEST_COMMAND}" --test-dir "${build}" -R "^hang\\.times_out$" -V)
+if(NOT out MATCHES "kept the failed VM: kiln shell ([0-9a-f]+)")
+  message(FATAL_ERROR "KILN_KEEP_FAILED=1 did not keep the VM of hang.times_out:\n${out}")
+endif()
+set(kept_id "${CMAKE_MATCH_1}")
+run("kiln shell into hang.times_out" "${prefix}/bin/kiln" shell ${kept_id} -- sh -c "pwd && ls && ps")
+if(NOT out MATCHES "^${build}\n" OR NOT out MATCHES "CTestTestfile.cmake" OR NOT out MATCHES "hang_test")
+  message(FATAL_ERROR "kiln shell did not show the test's directory and its hung process:\n${out}")
+endif()
+run("kiln snapshots rm" "${prefix}/bin/kiln" snapshots rm ${kept_id})
+message(STATUS "kiln shell ${kept_id}: the hung GoogleTest case was still there")
+
 # ctest -j4 with no golden snapshot and no bake fixture: the first tests start
 # together and race to bake; kiln's bake lock must make that exactly one bake.
 # The fresh cache reuses the fetched kernel and initramfs (hard links), not the snapshots.

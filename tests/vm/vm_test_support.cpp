@@ -187,6 +187,18 @@ PrivateCache::~PrivateCache() {
   stdfs::remove_all(path_, ec);
 }
 
+void PrivateCache::link_shared_snapshots() const {
+  std::error_code ec;
+  stdfs::create_directories(path_ / "snapshots");
+  for (const auto& e : stdfs::directory_iterator(shared_cache() / "snapshots", ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory() || name.front() == '.') continue;
+    stdfs::create_directory(path_ / "snapshots" / name);
+    for (const auto& f : stdfs::directory_iterator(e.path(), ec))
+      if (f.is_regular_file()) stdfs::create_hard_link(f.path(), path_ / "snapshots" / name / f.path().filename(), ec);
+  }
+}
+
 std::vector<stdfs::path> PrivateCache::snapshots() const {
   std::vector<stdfs::path> out;
   std::error_code ec;

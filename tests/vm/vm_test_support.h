@@ -42,6 +42,10 @@ class PrivateCache {
   bool has_private_tmp() const;
   /// Snapshot directories currently in the store.
   std::vector<std::filesystem::path> snapshots() const;
+  /// Hard-link the shared cache's snapshots (its baked golden) into this store, so
+  /// runs restore at once instead of baking: for tests that need a cache of their own
+  /// for something else (kept VMs, cmd_shell).
+  void link_shared_snapshots() const;
 
  private:
   std::filesystem::path path_;
