@@ -21,7 +21,7 @@ namespace {
 
 class KeepFailed : public ::testing::Test {
  protected:
-  KeepFailed() { cache_.link_shared_snapshots(); }
+  KeepFailed() { cache_.use_shared_snapshots(); }
 
   KilnRun kiln(const std::vector<std::string>& args, const std::vector<std::string>& host_env = {}) {
     return run_kiln(args, cache_, host_env);

@@ -174,3 +174,21 @@ TEST(Pool, OffMeansNoDaemon) {
   EXPECT_FALSE(std::filesystem::exists(cache.path() / "pool")) << "KILN_NO_POOL=1 started a daemon";
   EXPECT_EQ(leftovers(cache), "");
 }
+
+TEST(Pool, APooledVmThatFailsIsKeptAndCanBeEntered) {
+  PrivateCache cache;
+  cache.use_shared_snapshots();
+  ASSERT_EQ(run_kiln(echo("warm up"), cache, kPoolOn).exit_code, 0);
+  wait_for(cache, [](const Status& s) { return s.ready >= 1; }, "a ready VM");
+  // The VM comes from the daemon's qemu; kiln saves it through the QMP socket handed over.
+  auto r = run_kiln({"run", "--keep-failed", "--timings", "--", "sh", "-c", "echo pooled > /tmp/mark; exit 4"}, cache,
+                    kPoolOn);
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_NE(r.err.find("pool: take a VM"), std::string::npos) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.err, m, std::regex("kiln shell ([0-9a-f]{12})"))) << r.err;
+  auto s = run_kiln({"shell", m[1].str(), "--", "cat", "/tmp/mark"}, cache, kPoolOn);
+  EXPECT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_EQ(s.out, "pooled\n");
+  stop_daemon(cache);
+}

@@ -144,3 +144,25 @@ TEST(Terminal, MinusTWithoutATerminalIsRefusedBeforeAnyVm) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Terminal, KilnShellIsATerminalInTheFailedTestsDirectory) {
+  PrivateCache cache;
+  cache.use_shared_snapshots();
+  auto failed = run_kiln({"run", "--keep-failed", "--cwd", "/srv/case", "--", "sh", "-c", "touch here; exit 1"}, cache);
+  ASSERT_EQ(failed.exit_code, 1) << failed.err;
+  const size_t at = failed.err.find("kiln shell ");
+  ASSERT_NE(at, std::string::npos) << failed.err;
+  const std::string id = failed.err.substr(at + 11, 12);
+
+  Tmux tmux;
+  tmux.start(90, 25, framed(tmux, kiln_argv({"shell", id}, cache)));
+  EXPECT_TRUE(tmux.shows("/srv/case #"));  // busybox sh's prompt: the test's directory
+  tmux.type_line("ls; tty; exit 5");
+  EXPECT_TRUE(tmux.shows("here"));
+  EXPECT_TRUE(tmux.shows("/dev/pts/0"));
+  EXPECT_TRUE(tmux.shows("kiln-exit=5"));
+}
+
+}  // namespace

@@ -42,10 +42,10 @@ class PrivateCache {
   bool has_private_tmp() const;
   /// Snapshot directories currently in the store.
   std::vector<std::filesystem::path> snapshots() const;
-  /// Hard-link the shared cache's snapshots (its baked golden) into this store, so
-  /// runs restore at once instead of baking: for tests that need a cache of their own
-  /// for something else (kept VMs, cmd_shell).
-  void link_shared_snapshots() const;
+  /// Use the shared cache's snapshot store (its baked golden; a symlink, nothing is
+  /// copied), so runs restore at once instead of baking: for tests that need a cache
+  /// of their own for something else (kept VMs). Call it before the first run.
+  void use_shared_snapshots() const;
 
  private:
   std::filesystem::path path_;
@@ -86,7 +86,8 @@ enum class After {
 ///    kiln leaves is reparented to it rather than to init. Dying ones (SIGKILLed with
 ///    their parent) get up to 30 s to go, and are reaped;
 ///  - with After::exit, entries in cache.tmp(), the runs' /tmp (as root; see
-///    kiln_argv), and bake or layer directories under construction (.tmp-*) in the store;
+///    kiln_argv), bake or layer directories under construction (.tmp-*) in the store
+///    (unless it is the shared one) and kept VMs half saved (kept/.saving-*);
 ///  - with the qemu engine, any process on the host whose command line names the
 ///    cache (a qemu started outside kiln's process tree would show there).
 /// These checks run with the warm pool off (kiln_argv's default).
