@@ -17,7 +17,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -35,11 +34,12 @@ constexpr const char* kSavingPrefix = ".saving-";
 constexpr size_t kMaxList = 4096;  // argv, env and shares entries each
 constexpr size_t kIdLength = 12;
 
-bool is_id(std::string_view s) {
-  return s.size() == kIdLength && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
+// Lower-case hex digits only: what fresh_id() writes, and all an id or prefix may hold.
+bool is_hex_lower(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
+
+bool is_id(std::string_view s) { return s.size() == kIdLength && is_hex_lower(s); }
 
 std::string fresh_id() {
   unsigned char bytes[kIdLength / 2];
@@ -252,8 +252,7 @@ std::vector<KeptEntry> KeptVms::list() const {
 }
 
 Result<std::string> KeptVms::resolve(const std::string& id_or_prefix) const {
-  if (id_or_prefix.empty() || id_or_prefix.size() > kIdLength ||
-      !std::all_of(id_or_prefix.begin(), id_or_prefix.end(), [](char c) { return std::isxdigit(c) && !std::isupper(c); }))
+  if (id_or_prefix.empty() || id_or_prefix.size() > kIdLength || !is_hex_lower(id_or_prefix))
     return Error{fmt::format("{}: not a kept VM id (12 hex digits, or a unique prefix; kiln snapshots list shows them)",
                              id_or_prefix),
                  ErrorKind::not_found};
