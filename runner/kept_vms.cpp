@@ -8,6 +8,7 @@
 #include "snapshot/layout.h"
 #include "snapshot/lock.h"
 #include "snapshot/metadata.h"
+#include "snapshot/publish_steps.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -51,11 +52,6 @@ std::string fresh_id() {
   std::string id;
   for (unsigned char b : bytes) id += fmt::format("{:02x}", b);
   return id;
-}
-
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 json guest_json(const vmm::GuestSpec& g) {
@@ -189,7 +185,7 @@ void KeptVms::abandon(const std::filesystem::path& dir) const { snapshot::fsops:
 
 Result<std::string> KeptVms::publish(const std::filesystem::path& dir, KeptVm vm, const KeptLimits& limits) const {
   vm.id = fresh_id();
-  vm.created_ns = now_ns();
+  vm.created_ns = snapshot::now_unix_ns();
   KILN_TRY(fs::write_file_atomic(dir / kRecord, to_json(vm)));
   KILN_TRY(snapshot::fsops::fsync_path(dir));
   const uint64_t size = snapshot::fsops::disk_usage(dir);
@@ -331,7 +327,8 @@ std::vector<KeptVms::Removed> KeptVms::gc(const std::string& current_version, st
     if (owner && !snapshot::fsops::pid_alive(*owner))
       drop(name, "left by a kiln that died while saving or removing it", snapshot::fsops::disk_usage(d.path()));
   }
-  const int64_t oldest_kept = now_ns() - std::chrono::duration_cast<std::chrono::nanoseconds>(max_age).count();
+  const int64_t oldest_kept =
+      snapshot::now_unix_ns() - std::chrono::duration_cast<std::chrono::nanoseconds>(max_age).count();
   uint64_t bytes = 0;
   std::vector<const KeptEntry*> left;
   std::vector<KeptEntry> all = list();
