@@ -14,8 +14,11 @@ function(_kiln_bracket out value)
   set(${out} "[==[${value}]==]" PARENT_SCOPE)
 endfunction()
 
+# --gtest_filter=* : the list is the binary's, whatever GTEST_FILTER the build (or the
+# ctest that re-lists) has in its environment; the tests' names and order, and so
+# `ctest -I` shards (scripts/ctest-shard), are the same on every machine.
 execute_process(
-  COMMAND "${TEST_EXECUTABLE}" --gtest_list_tests
+  COMMAND "${TEST_EXECUTABLE}" --gtest_list_tests --gtest_filter=*
   OUTPUT_VARIABLE output
   ERROR_VARIABLE output
   RESULT_VARIABLE result
@@ -24,7 +27,7 @@ if(NOT result EQUAL 0)
   string(REPLACE "\n" "\n    " output "    ${output}")
   message(FATAL_ERROR
     "kiln_discover_tests(${TEST_TARGET}): listing tests failed (${result}):\n"
-    "  ${TEST_EXECUTABLE} --gtest_list_tests\n"
+    "  ${TEST_EXECUTABLE} --gtest_list_tests --gtest_filter=*\n"
     "Output:\n${output}")
 endif()
 
