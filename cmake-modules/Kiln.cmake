@@ -181,6 +181,10 @@ This module defines three functions:
   per case, running ``<exe> --gtest_filter=<Suite>.<Case> <extra args>`` in a
   microVM. Cases named ``DISABLED_*`` are added with the ``DISABLED``
   property. Options shared with :command:`add_microvm_test` mean the same.
+  The tests are in the order the executable lists them, and it lists with
+  ``--gtest_filter=*``: a ``GTEST_FILTER`` in the environment changes nothing,
+  so every machine gets the same names in the same order (``ctest -I`` shards,
+  docs/fleet.md).
 
   ``EXTRA_ARGS <arg>...``
     Appended to every test's command line.
