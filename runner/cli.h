@@ -26,6 +26,7 @@ struct VmOptions {
   vmm::EngineOptions engine;
   int verbosity = 0;
   bool timings = false;
+  std::string remote_cache;  ///< --remote-cache HOST[:PORT]/REPOSITORY ("" = $KILN_REMOTE_CACHE)
 };
 
 /// Adds the options and, as `cmd`'s parse_complete_callback (CLI11 keeps one per
@@ -33,10 +34,16 @@ struct VmOptions {
 void add_vm_options(CLI::App& cmd, VmOptions& options, std::function<void()> then = {});
 /// Apply -v / --timings to the logger.
 void apply_log_options(const VmOptions& options);
+/// The remote cache (--remote-cache, else $KILN_REMOTE_CACHE; none: nothing) set on
+/// `store`: misses look there before baking, bakes are pushed, and the store's end
+/// waits for those pushes ($KILN_REMOTE_PUSH_WAIT seconds, default 60).
+Result<void> attach_remote(snapshot::Store& store, const VmOptions& options);
 
 void register_run(CLI::App& app, int& exit_code);
 void register_bake(CLI::App& app, int& exit_code);
 void register_snapshots(CLI::App& app, int& exit_code);
+/// `kiln snapshots push|pull` under the `snapshots` command (cmd_snapshots_remote.cpp).
+void register_snapshot_transfer(CLI::App& snapshots, int& exit_code);
 void register_resources(CLI::App& app, int& exit_code);
 void register_tests(CLI::App& app, int& exit_code);
 void register_images(CLI::App& app, int& exit_code);

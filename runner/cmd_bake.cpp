@@ -32,6 +32,7 @@ int execute(BakeCliOptions& o) {
   if (!guest) return fail(guest.error());
   if (*image) attach_image(**image, *guest);
   snapshot::Store store(fs::cache_root() / "snapshots");
+  if (auto attached = attach_remote(store, o.vm); !attached) return fail(attached.error());
   auto golden = ensure_golden(store, *guest, o.vm.engine, progress, o.force, o.vm.verbosity > 0);
   if (!golden) return fail(golden.error());
   progress.done();

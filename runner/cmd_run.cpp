@@ -39,6 +39,7 @@ Result<int> run(RunCliOptions& o, Progress& progress) {
   if (image) attach_image(*image, guest);
   plan.request.memory_mib = guest.spec.memory_mib;
   snapshot::Store store(fs::cache_root() / "snapshots");
+  KILN_TRY(attach_remote(store, o.vm));
   KILN_ASSIGN_OR_RETURN(Golden golden, ensure_golden(store, guest, o.vm.engine, progress, false, plan.request.verbose));
   KILN_ASSIGN_OR_RETURN(RestorePoint point, choose_restore_point(store, golden, guest.spec, plan, progress));
   GoldenSource source{store, guest, o.vm.engine, plan.request.verbose};

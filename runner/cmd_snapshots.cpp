@@ -1,5 +1,5 @@
 // `kiln snapshots list|rm|gc`: inspect and prune the snapshot store and the kept
-// failed VMs (kept_vms.h).
+// failed VMs (kept_vms.h). push and pull: cmd_snapshots_remote.cpp.
 #include "common/fs.h"
 #include "common/log.h"
 #include "runner/cli.h"
@@ -242,6 +242,7 @@ void register_snapshots(CLI::App& app, int& exit_code) {
   g->callback([days, max_size, dry, &exit_code] {
     exit_code = gc(snapshot::Store(fs::cache_root() / "snapshots"), KeptVms(), *days, *max_size, *dry);
   });
+  register_snapshot_transfer(*cmd, exit_code);
 }
 
 }  // namespace kiln::runner

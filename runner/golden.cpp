@@ -131,6 +131,10 @@ Result<Golden> ensure_golden(snapshot::Store& store, const PreparedGuest& guest,
       auto again = store.lookup(key);
       if (again.found()) return settle(Golden{std::move(engine), std::move(*again.snapshot), false}, kvm_failure);
     }
+    // Baked by another machine with this exact key: pulled and verified instead of baked.
+    if (!force && store.remote())
+      if (auto pulled = store.remote()->pull(key.id()))
+        return settle(Golden{std::move(engine), std::move(*pulled), false}, kvm_failure);
     // KVM picked by "auto" (the kvm engine, or qemu's accelerator) must prove itself with this bake.
     const bool auto_kvm = kvm_picked_by_auto(options, *engine);
     // Another kiln may have found KVM unusable while we waited for its lock.
@@ -138,7 +142,10 @@ Result<Golden> ensure_golden(snapshot::Store& store, const PreparedGuest& guest,
     BakeStage stage = BakeStage::store;
     auto snap = bake(store, key, *engine, guest.spec, progress, auto_kvm ? kAutoKvmBootTimeout : kBootTimeout,
                      verbose, stage);
-    if (snap) return settle(Golden{std::move(engine), std::move(*snap), true}, kvm_failure);
+    if (snap) {
+      if (store.remote()) store.remote()->offer(*snap);
+      return settle(Golden{std::move(engine), std::move(*snap), true}, kvm_failure);
+    }
     const Error& error = snap.error();
     if (auto_kvm && stage == BakeStage::guest && error.kind != ErrorKind::interrupted) {
       // Not remembered yet: a guest that cannot boot at all fails this way on KVM too.

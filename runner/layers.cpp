@@ -68,8 +68,11 @@ Result<Layer> ensure_layer(const snapshot::Store& store, vmm::Engine& engine, co
   // Whoever held the lock may have built it meanwhile.
   auto again = store.lookup_layer(key);
   if (again.found()) return Layer{std::move(*again.snapshot), false};
+  if (store.remote())
+    if (auto pulled = store.remote()->pull(key.id())) return Layer{std::move(*pulled), false};
   auto built = build(store, engine, spec, parent, key, recipe, progress);
   if (!built) return with_context(fmt::format("building the {} layer ({})", key.kind, key.label), built.error());
+  if (store.remote()) store.remote()->offer(*built);
   return Layer{std::move(*built), true};
 }
 

@@ -1,5 +1,9 @@
 #include "common/log.h"
+#include "remote/store_remote.h"
 #include "runner/cli.h"
+#include "snapshot/store.h"
+
+#include <cstdlib>
 
 namespace kiln::runner {
 
@@ -40,6 +44,10 @@ void add_vm_options(CLI::App& cmd, VmOptions& o, std::function<void()> then) {
          "not stored; its pin otherwise), always, or never")
       ->check(CLI::IsMember({"always", "missing", "never"}))
       ->type_name("WHEN");
+  cmd.add_option("--remote-cache", o.remote_cache,
+                 "Share snapshots through this OCI registry repository, HOST[:PORT]/REPOSITORY: pull what is not "
+                 "baked here, push what is (also KILN_REMOTE_CACHE; docs/fleet.md)")
+      ->type_name("REPO");
   cmd.add_flag("-v,--verbose", o.verbosity, "Show progress steps and the guest console log on stderr");
   cmd.add_flag("--timings", o.timings, "Print how long each step of bake and restore took");
   // A size the engine cannot boot is a bad command line (exit 2), refused before any
@@ -51,6 +59,23 @@ void add_vm_options(CLI::App& cmd, VmOptions& o, std::function<void()> then) {
     if (auto fits = vmm::check_engine_limits(o.engine, size); !fits) throw CLI::ValidationError(fits.error().message);
     if (then) then();
   });
+}
+
+Result<void> attach_remote(snapshot::Store& store, const VmOptions& o) {
+  remote::RemoteCacheOptions options;
+  options.spec = o.remote_cache;
+  options.registry.insecure_hosts = o.image.insecure_registries;
+  options.registry.ca_bundle = o.image.registry_ca;
+  auto wait = std::chrono::seconds(60);
+  if (const char* v = std::getenv("KILN_REMOTE_PUSH_WAIT"); v && *v) {
+    char* end = nullptr;
+    long s = std::strtol(v, &end, 10);
+    if (*end != '\0' || s < 0 || s > 86400)
+      return make_error("KILN_REMOTE_PUSH_WAIT={}: not a number of seconds (0..86400)", v);
+    wait = std::chrono::seconds(s);
+  }
+  KILN_TRY(remote::attach_remote_cache(store, options, wait));
+  return {};
 }
 
 void apply_log_options(const VmOptions& o) {

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -134,6 +135,20 @@ struct GcReport {
   uint64_t bytes_freed = 0;
 };
 
+/// A second place a store's snapshots come from and go to: another machine's bakes,
+/// through a remote cache (remote/store_remote.h). The runner asks it after a local miss,
+/// holding the snapshot's lock, and offers it what it bakes.
+class StoreRemote {
+ public:
+  virtual ~StoreRemote() = default;
+  /// Bring snapshot or layer `id` into the store if the remote has it; the caller holds
+  /// `id`'s lock. nullopt when it has not, or cannot be reached or sends something that
+  /// fails verification (a warning says so): the caller then bakes it itself.
+  virtual std::optional<Snapshot> pull(const std::string& id) = 0;
+  /// `snapshot` was just made here: share it. Never fails the caller.
+  virtual void offer(const Snapshot& snapshot) = 0;
+};
+
 class Store {
  public:
   /// `<cache_root()>/snapshots`.
@@ -143,6 +158,10 @@ class Store {
   explicit Store(std::filesystem::path root = default_root());
 
   const std::filesystem::path& root() const { return root_; }
+
+  /// The remote cache consulted on a miss and offered new snapshots (none by default).
+  void set_remote(std::shared_ptr<StoreRemote> remote) { remote_ = std::move(remote); }
+  StoreRemote* remote() const { return remote_.get(); }
 
   /// Find and verify the snapshot for `key`. Never fails: problems are `unusable`.
   LookupResult lookup(const SnapshotKey& key, VerifyLevel level = VerifyLevel::quick) const;
@@ -199,6 +218,25 @@ class Store {
   /// (sparse copy of the root + diff pages, temp file + rename) and reused afterwards.
   Result<vmm::SnapshotFiles> restore_files(const Snapshot& snapshot, bool maps_overlays) const;
 
+  // ---- Imports (snapshot/store_import.cpp): snapshots made elsewhere (a remote cache) ----
+
+  /// Find and verify the snapshot or layer whose store id is `id` (either kind).
+  LookupResult lookup_id(const std::string& id, VerifyLevel level = VerifyLevel::quick) const;
+
+  /// The same lock lock_for_bake / lock_for_layer take, by store id.
+  Result<BakeLock> lock_for_id(const std::string& id, const std::function<void()>& on_wait = {}) const;
+
+  /// A fresh temp directory for the snapshot or layer `id` arriving from elsewhere; the
+  /// caller writes its metadata.json and files into dir().
+  Result<BakeDir> begin_import(const std::string& id) const;
+
+  /// Check the imported directory in full, as `kiln snapshots verify` does (every file
+  /// against its digest in metadata.json; a layer's whole chain, which must be in this
+  /// store already) and that it is snapshot `bake.id()`, then flush it and put it in
+  /// place atomically. Callers hold the id's lock (lock_for_bake / lock_for_layer). On
+  /// error the directory is removed and the error says what did not match.
+  Result<Snapshot> publish_import(BakeDir&& bake) const;
+
   /// Every snapshot directory, sorted by id, each verified quickly.
   std::vector<Entry> list() const;
 
@@ -220,6 +258,7 @@ class Store {
   Result<std::optional<uint64_t>> remove_if_unlocked(const std::string& id) const;
 
   std::filesystem::path root_;
+  std::shared_ptr<StoreRemote> remote_;
 };
 
 }  // namespace kiln::snapshot

@@ -24,6 +24,11 @@ LookupResult verify_snapshot(const std::filesystem::path& dir, const std::string
 LookupResult verify_layer(const std::filesystem::path& root, const std::string& id, const LayerKey* want,
                           VerifyLevel level);
 
+/// verify_layer for layer `id` whose own files are in `dir` (not yet at <root>/<id>); its
+/// chain is looked up under `root`.
+LookupResult verify_layer_at(const std::filesystem::path& dir, const std::filesystem::path& root,
+                             const std::string& id, VerifyLevel level);
+
 /// verify_snapshot or verify_layer, whichever `<root>/<id>`'s metadata says it is.
 LookupResult verify_any(const std::filesystem::path& root, const std::string& id, VerifyLevel level);
 

@@ -61,12 +61,13 @@ std::optional<std::string> check_pages_digest(const std::filesystem::path& dir, 
   return std::nullopt;
 }
 
+// `at`: where the layer's own files are when not at <root>/<id> (an import not yet in place).
 LookupResult verify_chain(const std::filesystem::path& root, const std::string& id, const LayerKey* want,
-                          VerifyLevel level, uint32_t hops) {
+                          VerifyLevel level, uint32_t hops, const std::filesystem::path* at = nullptr) {
   // Bounded recursion, whatever the files claim: a forged parent cycle ends here.
   if (hops >= kMaxLayerDepth)
     return unusable(fmt::format("its chain of bases is deeper than the maximum of {}", kMaxLayerDepth));
-  auto dir = root / id;
+  auto dir = at ? *at : root / id;
   struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0) {
     if (errno == ENOENT) return LookupResult{};
@@ -120,6 +121,11 @@ LookupResult verify_chain(const std::filesystem::path& root, const std::string& 
 LookupResult verify_layer(const std::filesystem::path& root, const std::string& id, const LayerKey* want,
                           VerifyLevel level) {
   return verify_chain(root, id, want, level, 0);
+}
+
+LookupResult verify_layer_at(const std::filesystem::path& dir, const std::filesystem::path& root,
+                             const std::string& id, VerifyLevel level) {
+  return verify_chain(root, id, nullptr, level, 0, &dir);
 }
 
 }  // namespace kiln::snapshot

@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -65,6 +66,10 @@ struct Transfer {
   Clock::time_point last_progress{};  ///< when that count last grew
   uint64_t base = 0;     ///< bytes in the file before this transfer's body
   std::string write_error;
+  const HttpUpload* upload = nullptr;
+  uint64_t sent = 0;  ///< bytes of the upload body handed to libcurl
+  curl_off_t last_up = -1;
+  std::string read_error;
 };
 
 std::string trim(std::string_view s) {
@@ -159,11 +164,12 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
 /// No byte for stall_s (headers included: a server that accepts and never answers): cut.
 /// CURLOPT_LOW_SPEED_* stays set as the backstop, but libcurl averages the speed over a
 /// window of several seconds, so after a burst it notices a dead transfer late.
-int on_progress(void* user, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t) {
+int on_progress(void* user, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t ulnow) {
   auto* t = static_cast<Transfer*>(user);
   auto now = Clock::now();
-  if (dlnow != t->last_now || t->header_bytes != t->last_headers) {
+  if (dlnow != t->last_now || ulnow != t->last_up || t->header_bytes != t->last_headers) {
     t->last_now = dlnow;
+    t->last_up = ulnow;
     t->last_headers = t->header_bytes;
     t->last_progress = now;
     return 0;
@@ -173,6 +179,61 @@ int on_progress(void* user, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t
     return 1;  // aborts the transfer (CURLE_ABORTED_BY_CALLBACK)
   }
   return 0;
+}
+
+/// The request body, from memory or from the file (pread: a retried PUT rewinds by
+/// starting again at 0, see on_seek).
+size_t on_read(char* buffer, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const HttpUpload& u = *t->upload;
+  const uint64_t total = u.file_fd >= 0 ? u.file_size : u.body.size();
+  size_t n = static_cast<size_t>(std::min<uint64_t>(size * count, total - std::min(total, t->sent)));
+  if (n == 0) return 0;
+  if (u.file_fd < 0) {
+    std::memcpy(buffer, u.body.data() + t->sent, n);
+  } else {
+    ssize_t r;
+    do r = ::pread(u.file_fd, buffer, n, static_cast<off_t>(t->sent));
+    while (r < 0 && errno == EINTR);
+    if (r <= 0) {
+      t->read_error = r < 0 ? std::strerror(errno) : "the file is shorter than its recorded size";
+      return CURL_READFUNC_ABORT;
+    }
+    n = static_cast<size_t>(r);
+  }
+  t->sent += n;
+  if (u.progress && u.file_fd >= 0) u.progress(t->sent);
+  return n;
+}
+
+/// libcurl rewinds the body when it must send it again (a redirect, an auth retry).
+int on_seek(void* user, curl_off_t offset, int origin) {
+  auto* t = static_cast<Transfer*>(user);
+  if (origin != SEEK_SET || offset < 0) return CURL_SEEKFUNC_CANTSEEK;
+  t->sent = static_cast<uint64_t>(offset);
+  return CURL_SEEKFUNC_OK;
+}
+
+/// Method-specific options: what is sent, and whether a body comes back.
+void set_method(CURL* c, Transfer* t, const HttpUpload& u) {
+  if (u.method == "HEAD") {
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  } else if (u.method == "POST") {
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(0));
+  } else if (u.method == "PUT") {
+    t->upload = &u;
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
+                     static_cast<curl_off_t>(u.file_fd >= 0 ? u.file_size : u.body.size()));
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, t);
+    curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
+    curl_easy_setopt(c, CURLOPT_SEEKDATA, t);
+  } else {
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  }
 }
 
 HttpFailure classify(CURLcode code) {
@@ -198,17 +259,24 @@ HttpFailure classify(CURLcode code) {
 
 }  // namespace
 
-HttpOutcome http_get(const std::string& url, const std::vector<std::string>& headers, const HttpSettings& settings,
-                     uint64_t max_body, const HttpBodyFile* file) {
+HttpOutcome http_request(const std::string& url, const HttpUpload& request, const std::vector<std::string>& headers,
+                         const HttpSettings& settings, uint64_t max_body, const HttpBodyFile* file) {
   global_init();
   HttpOutcome out;
+  const std::string& m = request.method;
+  if (m != "GET" && m != "HEAD" && m != "POST" && m != "PUT") {
+    out.error = {HttpFailure::local, fmt::format("internal error: HTTP method '{}' is not one kiln sends", m), 0};
+    return out;
+  }
   std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
   if (!curl) {
     out.error = {HttpFailure::local, "libcurl could not start a transfer (out of memory?)", 0};
     return out;
   }
   std::unique_ptr<curl_slist, SlistDeleter> list;
-  for (const std::string& h : headers) {
+  std::vector<std::string> all = headers;
+  if (m == "PUT") all.push_back("Expect:");  // no 100-continue round trip before the body
+  for (const std::string& h : all) {
     curl_slist* next = curl_slist_append(list.get(), h.c_str());
     if (!next) {
       out.error = {HttpFailure::local, "out of memory building request headers", 0};
@@ -226,7 +294,7 @@ HttpOutcome http_get(const std::string& url, const std::vector<std::string>& hea
   char curl_error[CURL_ERROR_SIZE] = {};
   CURL* c = curl.get();
   curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  set_method(c, &t, request);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // registry_client follows redirects itself
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -256,18 +324,20 @@ HttpOutcome http_get(const std::string& url, const std::vector<std::string>& hea
   }
   std::string why = curl_error[0] ? curl_error : curl_easy_strerror(code);
   if (t.too_large) {
-    out.error = {HttpFailure::too_large, fmt::format("GET {}: the response is larger than kiln accepts", url),
+    out.error = {HttpFailure::too_large, fmt::format("{} {}: the response is larger than kiln accepts", m, url),
                  t.response.file_bytes};
   } else if (!t.write_error.empty()) {
-    out.error = {HttpFailure::local, fmt::format("GET {}: writing the download failed: {}", url, t.write_error),
+    out.error = {HttpFailure::local, fmt::format("{} {}: writing the download failed: {}", m, url, t.write_error),
                  t.response.file_bytes};
   } else if (t.header_bytes > kMaxHeaderBytes || t.response.headers.size() >= kMaxHeaders) {
-    out.error = {HttpFailure::too_large, fmt::format("GET {}: response headers larger than kiln accepts", url),
+    out.error = {HttpFailure::too_large, fmt::format("{} {}: response headers larger than kiln accepts", m, url),
                  t.response.file_bytes};
   } else if (t.stalled) {
-    out.error = {HttpFailure::stalled, fmt::format("GET {}: no data for {} s", url, t.stall_s), t.response.file_bytes};
+    out.error = {HttpFailure::stalled, fmt::format("{} {}: no data for {} s", m, url, t.stall_s), t.response.file_bytes};
+  } else if (!t.read_error.empty()) {
+    out.error = {HttpFailure::local, fmt::format("{} {}: reading the upload failed: {}", m, url, t.read_error), 0};
   } else {
-    out.error = {classify(code), fmt::format("GET {}: {}", url, why), t.response.file_bytes};
+    out.error = {classify(code), fmt::format("{} {}: {}", m, url, why), t.response.file_bytes};
   }
   return out;
 }

@@ -1,7 +1,8 @@
-// One HTTP GET with libcurl, nothing more: no redirect following, no auth logic, no
-// retries (image/oci/registry_client does those, phase by phase). The body goes to a
-// capped string or, for a success status, is appended to a file. Bounded: headers and
-// in-memory bodies are capped; a transfer with no progress for `stall_s` is cut.
+// One HTTP request with libcurl, nothing more: no redirect following, no auth logic, no
+// retries (image/oci/registry_client does those, phase by phase). A GET's body goes to a
+// capped string or, for a success status, is appended to a file; a PUT sends a body from
+// memory or from a file; HEAD and POST send none. Bounded: headers and in-memory bodies
+// are capped; a transfer with no progress either way for `stall_s` is cut.
 #pragma once
 
 #include "common/result.h"
@@ -66,11 +67,28 @@ struct HttpOutcome {
   HttpError error{HttpFailure::transport, {}, 0};
 };
 
-/// GET `url` with `headers` ("Name: value"). `file` (nullable) receives a 200/206 body;
-/// other bodies (and all bodies when `file` is null) are kept up to `max_body` bytes,
-/// more is too_large.
-HttpOutcome http_get(const std::string& url, const std::vector<std::string>& headers, const HttpSettings& settings,
-                     uint64_t max_body, const HttpBodyFile* file);
+/// What a request sends. GET and HEAD send nothing; POST sends an empty body; PUT sends
+/// `body` or, when `file_fd` >= 0, `file_size` bytes of that file from offset 0 (read with
+/// pread, so one fd serves every attempt).
+struct HttpUpload {
+  std::string method = "GET";  ///< GET | HEAD | POST | PUT
+  std::string_view body;
+  int file_fd = -1;
+  uint64_t file_size = 0;
+  std::function<void(uint64_t sent)> progress;  ///< bytes of a file body sent so far (may be empty)
+};
+
+/// Send `request.method` to `url` with `headers` ("Name: value"). `file` (nullable)
+/// receives a 200/206 body; other bodies (and all bodies when `file` is null) are kept
+/// up to `max_body` bytes, more is too_large.
+HttpOutcome http_request(const std::string& url, const HttpUpload& request, const std::vector<std::string>& headers,
+                         const HttpSettings& settings, uint64_t max_body, const HttpBodyFile* file);
+
+/// http_request with GET.
+inline HttpOutcome http_get(const std::string& url, const std::vector<std::string>& headers,
+                            const HttpSettings& settings, uint64_t max_body, const HttpBodyFile* file) {
+  return http_request(url, HttpUpload{}, headers, settings, max_body, file);
+}
 
 /// Parse a URL into scheme, host and port (for "same origin?" on redirects); Location
 /// values are resolved against `base`. Errors on anything that is not http(s).

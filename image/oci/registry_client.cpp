@@ -118,7 +118,7 @@ bool valid_registry(const std::string& registry) {
   return registry.size() <= 255 && std::regex_match(registry, re);
 }
 
-class RegistrySource final : public BlobSource {
+class RegistrySource final : public RegistryClient {
  public:
   RegistrySource(std::string registry, std::string repository, RegistryOptions options, bool insecure)
       : registry_(std::move(registry)),
@@ -136,6 +136,9 @@ class RegistrySource final : public BlobSource {
   std::string describe() const override {
     return fmt::format("registry {} repository {}", registry_, repository_);
   }
+  Result<bool> has_blob(const std::string& digest) override;
+  Result<void> push_blob(const std::string& digest, uint64_t size, const std::filesystem::path& path) override;
+  Result<void> push_manifest(const std::string& tag, std::string_view bytes, std::string_view media_type) override;
 
  private:
   /// A blob download in progress: where its bytes go.
@@ -146,9 +149,16 @@ class RegistrySource final : public BlobSource {
   };
 
   Result<HttpResponse> fetch(const std::string& url, const std::vector<std::string>& headers, uint64_t max_body,
-                             BlobTarget* blob, const std::string& what);
-  HttpOutcome follow_redirects(const std::string& url, const std::vector<std::string>& headers, uint64_t max_body,
-                               const HttpBodyFile* file, std::string* error);
+                             BlobTarget* blob, const std::string& what) {
+    return send(url, HttpUpload{}, headers, max_body, blob, what);
+  }
+  Result<HttpResponse> send(const std::string& url, const HttpUpload& upload, const std::vector<std::string>& headers,
+                            uint64_t max_body, BlobTarget* blob, const std::string& what);
+  HttpOutcome follow_redirects(const std::string& url, const HttpUpload& upload,
+                               const std::vector<std::string>& headers, uint64_t max_body, const HttpBodyFile* file,
+                               std::string* error);
+  Result<std::string> start_upload(const std::string& what);
+  Error push_refused(const HttpResponse& r, const std::string& what) const;
   Result<void> authenticate(const HttpResponse& unauthorized, bool again);
   Result<void> fetch_token(const AuthChallenge& challenge);
   Result<std::optional<RegistryCredentials>> credentials();
@@ -257,7 +267,7 @@ Result<void> RegistrySource::fetch_token(const AuthChallenge& challenge) {
   url += url.find('?') == std::string::npos ? '?' : '&';
   std::string service = challenge.param("service");
   if (!service.empty()) url += "service=" + url_escape(service) + "&";
-  url += "scope=" + url_escape(fmt::format("repository:{}:pull", repository_));
+  url += "scope=" + url_escape(fmt::format("repository:{}:{}", repository_, options_.push ? "pull,push" : "pull"));
   std::vector<std::string> headers = {"Accept: application/json"};
   if (creds) headers.push_back(basic_header(*creds));
 
@@ -265,7 +275,7 @@ Result<void> RegistrySource::fetch_token(const AuthChallenge& challenge) {
   HttpResponse r;
   for (int attempt = 0;; ++attempt) {
     std::string error;
-    HttpOutcome o = follow_redirects(url, headers, kMaxTokenBytes, nullptr, &error);
+    HttpOutcome o = follow_redirects(url, HttpUpload{}, headers, kMaxTokenBytes, nullptr, &error);
     if (!error.empty()) return make_error("{}: {}", what, error);
     bool retry = !o.ok ? (o.error.kind == HttpFailure::transport || o.error.kind == HttpFailure::stalled)
                        : retryable_status(o.response.status);
@@ -299,11 +309,13 @@ Result<void> RegistrySource::fetch_token(const AuthChallenge& challenge) {
   return {};
 }
 
-/// One attempt: GET, then follow up to kMaxRedirects redirects. The Authorization header
-/// goes only to the registry's own scheme://host:port (never to blob storage elsewhere).
-/// `error` is set for a redirect kiln refuses.
-HttpOutcome RegistrySource::follow_redirects(const std::string& url, const std::vector<std::string>& headers,
-                                             uint64_t max_body, const HttpBodyFile* file, std::string* error) {
+/// One attempt: the request, then (GET and HEAD) follow up to kMaxRedirects redirects.
+/// The Authorization header goes only to the registry's own scheme://host:port (never to
+/// blob storage elsewhere). `error` is set for a redirect kiln refuses.
+HttpOutcome RegistrySource::follow_redirects(const std::string& url, const HttpUpload& upload,
+                                             const std::vector<std::string>& headers, uint64_t max_body,
+                                             const HttpBodyFile* file, std::string* error) {
+  const bool follows = upload.method == "GET" || upload.method == "HEAD";
   std::string current = url;
   for (int hop = 0;; ++hop) {
     auto parts = resolve_url(current, "");
@@ -313,8 +325,8 @@ HttpOutcome RegistrySource::follow_redirects(const std::string& url, const std::
     }
     std::vector<std::string> h = headers;
     if (!authorization_.empty() && same_origin(*parts)) h.push_back(authorization_);
-    HttpOutcome o = http_get(parts->url, h, settings_, max_body, file);
-    if (!o.ok || !is_redirect(o.response.status)) return o;
+    HttpOutcome o = http_request(parts->url, upload, h, settings_, max_body, file);
+    if (!o.ok || !follows || !is_redirect(o.response.status)) return o;
     if (hop >= kMaxRedirects) {
       *error = fmt::format("more than {} redirects from {}", kMaxRedirects, url);
       return {};
@@ -369,11 +381,13 @@ Error RegistrySource::status_error(const HttpResponse& r, const std::string& wha
   return make_error("{}: registry {} answered HTTP {}{}", what, registry_, r.status, registry_error_text(r.body));
 }
 
-/// GET from the registry with authentication, redirects and bounded retries. Returns
-/// the final response for the caller to judge (any status but 401 and, unless retries
-/// ran out, 429/5xx). For a blob, each attempt continues from what the file holds.
-Result<HttpResponse> RegistrySource::fetch(const std::string& url, const std::vector<std::string>& headers,
-                                           uint64_t max_body, BlobTarget* blob, const std::string& what) {
+/// A request to the registry with authentication, redirects (GET, HEAD) and bounded
+/// retries. Returns the final response for the caller to judge (any status but 401 and,
+/// unless retries ran out, 429/5xx). For a blob, each attempt continues from what the
+/// file holds; an upload is sent again whole.
+Result<HttpResponse> RegistrySource::send(const std::string& url, const HttpUpload& upload,
+                                          const std::vector<std::string>& headers, uint64_t max_body, BlobTarget* blob,
+                                          const std::string& what) {
   bool authenticated = false;
   for (int attempt = 0;;) {
     std::vector<std::string> h = headers;
@@ -385,7 +399,7 @@ Result<HttpResponse> RegistrySource::fetch(const std::string& url, const std::ve
       if (offset > 0) h.push_back(fmt::format("Range: bytes={}-", offset));
     }
     std::string error;
-    HttpOutcome o = follow_redirects(url, h, max_body, file ? &*file : nullptr, &error);
+    HttpOutcome o = follow_redirects(url, upload, h, max_body, file ? &*file : nullptr, &error);
     if (!error.empty()) return make_error("{}: {}", what, error);
     if (!o.ok) {
       bool retry = o.error.kind == HttpFailure::transport || o.error.kind == HttpFailure::stalled;
@@ -476,6 +490,100 @@ Result<void> RegistrySource::blob(const std::string& digest, uint64_t size, cons
   return {};
 }
 
+Error RegistrySource::push_refused(const HttpResponse& r, const std::string& what) const {
+  if (r.status == 401 || r.status == 403) {
+    return make_error("{}: registry {} refused to let kiln push to repository {} (HTTP {}{}): log in with an account "
+                      "that may push (docker login {} or $REGISTRY_AUTH_FILE)",
+                      what, registry_, repository_, r.status, registry_error_text(r.body), registry_);
+  }
+  return status_error(r, what);
+}
+
+Result<bool> RegistrySource::has_blob(const std::string& digest) {
+  if (!is_sha256_digest(digest)) return make_error("'{}' is not a sha256 digest", digest.substr(0, 200));
+  const std::string what = fmt::format("looking for blob {} in {} on registry {}", digest, repository_, registry_);
+  HttpUpload head;
+  head.method = "HEAD";
+  KILN_ASSIGN_OR_RETURN(HttpResponse r, send(fmt::format("{}/v2/{}/blobs/{}", base_url_, repository_, digest), head,
+                                             {"Accept: */*"}, kMaxErrorBody, nullptr, what));
+  if (r.status == 200) return true;
+  if (r.status == 404) return false;
+  return status_error(r, what);
+}
+
+/// POST an upload session; its URL (the Location, resolved against the registry).
+Result<std::string> RegistrySource::start_upload(const std::string& what) {
+  HttpUpload post;
+  post.method = "POST";
+  KILN_ASSIGN_OR_RETURN(HttpResponse r, send(fmt::format("{}/v2/{}/blobs/uploads/", base_url_, repository_), post,
+                                             {"Content-Length: 0"}, kMaxErrorBody, nullptr, what));
+  if (r.status != 202) return push_refused(r, what);
+  auto location = resolve_url(base_url_ + "/", r.header("location"));
+  if (r.header("location").empty() || !location) {
+    return make_error("{}: registry {} started an upload without a usable Location header", what, registry_);
+  }
+  if (!same_origin(*location)) {
+    return make_error("{}: registry {} sends the upload to another host ({}); kiln uploads only to the registry itself",
+                      what, registry_, location->url.substr(0, 300));
+  }
+  return location->url;
+}
+
+Result<void> RegistrySource::push_blob(const std::string& digest, uint64_t size, const std::filesystem::path& path) {
+  KILN_ASSIGN_OR_RETURN(bool present, has_blob(digest));
+  if (present) return {};
+  const std::string what = fmt::format("uploading blob {} to {} on registry {}", digest, repository_, registry_);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return make_error("{}: opening {}: {}", what, path.string(), std::strerror(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || static_cast<uint64_t>(st.st_size) != size) {
+    return make_error("{}: {} is not {} bytes long", what, path.string(), size);
+  }
+  ProgressLine line(digest.substr(0, 19), size, options_.progress_on_terminal);
+  HttpUpload put;
+  put.method = "PUT";
+  put.file_fd = fd.get();
+  put.file_size = size;
+  put.progress = [&](uint64_t sent) { line.update(sent); };
+  // An upload session that failed half-way is not resumed: start a new one, once.
+  for (int session = 0;; ++session) {
+    KILN_ASSIGN_OR_RETURN(std::string location, start_upload(what));
+    std::string url = location + (location.find('?') == std::string::npos ? "?" : "&") + "digest=" + url_escape(digest);
+    KILN_ASSIGN_OR_RETURN(HttpResponse r, send(url, put, {"Content-Type: application/octet-stream"}, kMaxErrorBody,
+                                               nullptr, what));
+    if (r.status == 201) break;
+    if (r.status == 404 && session == 0) continue;  // BLOB_UPLOAD_UNKNOWN: the session expired
+    if (r.status == 400 && r.body.find("DIGEST_INVALID") != std::string::npos) {
+      return make_error("{}: registry {} computed another digest for the bytes kiln sent: {} changed while it was "
+                        "uploaded, or was not what its digest says",
+                        what, registry_, path.string());
+    }
+    return push_refused(r, what);
+  }
+  line.finish();
+  return {};
+}
+
+Result<void> RegistrySource::push_manifest(const std::string& tag, std::string_view bytes, std::string_view media_type) {
+  if (!valid_tag(tag)) return make_error("'{}' is not a tag (letters, digits, '_', '.', '-', at most 128)", tag.substr(0, 200));
+  if (bytes.size() > kMaxManifestBytes) return make_error("a manifest of {} bytes is larger than registries take", bytes.size());
+  const std::string what = fmt::format("pushing manifest {} to {} on registry {}", tag, repository_, registry_);
+  HttpUpload put;
+  put.method = "PUT";
+  put.body = bytes;
+  KILN_ASSIGN_OR_RETURN(HttpResponse r, send(fmt::format("{}/v2/{}/manifests/{}", base_url_, repository_, tag), put,
+                                             {fmt::format("Content-Type: {}", media_type)}, kMaxErrorBody, nullptr,
+                                             what));
+  if (r.status != 201) return push_refused(r, what);
+  std::string ours = sha256_digest(bytes);
+  std::string theirs = r.header("docker-content-digest");
+  if (!theirs.empty() && theirs != ours) {
+    return make_error("{}: registry {} stored it as {}, but its bytes hash to {}", what, registry_, theirs.substr(0, 100),
+                      ours);
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string registry_api_host(const std::string& registry) {
@@ -493,8 +601,8 @@ bool is_insecure_registry(const std::string& registry, const RegistryOptions& op
   return std::any_of(hosts.begin(), hosts.end(), [&](const std::string& h) { return lower(h) == wanted; });
 }
 
-Result<std::unique_ptr<BlobSource>> make_registry_source(const std::string& registry, const std::string& repository,
-                                                         const RegistryOptions& options) {
+Result<std::unique_ptr<RegistryClient>> make_registry_client(const std::string& registry, const std::string& repository,
+                                                             const RegistryOptions& options) {
   if (!valid_registry(registry)) {
     return make_error("'{}' is not a registry host[:port]", registry.substr(0, 200));
   }
@@ -505,8 +613,14 @@ Result<std::unique_ptr<BlobSource>> make_registry_source(const std::string& regi
   if (options.max_retries < 0 || !(options.timeout_s >= 1)) {
     return make_error("registry options: timeout must be at least 1 s and retries at least 0");
   }
-  return std::unique_ptr<BlobSource>(
+  return std::unique_ptr<RegistryClient>(
       std::make_unique<RegistrySource>(registry, repository, options, is_insecure_registry(registry, options)));
+}
+
+Result<std::unique_ptr<BlobSource>> make_registry_source(const std::string& registry, const std::string& repository,
+                                                         const RegistryOptions& options) {
+  KILN_ASSIGN_OR_RETURN(auto client, make_registry_client(registry, repository, options));
+  return std::unique_ptr<BlobSource>(std::move(client));
 }
 
 }  // namespace kiln::image

@@ -1,7 +1,11 @@
-// A registry as a BlobSource: the OCI distribution spec's pull side over libcurl.
+// A registry client over libcurl: the OCI distribution spec's pull side (as a BlobSource)
+// and its push side.
 //   manifest: GET /v2/<repo>/manifests/<ref>, OCI and Docker v2 manifest/index types
 //   blob:     GET /v2/<repo>/blobs/<digest>, redirects followed (the Authorization header
 //             only to the registry itself), resumed with Range from what `dest` holds
+//   push:     HEAD /v2/<repo>/blobs/<digest> (present?), POST /v2/<repo>/blobs/uploads/ then
+//             one PUT <location>?digest=<digest> with the whole blob (monolithic upload),
+//             PUT /v2/<repo>/manifests/<tag>
 //   auth:     401 -> WWW-Authenticate: Bearer (token from the realm, with Basic
 //             credentials if the auth file has some) or Basic; credentials from
 //             image/oci/registry_auth
@@ -16,6 +20,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kiln::image {
@@ -35,6 +40,8 @@ struct RegistryOptions {
   int max_retries = 4;
   /// One updating progress line per blob on stderr, when stderr is a terminal.
   bool progress_on_terminal = true;
+  /// Ask for push access too (a Bearer token's scope `repository:<repo>:pull,push`).
+  bool push = false;
 };
 
 /// The host kiln talks to for `registry` ("docker.io" and "index.docker.io" ->
@@ -44,6 +51,23 @@ std::string registry_api_host(const std::string& registry);
 /// Whether `registry` (host[:port]) is spoken to over plain HTTP: listed in
 /// options.insecure_hosts or $KILN_INSECURE_REGISTRIES.
 bool is_insecure_registry(const std::string& registry, const RegistryOptions& options);
+
+/// A registry repository to pull from and push to.
+class RegistryClient : public BlobSource {
+ public:
+  /// Whether blob `digest` is in the repository (HEAD).
+  virtual Result<bool> has_blob(const std::string& digest) = 0;
+  /// Upload `size` bytes of the file `path` as blob `digest`, unless the repository has it.
+  virtual Result<void> push_blob(const std::string& digest, uint64_t size, const std::filesystem::path& path) = 0;
+  /// Put `bytes` (a manifest of `media_type`) under `tag`. The registry's digest for it, when
+  /// it says one, must be the bytes' own.
+  virtual Result<void> push_manifest(const std::string& tag, std::string_view bytes, std::string_view media_type) = 0;
+};
+
+/// A client for `repository` on `registry` (host[:port]). Checks the names; contacts
+/// nothing until the first call. Pushing needs `options.push`.
+Result<std::unique_ptr<RegistryClient>> make_registry_client(const std::string& registry, const std::string& repository,
+                                                             const RegistryOptions& options);
 
 /// A BlobSource for `repository` ("library/debian", "kiln-test/pg") on `registry`
 /// (host[:port]). Checks the names; contacts nothing until the first call.
