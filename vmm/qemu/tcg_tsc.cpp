@@ -75,7 +75,8 @@ uint32_t tsc_hint_khz(uint64_t measured_khz) {
 }
 
 std::optional<uint32_t> host_tsc_khz() {
-  // Per boot: the value only has to agree between a bake and the restores on this host.
+  // Per boot: every kiln on this boot (and the pool daemon) must put the same value in the
+  // engine identity, and a remeasurement could round to another MHz.
   if (auto text = read_per_boot(kCachePrefix, 64)) {
     uint64_t khz = 0;
     auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), khz);
