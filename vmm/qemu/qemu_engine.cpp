@@ -78,13 +78,19 @@ Result<std::unique_ptr<QemuEngine>> QemuEngine::create(const EngineOptions& opti
   KILN_ASSIGN_OR_RETURN(auto accel, choose_accel(options.accel));
   std::optional<uint32_t> tsc_khz;
   std::string host_cpu;
-  if (accel.accel == Accel::tcg) tsc_khz = host_tsc_khz();
   if (accel.accel == Accel::kvm) {
     auto cpu = host_cpu_for_kvm();
-    if (!cpu) return make_error("cannot tell which CPU QEMU on KVM would show its guests ({}), which snapshot keys "
-                                "need; use --accel tcg", cpu.error().message);
-    host_cpu = std::move(*cpu);
+    if (cpu) {
+      host_cpu = std::move(*cpu);
+    } else if (accel.auto_selected) {
+      accel = AccelChoice{Accel::tcg, true, "the host CPU KVM shows guests is unknown: " + cpu.error().message};
+    } else {
+      return make_error("cannot tell which CPU QEMU on KVM would show its guests ({}), which snapshot keys need; "
+                        "use --accel tcg",
+                        cpu.error().message);
+    }
   }
+  if (accel.accel == Accel::tcg) tsc_khz = host_tsc_khz();
   log::verbose("qemu engine: {} (version {}), accelerator {}: {}{}{}", binary.string(), version,
                accel_name(accel.accel), accel.reason, tsc_khz ? fmt::format("; guest TSC {} kHz", *tsc_khz) : "",
                host_cpu.empty() ? "" : "; host CPU " + host_cpu);
