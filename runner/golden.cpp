@@ -63,15 +63,10 @@ Result<snapshot::Snapshot> bake(snapshot::Store& store, const snapshot::Snapshot
   return store.publish(std::move(dir), key);
 }
 
-/// Does `engine` run its guests on KVM (the kvm engine, or QEMU with -accel kvm)?
-bool runs_on_kvm(const vmm::Engine& engine) {
-  return engine.name() == "kvm" || engine.identity().ends_with("/kvm");
-}
-
 /// Did "auto" pick KVM for `engine`? Only such a KVM is ever judged: one the user named
 /// (--engine kvm, --accel kvm) is used as asked, and its failures reported.
 bool kvm_picked_by_auto(const vmm::EngineOptions& options, const vmm::Engine& engine) {
-  return runs_on_kvm(engine) && (engine.name() == "kvm" ? options.name == "auto" : options.accel == "auto");
+  return engine.on_kvm() && (engine.name() == "kvm" ? options.name == "auto" : options.accel == "auto");
 }
 
 /// `options` with every "auto" that could pick KVM resolved away from it: what "auto"
@@ -87,7 +82,7 @@ vmm::EngineOptions without_kvm(vmm::EngineOptions options) {
 /// remember it for this boot. Without such a failure, nothing is remembered.
 Golden settle(Golden golden, const std::optional<std::string>& kvm_failure) {
   if (!kvm_failure) return golden;
-  if (runs_on_kvm(*golden.engine)) {
+  if (golden.engine->on_kvm()) {
     // Only with --engine auto --accel kvm: kiln's VMM failed where QEMU on KVM works.
     log::info("the kvm engine could not boot the guest but QEMU on KVM could; nothing remembered: pass --engine qemu "
               "to skip the kvm engine");

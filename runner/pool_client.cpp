@@ -163,7 +163,7 @@ std::unique_ptr<vmm::Vm> take_pooled_vm(const vmm::Engine& engine, const vmm::Gu
   if (!conn) return nullptr;
   pool::PoolRequest request;
   request.engine_identity = engine.identity();
-  request.accel = request.engine_identity.substr(request.engine_identity.rfind('/') + 1);
+  request.accel = engine.on_kvm() ? "kvm" : "tcg";  // the engine is qemu's (checked above)
   request.spec = spec;
   request.files = files;
   request.label = label;

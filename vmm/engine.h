@@ -107,9 +107,12 @@ class Engine {
   virtual ~Engine() = default;
   /// Engine name as the user types it: "qemu".
   virtual std::string name() const = 0;
-  /// Everything about the engine a snapshot depends on, the device layout included
-  /// ("qemu-7.2.0/devices-2/tcg"): part of the snapshot key.
+  /// Everything about the engine and the host a snapshot depends on, the device layout
+  /// included ("qemu-7.2.0/devices-2/tcg/tsc-2596000khz"): part of the snapshot key, so
+  /// compared as a whole, never taken apart (docs/engines.md lists what each holds).
   virtual std::string identity() const = 0;
+  /// Does this engine run its guests on KVM (the kvm engine, or QEMU with -accel kvm)?
+  virtual bool on_kvm() const = 0;
   /// Cold-boot `spec` with guest RAM backed by a new shared file at `files.memory`.
   virtual Result<std::unique_ptr<Vm>> boot(const GuestSpec& spec, const SnapshotFiles& files) = 0;
   /// Restore a VM from `files`, RAM mapped copy-on-write (the files are never modified). Running on return.

@@ -31,6 +31,9 @@ struct KvmCaps {
   /// (naming the missing piece) when KVM lacks something restore needs:
   /// XSAVE, XCRS, vCPU events, debug registers, in-kernel irqchip, PIT2, clock.
   static Result<KvmCaps> probe(int kvm_fd);
+  /// The same values without probe()'s requirements (for QEMU on KVM, which
+  /// needs none of them from kiln): never fails.
+  static KvmCaps query(int kvm_fd);
   /// Bitmask of the boolean capabilities (for the identity).
   uint32_t flags() const;
 };
@@ -54,6 +57,15 @@ CpuIdentity make_cpu_identity(const CpuidTable& supported, std::span<const uint3
                               const KvmCaps& caps);
 /// Probe /dev/kvm (`kvm_fd`): supported CPUID, MSR index list, capabilities.
 Result<CpuIdentity> probe_cpu_identity(int kvm_fd, const KvmCaps& caps);
+
+/// The identity of a host for a guest that sees KVM's CPUID passed through, as QEMU's
+/// `-cpu host` does: the same fields, but the CPUID digest is over KVM's whole
+/// supported table (only the APIC ids of the host CPU that answered the ioctl zeroed),
+/// because such a guest also sees what kiln's guest_cpuid() trims (VMX/SVM, PMU, ...).
+CpuIdentity make_passthrough_cpu_identity(const CpuidTable& supported, std::span<const uint32_t> msr_index_list,
+                                          const KvmCaps& caps);
+/// Probe /dev/kvm (`kvm_fd`) for make_passthrough_cpu_identity(), capabilities by KvmCaps::query().
+Result<CpuIdentity> probe_passthrough_cpu_identity(int kvm_fd);
 
 /// Section "meta": the identity of the host the snapshot was taken on.
 void save_meta(StateWriter& out, const CpuIdentity& id);

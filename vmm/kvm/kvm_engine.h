@@ -24,6 +24,7 @@ class KvmEngine final : public Engine {
   /// "kvm-<kiln version>/<device layout>/<cpu identity>": another kiln, device set or CPU
   /// never finds this snapshot.
   std::string identity() const override;
+  bool on_kvm() const override { return true; }
   Result<std::unique_ptr<Vm>> boot(const GuestSpec& spec, const SnapshotFiles& files) override;
   Result<std::unique_ptr<Vm>> restore(const GuestSpec& spec, const SnapshotFiles& files) override;
   Result<std::unique_ptr<Vm>> restore_for_layer(const GuestSpec& spec, const SnapshotFiles& from,

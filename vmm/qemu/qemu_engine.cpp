@@ -1,6 +1,8 @@
 #include "vmm/qemu/qemu_engine.h"
 
 #include "common/log.h"
+#include "common/unique_fd.h"
+#include "vmm/kvm/cpu_identity.h"
 #include "vmm/qemu/qemu_binary.h"
 #include "vmm/qemu/sparse_copy.h"
 #include "vmm/qemu/tcg_tsc.h"
@@ -59,6 +61,14 @@ Result<UniqueFd> open_snapshot(const GuestSpec& spec, const SnapshotFiles& files
   return state;
 }
 
+/// The host CPU as `-cpu host` shows it to a guest, for the identity (QEMU on KVM only).
+Result<std::string> host_cpu_for_kvm() {
+  UniqueFd kvm(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
+  if (!kvm) return make_error("cannot open /dev/kvm: {}", std::strerror(errno));
+  KILN_ASSIGN_OR_RETURN(auto cpu, kvm::probe_passthrough_cpu_identity(kvm.get()));
+  return cpu.to_string();
+}
+
 }  // namespace
 
 Result<std::unique_ptr<QemuEngine>> QemuEngine::create(const EngineOptions& options) {
@@ -67,18 +77,37 @@ Result<std::unique_ptr<QemuEngine>> QemuEngine::create(const EngineOptions& opti
   KILN_ASSIGN_OR_RETURN(auto version, qemu_version(binary));
   KILN_ASSIGN_OR_RETURN(auto accel, choose_accel(options.accel));
   std::optional<uint32_t> tsc_khz;
+  std::string host_cpu;
+  if (accel.accel == Accel::kvm) {
+    auto cpu = host_cpu_for_kvm();
+    if (cpu) {
+      host_cpu = std::move(*cpu);
+    } else if (accel.auto_selected) {
+      accel = AccelChoice{Accel::tcg, true, "the host CPU KVM shows guests is unknown: " + cpu.error().message};
+    } else {
+      return make_error("cannot tell which CPU QEMU on KVM would show its guests ({}), which snapshot keys need; "
+                        "use --accel tcg",
+                        cpu.error().message);
+    }
+  }
   if (accel.accel == Accel::tcg) tsc_khz = host_tsc_khz();
-  log::verbose("qemu engine: {} (version {}), accelerator {}: {}{}", binary.string(), version, accel_name(accel.accel),
-               accel.reason, tsc_khz ? fmt::format("; guest TSC {} kHz", *tsc_khz) : "");
+  log::verbose("qemu engine: {} (version {}), accelerator {}: {}{}{}", binary.string(), version,
+               accel_name(accel.accel), accel.reason, tsc_khz ? fmt::format("; guest TSC {} kHz", *tsc_khz) : "",
+               host_cpu.empty() ? "" : "; host CPU " + host_cpu);
   return std::unique_ptr<QemuEngine>(
-      new QemuEngine(std::move(binary), std::move(version), std::move(accel), tsc_khz));
+      new QemuEngine(std::move(binary), std::move(version), std::move(accel), tsc_khz, std::move(host_cpu)));
 }
 
 EngineLimits QemuEngine::limits() { return EngineLimits{32, 1024 * 1024, 255}; }
 
-std::string QemuEngine::identity() const {
-  return "qemu-" + version_ + "/" + device_layout_tag() + "/" + accel_name(accel_.accel);
+std::string QemuEngine::identity_for(const std::string& version, Accel accel, std::optional<uint32_t> tsc_khz,
+                                     const std::string& host_cpu) {
+  std::string id = "qemu-" + version + "/" + device_layout_tag() + "/" + accel_name(accel);
+  if (accel == Accel::tcg) return id + (tsc_khz ? fmt::format("/tsc-{}khz", *tsc_khz) : "/tsc-calibrated");
+  return id + "/" + host_cpu;
 }
+
+std::string QemuEngine::identity() const { return identity_for(version_, accel_.accel, tsc_khz_, host_cpu_); }
 
 QemuCommand QemuEngine::command_for(const GuestSpec& spec, const SnapshotFiles& files, LaunchMode mode) const {
   QemuCommand c;

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <map>
@@ -288,6 +289,38 @@ TEST_F(InitramfsTest, DeterministicAndCached) {
   size_t files = 0;
   for (auto& e : stdfs::directory_iterator(inputs_.cache_dir / "initramfs")) ++files, (void)e;
   EXPECT_EQ(files, 1u);
+}
+
+// Machines share a snapshot only if they build the same initramfs (its digest is a key
+// field): the same input bytes elsewhere, later, with other inode numbers, mtimes and
+// permission bits on the source files, must give the same archive, byte for byte.
+TEST_F(InitramfsTest, ReproducibleFromCopiesElsewhereAndLater) {
+  auto first = build(inputs_);
+  const std::string bytes = slurp(first.file);
+  ASSERT_FALSE(bytes.empty());
+
+  // A second machine: the inputs copied in reverse order (other inodes) under another
+  // root, with other mtimes and modes, and its own cache.
+  const stdfs::path other_root = root_ / "elsewhere" / "deeper";
+  auto other = inputs_;
+  other.agent = other_root / "bin" / "kiln-agent";
+  other.kernel.modules_dir = other_root / "modules" / other.kernel.version;
+  other.cache_dir = other_root / "cache";
+  std::vector<std::string> rels = inputs_.modules;
+  std::reverse(rels.begin(), rels.end());
+  for (const auto& rel : rels) testing::write(other.kernel.modules_dir / rel, slurp(inputs_.kernel.modules_dir / rel));
+  testing::write(other.agent, slurp(inputs_.agent));
+  const auto later = stdfs::file_time_type::clock::now() + std::chrono::hours(24 * 365);
+  for (const auto& p : stdfs::recursive_directory_iterator(other_root)) {
+    if (!p.is_regular_file()) continue;
+    stdfs::last_write_time(p.path(), later);
+    stdfs::permissions(p.path(), stdfs::perms::owner_read | stdfs::perms::owner_write | stdfs::perms::owner_exec);
+  }
+
+  auto second = build(other);
+  EXPECT_EQ(second.digest, first.digest);
+  EXPECT_NE(second.file, first.file);
+  EXPECT_TRUE(slurp(second.file) == bytes) << "the archive differs when built from copies of the same inputs";
 }
 
 TEST_F(InitramfsTest, EveryInputChangesTheDigest) {

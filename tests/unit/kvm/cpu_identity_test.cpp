@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <tuple>
 
 namespace kiln::vmm::kvm {
 namespace {
@@ -73,6 +74,42 @@ TEST(CpuIdentity, ChangesWithXsaveSizeAndKernelCaps) {
   c = caps();
   c.sregs2 = false;
   EXPECT_NE(make_cpu_identity(testing::amd_epyc_supported_cpuid(), testing::amd_epyc_msr_index_list(), c), host());
+}
+
+// QEMU's -cpu host: the guest sees KVM's table as it is, not kiln's guest_cpuid().
+CpuIdentity passthrough(const CpuidTable& t) {
+  return make_passthrough_cpu_identity(t, testing::amd_epyc_msr_index_list(), caps());
+}
+
+TEST(PassthroughCpuIdentity, SameHostFieldsOtherCpuidDigest) {
+  const CpuIdentity id = passthrough(testing::amd_epyc_supported_cpuid());
+  const CpuIdentity kiln = host();
+  EXPECT_EQ(id.vendor, kiln.vendor);
+  EXPECT_EQ(std::tie(id.family, id.model, id.stepping), std::tie(kiln.family, kiln.model, kiln.stepping));
+  EXPECT_EQ(id.msr_digest, kiln.msr_digest);
+  EXPECT_EQ(id.cpuid_digest.size(), 16u);
+  EXPECT_NE(id.cpuid_digest, kiln.cpuid_digest) << "hashes KVM's table, not kiln's guest CPUID";
+  EXPECT_EQ(id.to_string(), passthrough(testing::amd_epyc_supported_cpuid()).to_string());  // stable
+}
+
+TEST(PassthroughCpuIdentity, IgnoresWhichHostCpuAnsweredTheIoctl) {
+  auto t = testing::amd_epyc_supported_cpuid();
+  find_cpuid(t, 1)->ebx = (find_cpuid(t, 1)->ebx & 0x00ffffff) | (7u << 24);  // APIC id 7, not 1
+  find_cpuid(t, 0xb, 0)->edx = 7;
+  if (auto* e = find_cpuid(t, 0x8000001e)) e->eax = 7, e->ebx = 3, e->ecx = 1;
+  EXPECT_EQ(passthrough(t), passthrough(testing::amd_epyc_supported_cpuid()));
+}
+
+TEST(PassthroughCpuIdentity, ChangesWithFeaturesKilnWouldHide) {
+  // Nested virtualization on one host and not on another: kiln's own guests never see
+  // SVM, a -cpu host guest does.
+  auto t = testing::amd_epyc_supported_cpuid();
+  find_cpuid(t, 0x80000001)->ecx ^= 1u << 2;  // SVM
+  EXPECT_EQ(make_cpu_identity(t, testing::amd_epyc_msr_index_list(), caps()), host());
+  EXPECT_NE(passthrough(t).to_string(), passthrough(testing::amd_epyc_supported_cpuid()).to_string());
+  auto avx2 = testing::amd_epyc_supported_cpuid();
+  find_cpuid(avx2, 7, 0)->ebx ^= 1u << 5;
+  EXPECT_NE(passthrough(avx2).to_string(), passthrough(testing::amd_epyc_supported_cpuid()).to_string());
 }
 
 TEST(MetaSection, SameHostPasses) {

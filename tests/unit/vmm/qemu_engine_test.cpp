@@ -7,6 +7,7 @@
 #include "env_guard.h"
 #include "vmm/accel.h"
 #include "vmm/qemu/qemu_binary.h"
+#include "vmm/qemu/tcg_tsc.h"
 
 #include <gtest/gtest.h>
 
@@ -35,12 +36,28 @@ TEST_F(QemuEngineTest, IdentityNamesVersionAndAccel) {
   EXPECT_EQ((*engine)->name(), "qemu");
   std::string id = (*engine)->identity();
   EXPECT_TRUE(id.starts_with("qemu-")) << id;
-  EXPECT_TRUE(id.ends_with("/tcg")) << id;
+  EXPECT_FALSE((*engine)->on_kvm());
   auto& qemu = dynamic_cast<qemu::QemuEngine&>(**engine);
   EXPECT_EQ(qemu.accel().accel, Accel::tcg);
   EXPECT_FALSE(qemu.accel().auto_selected);
-  // The device layout is part of the key: a golden from another set of devices is never found.
-  EXPECT_EQ(id, "qemu-" + qemu.version() + "/devices-" + std::to_string(kDeviceLayoutVersion) + "/tcg");
+  // The device layout is part of the key: a golden from another set of devices is never
+  // found; and under TCG so is the TSC rate the guest is told (measured once per boot).
+  const auto khz = qemu::host_tsc_khz();
+  EXPECT_EQ(id, "qemu-" + qemu.version() + "/devices-" + std::to_string(kDeviceLayoutVersion) + "/tcg/" +
+                    (khz ? "tsc-" + std::to_string(*khz) + "khz" : "tsc-calibrated"));
+  auto again = make_engine(EngineOptions{"qemu", "tcg", false});
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_EQ((*again)->identity(), id) << "two engines on one host boot must agree (kept VMs, the pool)";
+}
+
+TEST(QemuIdentity, NamesWhatTheGuestDependsOn) {
+  using qemu::QemuEngine;
+  const std::string layout = "/devices-" + std::to_string(kDeviceLayoutVersion);
+  EXPECT_EQ(QemuEngine::identity_for("7.2.22", Accel::tcg, 2596000, ""), "qemu-7.2.22" + layout + "/tcg/tsc-2596000khz");
+  EXPECT_EQ(QemuEngine::identity_for("7.2.22", Accel::tcg, std::nullopt, ""),
+            "qemu-7.2.22" + layout + "/tcg/tsc-calibrated");
+  EXPECT_EQ(QemuEngine::identity_for("7.2.22", Accel::kvm, std::nullopt, "AuthenticAMD-25.17.1-c1-m2-x4096-k12.3"),
+            "qemu-7.2.22" + layout + "/kvm/AuthenticAMD-25.17.1-c1-m2-x4096-k12.3");
 }
 
 // Once a bake has shown KVM cannot run Linux on this boot (as on hosts whose

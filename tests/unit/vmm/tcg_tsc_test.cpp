@@ -56,5 +56,22 @@ TEST_F(PerBoot, TscFrequencyIsMeasuredOnceAndCached) {
   EXPECT_NEAR(static_cast<double>(*third), static_cast<double>(*first), *first * 0.01);
 }
 
+TEST_F(PerBoot, TscFrequencyIsGivenInWholeMegahertz) {
+  auto first = qemu::host_tsc_khz();
+  if (!first) GTEST_SKIP() << "host TSC is not invariant";
+  EXPECT_EQ(*first % 1000, 0u) << *first;
+  // The cache holds the measurement; what the guest is told (and the key holds) is rounded.
+  ASSERT_TRUE(write_per_boot("tsc-khz-", "2596126\n"));
+  EXPECT_EQ(qemu::host_tsc_khz(), 2596000u);
+}
+
+TEST(TscHint, RoundsToTheNearestMegahertz) {
+  EXPECT_EQ(qemu::tsc_hint_khz(2596126), 2596000u);
+  EXPECT_EQ(qemu::tsc_hint_khz(2595500), 2596000u);
+  EXPECT_EQ(qemu::tsc_hint_khz(2596499), 2596000u);
+  EXPECT_EQ(qemu::tsc_hint_khz(2596500), 2597000u);
+  EXPECT_EQ(qemu::tsc_hint_khz(2994000), 2994000u);
+}
+
 }  // namespace
 }  // namespace kiln::vmm
