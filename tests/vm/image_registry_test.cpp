@@ -17,13 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// "KEY=VALUE" lines -> the value of `key`.
-std::string value_of(const std::string& lines, const std::string& key) {
-  std::istringstream in(lines);
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
-  return {};
-}
 
 class ImageRegistry : public testing::Test {
  protected:

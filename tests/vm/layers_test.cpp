@@ -28,11 +28,6 @@ constexpr const char* kBuilt = "(payload layer)";             // progress: "plac
 constexpr const char* kNotSent = "is in the layer: not sending it";
 constexpr const char* kSetupRan = "running the setup command once";
 
-int count(const std::string& s, const std::string& needle) {
-  int n = 0;
-  for (size_t p = s.find(needle); p != std::string::npos; p = s.find(needle, p + 1)) ++n;
-  return n;
-}
 
 std::vector<std::string> run_args(const std::vector<std::string>& opts, const std::vector<std::string>& command) {
   std::vector<std::string> args = {"run", "-v"};

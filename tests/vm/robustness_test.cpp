@@ -23,12 +23,6 @@ std::vector<std::string> probe_run(const std::vector<std::string>& pre, const st
   return args;
 }
 
-int count_occurrences(const std::string& s, const std::string& needle) {
-  int n = 0;
-  for (size_t p = s.find(needle); p != std::string::npos; p = s.find(needle, p + 1)) ++n;
-  return n;
-}
-
 }  // namespace
 
 TEST(Robustness, TimeoutKillsTheVmAndLeavesNothing) {
@@ -70,7 +64,7 @@ TEST(Robustness, ConcurrentRunsOnAMissingSnapshotBakeOnce) {
   EXPECT_EQ(a.exit_code, 0) << a.err;
   EXPECT_EQ(b.exit_code, 0) << b.err;
   EXPECT_EQ(c.exit_code, 0) << c.err;
-  EXPECT_EQ(count_occurrences(a.err + b.err + c.err, "cold-booting vmlinuz"), 1) << a.err << b.err << c.err;
+  EXPECT_EQ(count(a.err + b.err + c.err, "cold-booting vmlinuz"), 1) << a.err << b.err << c.err;
   // One golden, and one payload layer for the probe: the layer was built once too.
   EXPECT_EQ(cache.snapshots().size(), 2u);
   EXPECT_EQ(leftovers(cache), "");

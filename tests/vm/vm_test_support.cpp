@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <thread>
 
 namespace kiln::vmtest {
@@ -228,6 +229,19 @@ int processes_mentioning(const std::string& needle) {
   }
   ::closedir(proc);
   return count;
+}
+
+int count(const std::string& s, const std::string& needle) {
+  int n = 0;
+  for (size_t p = s.find(needle); p != std::string::npos; p = s.find(needle, p + 1)) ++n;
+  return n;
+}
+
+std::string value_of(const std::string& lines, const std::string& key) {
+  std::istringstream in(lines);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
+  return {};
 }
 
 }  // namespace kiln::vmtest

@@ -93,6 +93,12 @@ enum class After {
 /// These checks run with the warm pool off (kiln_argv's default).
 std::string leftovers(const PrivateCache& cache, After how = After::exit);
 
+/// How many times `needle` occurs in `s` (progress lines in a run's stderr).
+int count(const std::string& s, const std::string& needle);
+
+/// The value of `key` in "KEY=VALUE" lines (what scripts/test-registry prints), or "".
+std::string value_of(const std::string& lines, const std::string& key);
+
 /// Number of live processes whose command line mentions `needle` (e.g. a cache path).
 int processes_mentioning(const std::string& needle);
 
