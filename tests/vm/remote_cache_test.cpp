@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 using namespace kiln::vmtest;
@@ -91,6 +92,33 @@ TEST_F(RemoteCache, AnEmptyCachePullsWhatAnotherMachineBakedAndBuilt) {
   stop_registry();  // the registry is this test's child: leftovers() would count it
   EXPECT_EQ(leftovers(b), "");
   EXPECT_EQ(leftovers(c), "");
+}
+
+TEST_F(RemoteCache, AMachineWithAnotherQemuNeverPullsThisOnesGolden) {
+  const std::string golden = push_golden();
+  ASSERT_FALSE(HasFailure());
+  // Machine W: the same QEMU behind a wrapper that reports another version, as a machine
+  // with another QEMU package would. Its engine identity, so its key, differs.
+  PrivateCache w;
+  const auto wrapper = w.path() / "qemu-9.9.9";
+  std::ofstream(wrapper) << "#!/bin/sh\n"
+                            "[ \"$1\" = --version ] && { echo 'QEMU emulator version 9.9.9'; exit 0; }\n"
+                            "exec qemu-system-x86_64 \"$@\"\n";
+  stdfs::permissions(wrapper, stdfs::perms::owner_all);
+  std::vector<std::string> args = {"run", "-v", "--remote-cache", repo_, "--insecure-registry", addr_, "--",
+                                   "sh", "-c", "echo ran"};
+  auto r = run_kiln(args, w, {"KILN_QEMU=" + wrapper.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "ran\n");
+  EXPECT_EQ(count(r.err, kPulling), 0) << r.err;
+  EXPECT_GE(count(r.err, kBaking), 1) << r.err;
+  EXPECT_EQ(count(r.err, "pushing snapshot "), 1) << r.err;  // its own golden, under its own key
+  ASSERT_EQ(w.snapshots().size(), 1u);
+  EXPECT_NE(w.snapshots().front().filename().string(), golden);
+  auto list = run_kiln({"snapshots", "list"}, w);
+  EXPECT_NE(list.out.find("qemu-9.9.9/"), std::string::npos) << list.out;
+  stop_registry();
+  EXPECT_EQ(leftovers(w), "");
 }
 
 TEST_F(RemoteCache, ARegistryThatIsGoneLeavesTheRunWorkingLocally) {
