@@ -119,7 +119,7 @@ Result<Golden> ensure_golden(snapshot::Store& store, const PreparedGuest& guest,
     if (auto snap = look()) return settle(Golden{std::move(engine), std::move(*snap), false}, kvm_failure);
 
     KILN_ASSIGN_OR_RETURN(auto lock, store.lock_for_bake(key, [&progress] {
-                            progress.step("waiting for another kiln to finish baking the golden snapshot");
+                            progress.step("waiting for another kiln to finish baking (or pulling) the golden snapshot");
                           }));
     // Whoever held the lock may have baked it meanwhile.
     if (!force) {

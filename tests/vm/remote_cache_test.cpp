@@ -12,7 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+#include <thread>
 
 using namespace kiln::vmtest;
 namespace stdfs = std::filesystem;
@@ -21,7 +21,7 @@ namespace {
 
 constexpr const char* kLayerBuilt = "(payload layer)";  // -v progress when a payload layer is built
 constexpr const char* kPulling = "pulling snapshot ";
-constexpr const char* kBaking = "baking the golden";
+constexpr const char* kBaking = "baking the golden snapshot: cold-booting";
 
 
 
@@ -92,6 +92,25 @@ TEST_F(RemoteCache, AnEmptyCachePullsWhatAnotherMachineBakedAndBuilt) {
   stop_registry();  // the registry is this test's child: leftovers() would count it
   EXPECT_EQ(leftovers(b), "");
   EXPECT_EQ(leftovers(c), "");
+}
+
+TEST_F(RemoteCache, ConcurrentRunsOnOneMachinePullAMissingGoldenOnce) {
+  const std::string golden = push_golden();
+  ASSERT_FALSE(HasFailure());
+  PrivateCache d;
+  KilnRun first, second;
+  std::thread t([&] { first = run_with_cache(d, {"sh", "-c", "echo one"}); });
+  second = run_with_cache(d, {"sh", "-c", "echo two"});
+  t.join();
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(first.out + second.out == "one\ntwo\n" || first.out + second.out == "two\none\n", true);
+  // The bake lock: one pulls, the other waits for it and restores what it pulled.
+  EXPECT_EQ(count(first.err + second.err, kPulling), 1) << first.err << second.err;
+  EXPECT_EQ(count(first.err + second.err, kBaking), 0) << first.err << second.err;
+  EXPECT_EQ(d.snapshots().size(), 1u);
+  stop_registry();
+  EXPECT_EQ(leftovers(d), "");
 }
 
 TEST_F(RemoteCache, AMachineWithAnotherQemuNeverPullsThisOnesGolden) {
