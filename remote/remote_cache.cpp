@@ -20,6 +20,14 @@ namespace {
 
 std::string short_id(const std::string& id) { return id.substr(0, 12); }
 
+/// What the registry sent does not fit (kind corrupt): a run keeps asking it for other
+/// snapshots, unlike after a registry it cannot reach.
+Error unfit(const std::string& context, const Error& e) {
+  Error out = with_context(context, e);
+  out.kind = ErrorKind::corrupt;
+  return out;
+}
+
 /// A blob kiln is about to upload, described by its bytes on disk.
 Result<image::Descriptor> describe_blob(const std::filesystem::path& path, std::string_view media_type) {
   struct stat st {};
@@ -152,17 +160,19 @@ Result<std::optional<snapshot::Snapshot>> RemoteCache::pull_chain(const std::str
     return with_context("remote cache " + name_, fetched.error());
   }
   const std::string where = fmt::format("{}:{}", name_, tag);
-  KILN_ASSIGN_OR_RETURN(auto manifest, parse_artifact_manifest(fetched->bytes, where));
+  auto manifest = parse_artifact_manifest(fetched->bytes, where);
+  if (!manifest) return unfit("remote cache " + name_, manifest.error());
   log::ScopedTimer timer("remote cache: pull");
   KILN_ASSIGN_OR_RETURN(auto import, store_->begin_import(id));
   const auto config_path = import.dir() / ".config.json";
-  KILN_TRY(fetch_verified(*client_, manifest.config, config_path, name_, "the config of " + where));
+  KILN_TRY(fetch_verified(*client_, manifest->config, config_path, name_, "the config of " + where));
   KILN_ASSIGN_OR_RETURN(std::string config_bytes, fs::read_file(config_path, kMaxConfigBytes));
   auto config = parse_config(config_bytes);
-  if (!config) return with_context(where, config.error());
+  if (!config) return unfit(where, config.error());
   if (config->id != id)
-    return make_error("{} holds snapshot {}, not {}: refused (the registry's tag points at another snapshot)", where,
-                      short_id(config->id), short_id(id));
+    return Error{fmt::format("{} holds snapshot {}, not {}: refused (the registry's tag points at another snapshot)",
+                             where, short_id(config->id), short_id(id)),
+                 ErrorKind::corrupt};
   if (config->meta.layer) {
     const std::string parent = *config->meta.parent;
     if (!store_->lookup_id(parent).found()) {
@@ -174,16 +184,16 @@ Result<std::optional<snapshot::Snapshot>> RemoteCache::pull_chain(const std::str
     }
   }
   log::info("pulling snapshot {} from {} ({:.1f} MiB)", short_id(id), name_,
-            static_cast<double>(manifest.files.size) / (1 << 20));
+            static_cast<double>(manifest->files.size) / (1 << 20));
   const auto files_path = import.dir() / ".files.tar.zst";
-  KILN_TRY(fetch_verified(*client_, manifest.files, files_path, name_, "the files of " + where));
+  KILN_TRY(fetch_verified(*client_, manifest->files, files_path, name_, "the files of " + where));
   auto unpacked = unpack_snapshot(files_path, config->metadata_json, import.dir());
-  if (!unpacked) return with_context(where, unpacked.error());
+  if (!unpacked) return unfit(where, unpacked.error());
   std::error_code ignored;
   std::filesystem::remove(files_path, ignored);
   std::filesystem::remove(config_path, ignored);
   auto snap = store_->publish_import(std::move(import));
-  if (!snap) return with_context(fmt::format("{} (pulled from {})", short_id(id), name_), snap.error());
+  if (!snap) return unfit(fmt::format("{} (pulled from {})", short_id(id), name_), snap.error());
   return std::optional<snapshot::Snapshot>(std::move(*snap));
 }
 
