@@ -42,6 +42,11 @@ Result<void> hash_range(int fd, off_t begin, off_t end, XXH3_state_t* state, std
 
 }  // namespace
 
+bool is_lower_hex(std::string_view s, size_t max_size) {
+  return !s.empty() && s.size() <= max_size &&
+         s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
 std::string digest_bytes(std::string_view bytes) { return to_hex(XXH3_128bits(bytes.data(), bytes.size())); }
 
 void DigestStream::Free::operator()(XXH3_state_s* state) const { XXH3_freeState(state); }

@@ -17,6 +17,10 @@ namespace kiln {
 /// Hex XXH3-128 of a byte string.
 std::string digest_bytes(std::string_view bytes);
 
+/// Are `s` 1..`max_size` lower-case hex digits (what digests and the ids made of them
+/// are)? The one check for ids and digests read from disk or the network.
+bool is_lower_hex(std::string_view s, size_t max_size);
+
 /// digest_bytes() of everything passed to update(), in order, without holding it: bytes
 /// streamed somewhere (to the guest) are digested exactly as they went.
 class DigestStream {

@@ -1,5 +1,6 @@
 #include "remote/artifact.h"
 
+#include "common/digest.h"
 #include "common/sha256.h"
 #include "image/oci/json_fields.h"
 #include "image/oci/media_types.h"
@@ -13,9 +14,7 @@ namespace jf = image::json_fields;
 
 constexpr std::string_view kTagPrefix = "kiln-";
 
-bool is_hex_id(std::string_view s) {
-  return !s.empty() && s.size() <= 64 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-}
+bool is_hex_id(std::string_view s) { return is_lower_hex(s, 64); }
 
 std::string kind_of(const snapshot::Metadata& meta) { return meta.layer ? meta.layer->kind : "golden"; }
 

@@ -130,12 +130,7 @@ Result<uint64_t> RemoteCache::push_one(const snapshot::Snapshot& snap) {
     const auto files_path = staging.path() / "files.tar.zst";
     const auto config_path = staging.path() / "config.json";
     KILN_TRY(pack_snapshot(snap.dir, snap.meta, files_path));
-    {
-      KILN_ASSIGN_OR_RETURN(UniqueFd fd, fs::create_new_file(config_path, 0600));
-      std::string config = make_config(id, metadata_json);
-      if (::write(fd.get(), config.data(), config.size()) != static_cast<ssize_t>(config.size()))
-        return make_error("writing {}: short write", config_path.string());
-    }
+    KILN_TRY(fs::write_file_atomic(config_path, make_config(id, metadata_json)));
     KILN_ASSIGN_OR_RETURN(auto files, describe_blob(files_path, kFilesMediaType));
     KILN_ASSIGN_OR_RETURN(auto config, describe_blob(config_path, kConfigMediaType));
     log::info("pushing snapshot {} to {} ({:.1f} MiB)", short_id(id), name_,

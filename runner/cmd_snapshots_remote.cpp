@@ -100,12 +100,13 @@ int pull(const TransferFlags& flags) {
     }
     auto lock = store.lock_for_id(*id, [&] { log::info("waiting for another kiln using snapshot {}", *id); });
     if (!lock) return failed(lock.error().message, exit_code::kiln_error);
-    auto got = store.lookup_id(*id).found() ? Result<std::optional<snapshot::Snapshot>>(std::nullopt) : cache->pull(*id);
-    if (!got) return failed(got.error().message, exit_code::kiln_error);
-    if (!*got && !store.lookup_id(*id).found()) {
-      log::error(fmt::format("remote cache {} has no snapshot {}", cache->name(), *id));
-      return exit_code::kiln_error;
+    if (store.lookup_id(*id).found()) {  // another kiln pulled or baked it while we waited
+      std::printf("%s is already here\n", id->c_str());
+      continue;
     }
+    auto got = cache->pull(*id);
+    if (!got) return failed(got.error().message, exit_code::kiln_error);
+    if (!*got) return failed(fmt::format("remote cache {} has no snapshot {}", cache->name(), *id), exit_code::kiln_error);
     std::printf("%s pulled from %s\n", id->c_str(), cache->name().c_str());
   }
   return 0;

@@ -1,5 +1,6 @@
 #include "runner/kept_vms.h"
 
+#include "common/digest.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/temp_file.h"
@@ -36,11 +37,7 @@ constexpr size_t kMaxList = 4096;  // argv, env and shares entries each
 constexpr size_t kIdLength = 12;
 
 // Lower-case hex digits only: what fresh_id() writes, and all an id or prefix may hold.
-bool is_hex_lower(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
-bool is_id(std::string_view s) { return s.size() == kIdLength && is_hex_lower(s); }
+bool is_id(std::string_view s) { return s.size() == kIdLength && is_lower_hex(s, kIdLength); }
 
 std::string fresh_id() {
   unsigned char bytes[kIdLength / 2];
@@ -248,7 +245,7 @@ std::vector<KeptEntry> KeptVms::list() const {
 }
 
 Result<std::string> KeptVms::resolve(const std::string& id_or_prefix) const {
-  if (id_or_prefix.empty() || id_or_prefix.size() > kIdLength || !is_hex_lower(id_or_prefix))
+  if (!is_lower_hex(id_or_prefix, kIdLength))
     return Error{fmt::format("{}: not a kept VM id (12 hex digits, or a unique prefix; kiln snapshots list shows them)",
                              id_or_prefix),
                  ErrorKind::not_found};

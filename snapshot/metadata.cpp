@@ -1,5 +1,7 @@
 #include "snapshot/metadata.h"
 
+#include "common/digest.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cstring>
@@ -56,12 +58,7 @@ bool is_plain_name(const std::string& s) {
          s.find('/') == std::string::npos && s.find('\0') == std::string::npos;
 }
 
-bool is_hex(const std::string& s) {
-  if (s.empty() || s.size() > 128) return false;
-  for (char c : s)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
+bool is_hex(const std::string& s) { return is_lower_hex(s, 128); }
 
 Result<FileInfo> parse_file_info(const json& files, const char* which, const std::string& container = "files") {
   std::string where = container + "." + which;

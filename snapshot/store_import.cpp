@@ -1,5 +1,6 @@
 // Store: imports — a snapshot or layer made on another machine (a remote cache) enters the
 // store only after the checks a local bake gets, in full, and by the same atomic rename.
+#include "common/digest.h"
 #include "common/log.h"
 #include "snapshot/fsops.h"
 #include "snapshot/layout.h"
@@ -12,9 +13,7 @@
 namespace kiln::snapshot {
 namespace {
 
-bool is_store_id(const std::string& id) {
-  return !id.empty() && id.size() <= 64 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
-}
+bool is_store_id(const std::string& id) { return is_lower_hex(id, 64); }
 
 }  // namespace
 
