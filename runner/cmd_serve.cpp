@@ -4,6 +4,7 @@
 #include "runner/cli.h"
 #include "runner/exit_codes.h"
 #include "runner/pool_client.h"
+#include "runner/pool_kvm_worker.h"
 #include "runner/pool_protocol.h"
 #include "runner/pool_server.h"
 
@@ -14,6 +15,7 @@ namespace {
 
 struct ServeCliOptions {
   bool status = false;
+  std::string kvm_worker;  // internal: the state file a worker restores (for `ps`)
   uint32_t idle_s = 60;
   pool::ServeOptions serve;
 };
@@ -71,7 +73,14 @@ void register_serve(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--max-ready", o->serve.max_ready, "Ready VMs at most (0: 8); fewer when memory is short")
       ->check(CLI::Range(0u, 256u));
+  // Internal: the daemon starts one such process per pooled VM of the kvm engine.
+  cmd->add_option("--kvm-worker", o->kvm_worker, "Internal: hold one pooled kvm VM (started by the daemon)")
+      ->group("");
   cmd->callback([o, &exit_code] {
+    if (!o->kvm_worker.empty()) {
+      exit_code = pool::run_kvm_worker();
+      return;
+    }
     if (o->status) {
       exit_code = print_status();
       return;

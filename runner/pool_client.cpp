@@ -4,6 +4,7 @@
 #include "common/fd_passing.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "runner/pool_kvm_vm.h"
 #include "runner/pool_protocol.h"
 #include "vmm/qemu/qemu_vm.h"
 
@@ -80,28 +81,50 @@ void start_daemon(const std::filesystem::path& socket) {
   log::verbose("pool: started the pool daemon for {}", socket.string());
 }
 
-// Adopt a lent VM from the daemon's answer, or say why not.
-Result<std::unique_ptr<vmm::Vm>> adopt(FdMessage answer, UniqueFd lease) {
+// A lent qemu VM: its process's descriptors, resumed here.
+Result<std::unique_ptr<vmm::Vm>> adopt_qemu(const json& j, std::vector<UniqueFd> fds, UniqueFd lease) {
+  if (fds.size() != pool::kHandoverFds || !j["pid"].is_number_integer() || !j["qmp_next_id"].is_number_unsigned() ||
+      !j["qmp_pending"].is_string())
+    return make_error("a hit without the VM's descriptors");
+  vmm::qemu::QemuVmHandover h;
+  h.pid = j["pid"].get<pid_t>();
+  h.pidfd = std::move(fds[0]);
+  h.qmp.fd = std::move(fds[1]);
+  h.qmp.next_id = j["qmp_next_id"].get<uint64_t>();
+  h.qmp.pending = j["qmp_pending"].get<std::string>();
+  h.agent = std::move(fds[2]);
+  h.share = std::move(fds[3]);
+  h.console = std::move(fds[4]);
+  h.stderr_log = std::move(fds[5]);
+  auto vm = vmm::qemu::QemuVm::adopt(std::move(h), vmm::qemu::QemuTimeouts{});
+  KILN_TRY(vm->resume());
+  return std::unique_ptr<vmm::Vm>(new PooledVm(std::move(vm), std::move(lease)));
+}
+
+// A lent kvm VM: its worker process's control socket and the guest's channels.
+Result<std::unique_ptr<vmm::Vm>> adopt_kvm(const json& j, std::vector<UniqueFd> fds, UniqueFd lease) {
+  if (fds.size() != pool::kKvmHandoverFds || !j["pid"].is_number_integer())
+    return make_error("a hit without the kvm worker's descriptors");
+  KvmWorkerHandover h;
+  h.pid = j["pid"].get<pid_t>();
+  h.pidfd = std::move(fds[0]);
+  h.control = std::move(fds[1]);
+  h.agent = std::move(fds[2]);
+  h.share = std::move(fds[3]);
+  h.lease = std::move(lease);
+  return adopt_kvm_worker(std::move(h));
+}
+
+// Adopt a lent VM from the daemon's answer, or say why not. `engine`: the run's.
+Result<std::unique_ptr<vmm::Vm>> adopt(FdMessage answer, UniqueFd lease, const std::string& engine) {
   json j = json::parse(answer.bytes, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || !j.contains("hit") || !j["hit"].is_boolean()) return make_error("unreadable answer");
   if (!j["hit"].get<bool>())
     return make_error("{}", j.contains("why") && j["why"].is_string() ? j["why"].get<std::string>() : "a miss");
-  if (answer.fds.size() != pool::kHandoverFds || !j["pid"].is_number_integer() ||
-      !j["qmp_next_id"].is_number_unsigned() || !j["qmp_pending"].is_string())
-    return make_error("a hit without the VM's descriptors");
-  vmm::qemu::QemuVmHandover h;
-  h.pid = j["pid"].get<pid_t>();
-  h.pidfd = std::move(answer.fds[0]);
-  h.qmp.fd = std::move(answer.fds[1]);
-  h.qmp.next_id = j["qmp_next_id"].get<uint64_t>();
-  h.qmp.pending = j["qmp_pending"].get<std::string>();
-  h.agent = std::move(answer.fds[2]);
-  h.share = std::move(answer.fds[3]);
-  h.console = std::move(answer.fds[4]);
-  h.stderr_log = std::move(answer.fds[5]);
-  auto vm = vmm::qemu::QemuVm::adopt(std::move(h), vmm::qemu::QemuTimeouts{});
-  KILN_TRY(vm->resume());
-  return std::unique_ptr<vmm::Vm>(new PooledVm(std::move(vm), std::move(lease)));
+  const std::string kind = j.contains("vm") && j["vm"].is_string() ? j["vm"].get<std::string>() : "";
+  if (engine == "qemu" && kind == "qemu") return adopt_qemu(j, std::move(answer.fds), std::move(lease));
+  if (engine == "kvm" && kind == "kvm-worker") return adopt_kvm(j, std::move(answer.fds), std::move(lease));
+  return make_error("a VM of kind '{}' for a run of the {} engine", kind, engine);
 }
 
 }  // namespace
@@ -141,7 +164,7 @@ bool pool_enabled() {
 
 std::unique_ptr<vmm::Vm> take_pooled_vm(const vmm::Engine& engine, const vmm::GuestSpec& spec,
                                         const vmm::SnapshotFiles& files, const std::string& label) {
-  if (!pool_enabled() || engine.name() != "qemu" || !files.overlays.empty()) return nullptr;
+  if (!pool_enabled() || (engine.name() != "qemu" && engine.name() != "kvm")) return nullptr;
   log::ScopedTimer timer("pool: take a VM");
   auto path = pool::socket_path();
   if (!path) {
@@ -162,13 +185,15 @@ std::unique_ptr<vmm::Vm> take_pooled_vm(const vmm::Engine& engine, const vmm::Gu
   }
   if (!conn) return nullptr;
   pool::PoolRequest request;
+  request.engine = engine.name();
   request.engine_identity = engine.identity();
-  request.accel = engine.on_kvm() ? "kvm" : "tcg";  // the engine is qemu's (checked above)
+  request.accel = engine.on_kvm() ? "kvm" : "tcg";
   request.spec = spec;
   request.files = files;
   request.label = label;
   for (auto* p : {&request.spec.kernel, &request.spec.initramfs, &request.files.state, &request.files.memory})
     *p = std::filesystem::absolute(*p);
+  for (auto& o : request.files.overlays) o = vmm::MemoryOverlay{std::filesystem::absolute(o.file), {}};
   for (auto& d : request.spec.disks) d.image = std::filesystem::absolute(d.image);
   auto identity = pool::files_identity(request.files);
   if (!identity) return nullptr;
@@ -183,7 +208,7 @@ std::unique_ptr<vmm::Vm> take_pooled_vm(const vmm::Engine& engine, const vmm::Gu
     log::verbose("pool: no answer from the daemon: {}", answer ? "it closed the connection" : answer.error().message);
     return nullptr;
   }
-  auto vm = adopt(std::move(**answer), std::move(conn));
+  auto vm = adopt(std::move(**answer), std::move(conn), engine.name());
   if (!vm) {
     log::verbose("pool: no VM for {}: {}", label, vm.error().message);
     return nullptr;

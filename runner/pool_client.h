@@ -21,7 +21,7 @@ UniqueFd connect_pool_daemon(const std::filesystem::path& socket, bool* absent);
 bool pool_enabled();
 
 /// A running VM from the pool for `engine` restoring `files` with `spec`, or null: the
-/// pool is off, the engine is not pooled (only qemu is), there is no daemon yet (one is
+/// pool is off, there is no daemon yet (one is
 /// started now, for later runs), or none is ready. Never an error: the caller then
 /// restores as before. `label` names the restore point in `kiln serve --status`.
 std::unique_ptr<vmm::Vm> take_pooled_vm(const vmm::Engine& engine, const vmm::GuestSpec& spec,

@@ -4,6 +4,7 @@
 #include "common/fs.h"
 #include "image/oci/json_fields.h"
 #include "snapshot/digest_stamp.h"
+#include "snapshot/layer_key.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -23,7 +24,10 @@ namespace json_fields = image::json_fields;
 json request_json(const PoolRequest& r) {
   json disks = json::array();
   for (const auto& d : r.spec.disks) disks.push_back({{"image", d.image.string()}, {"read_only", d.read_only}});
-  return {{"engine", r.engine_identity},
+  json overlays = json::array();
+  for (const auto& o : r.files.overlays) overlays.push_back(o.file.string());
+  return {{"engine_name", r.engine},
+          {"engine", r.engine_identity},
           {"accel", r.accel},
           {"kernel", r.spec.kernel.string()},
           {"initramfs", r.spec.initramfs.string()},
@@ -33,6 +37,7 @@ json request_json(const PoolRequest& r) {
           {"disks", std::move(disks)},
           {"state", r.files.state.string()},
           {"memory", r.files.memory.string()},
+          {"overlays", std::move(overlays)},
           {"identity", r.files_identity}};
 }
 
@@ -41,11 +46,15 @@ json request_json(const PoolRequest& r) {
 std::string PoolRequest::key() const { return request_json(*this).dump(); }
 
 Result<std::string> files_identity(const vmm::SnapshotFiles& files) {
-  auto state = snapshot::file_identity(files.state);
-  auto memory = snapshot::file_identity(files.memory);
-  if (!state || !memory)
-    return make_error("{} is missing or not a regular file", (state ? files.memory : files.state).string());
-  return *state + " " + *memory;
+  std::string all;
+  std::vector<const std::filesystem::path*> paths = {&files.state, &files.memory};
+  for (const auto& o : files.overlays) paths.push_back(&o.file);
+  for (const auto* p : paths) {
+    auto identity = snapshot::file_identity(*p);
+    if (!identity) return make_error("{} is missing or not a regular file", p->string());
+    all += (all.empty() ? "" : " ") + *identity;
+  }
+  return all;
 }
 
 std::string encode_take(const PoolRequest& request) {
@@ -58,9 +67,13 @@ std::string encode_take(const PoolRequest& request) {
 Result<PoolRequest> decode_take(const std::string& message) {
   KILN_ASSIGN_OR_RETURN(json j, json_fields::parse_object(message, kMaxMessageBytes, "the pool message"));
   PoolRequest r;
+  KILN_ASSIGN_OR_RETURN(r.engine, json_fields::string_field(j, "engine_name", true));
+  if (r.engine != "qemu" && r.engine != "kvm")
+    return make_error("pool message: engine '{}' is neither qemu nor kvm", r.engine);
   KILN_ASSIGN_OR_RETURN(r.engine_identity, json_fields::string_field(j, "engine", true));
   KILN_ASSIGN_OR_RETURN(r.accel, json_fields::string_field(j, "accel", true));
   if (r.accel != "kvm" && r.accel != "tcg") return make_error("pool message: accel '{}' is neither kvm nor tcg", r.accel);
+  if (r.engine == "kvm" && r.accel != "kvm") return make_error("pool message: the kvm engine with accel '{}'", r.accel);
   KILN_ASSIGN_OR_RETURN(auto kernel, json_fields::string_field(j, "kernel", true));
   KILN_ASSIGN_OR_RETURN(auto initramfs, json_fields::string_field(j, "initramfs", true));
   r.spec.kernel = kernel;
@@ -84,9 +97,21 @@ Result<PoolRequest> decode_take(const std::string& message) {
   KILN_ASSIGN_OR_RETURN(auto memory, json_fields::string_field(j, "memory", true));
   r.files.state = state;
   r.files.memory = memory;
+  auto overlays = j.find("overlays");
+  if (overlays == j.end() || !overlays->is_array() || overlays->size() > snapshot::kMaxLayerDepth)
+    return make_error("pool message: 'overlays' is missing or holds more than {}", snapshot::kMaxLayerDepth);
+  if (r.engine != "kvm" && !overlays->empty()) return make_error("pool message: overlays for the qemu engine");
+  for (const auto& o : *overlays) {
+    if (!o.is_string()) return make_error("pool message: an overlay is not a path");
+    r.files.overlays.push_back(vmm::MemoryOverlay{o.get<std::string>(), {}});
+  }
   KILN_ASSIGN_OR_RETURN(r.files_identity, json_fields::string_field(j, "identity", true));
   KILN_ASSIGN_OR_RETURN(r.label, json_fields::string_field(j, "label", true));
-  for (const auto* p : {&r.spec.kernel, &r.spec.initramfs, &r.files.state, &r.files.memory})
+  std::vector<const std::filesystem::path*> paths = {&r.spec.kernel, &r.spec.initramfs, &r.files.state,
+                                                     &r.files.memory};
+  for (const auto& o : r.files.overlays) paths.push_back(&o.file);
+  for (const auto& d : r.spec.disks) paths.push_back(&d.image);
+  for (const auto* p : paths)
     if (!p->is_absolute()) return make_error("pool message: {} is not an absolute path", p->string());
   return r;
 }

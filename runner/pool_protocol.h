@@ -4,10 +4,17 @@
 // gets the VM's descriptors back (common/fd_passing.h).
 //
 //   run -> daemon   {"op":"take", <PoolRequest>}
-//   daemon -> run   {"hit":true,"pid":N,"qmp_next_id":K,"qmp_pending":"..."}
+//   daemon -> run   {"hit":true,"vm":"qemu","pid":N,"qmp_next_id":K,"qmp_pending":"..."}
 //                   + fds: pidfd, qmp, agent, share, console, stderr   (kHandoverFds)
+//                   or {"hit":true,"vm":"kvm-worker","pid":N}
+//                   + fds: pidfd, control, agent, share                (kKvmHandoverFds)
 //                   or {"hit":false,"why":"..."}
 //   run -> daemon   {"op":"status"}  ->  PoolStatus as JSON
+//
+// A kvm VM cannot leave the process that made it (KVM descriptors are bound to their
+// process's memory): it lives in a worker process of its own (runner/pool_kvm_worker.h)
+// that the run drives over the control socket; the agent and share channels go straight
+// to the run.
 //
 // A handed-over VM belongs to the run while the run's connection stays open; when it
 // closes (the run ended, or was killed), the daemon kills that qemu and reaps it.
@@ -27,14 +34,20 @@ namespace kiln::runner::pool {
 inline constexpr size_t kMaxMessageBytes = 64 << 10;
 /// Descriptors that come with a hit, in this order.
 inline constexpr size_t kHandoverFds = 6;
+/// ... with a hit of the kvm engine (a worker process).
+inline constexpr size_t kKvmHandoverFds = 4;
 
 /// A restore point as the daemon needs it to restore VMs ahead of the runs that want them.
 struct PoolRequest {
+  std::string engine;           ///< "qemu" or "kvm"
   std::string engine_identity;  ///< the run's engine; the daemon's must be the same
-  std::string accel;            ///< qemu accelerator: "kvm" or "tcg"
+  std::string accel;            ///< qemu accelerator: "kvm" or "tcg" ("kvm" for the kvm engine)
   vmm::GuestSpec spec;
-  vmm::SnapshotFiles files;     ///< state and (flat) memory: the qemu engine maps one file
-  /// Device, inode, size, mtime and ctime of both files: a snapshot replaced since (a
+  /// State and memory: a flat file (qemu), or the golden's with the layers' page files
+  /// as overlays (kvm). Overlays travel as their files only: the kvm worker reads their
+  /// extents from the store's layer chain again (snapshot::overlay_files).
+  vmm::SnapshotFiles files;
+  /// Device, inode, size, mtime and ctime of every file: a snapshot replaced since (a
   /// rebake, a rebuilt layer or flat file) is another key, never served from old VMs.
   std::string files_identity;
   std::string label;  ///< for `kiln serve --status` (the snapshot's id)

@@ -5,7 +5,9 @@
 #include "common/log.h"
 #include "runner/host_memory.h"
 #include "runner/interrupt.h"
+#include "runner/pool_kvm_worker.h"
 #include "runner/pool_protocol.h"
+#include "runner/pool_ready_vm.h"
 #include "vmm/qemu/qemu_engine.h"
 
 #include <fcntl.h>
@@ -31,7 +33,6 @@ namespace {
 
 using nlohmann::json;
 using vmm::qemu::QemuEngine;
-using vmm::qemu::QemuVm;
 
 constexpr std::chrono::milliseconds kTick{250};
 /// Ready VMs of a restore point no run asked for in this long are let go: the suite has
@@ -42,7 +43,7 @@ constexpr uint64_t kHeadroomMib = 512;
 
 struct Pool {
   PoolRequest request;
-  std::deque<std::unique_ptr<QemuVm>> ready;  ///< started, state loaded, paused
+  std::deque<std::unique_ptr<ReadyVm>> ready;  ///< restored, waiting to run
   uint64_t hits = 0, misses = 0;
   Clock::time_point last_take;
   bool restoring = false;
@@ -51,7 +52,7 @@ struct Pool {
 
 struct Client {
   UniqueFd conn;
-  std::unique_ptr<QemuVm> lent;  // killed when the connection closes
+  std::unique_ptr<ReadyVm> lent;  // killed when the connection closes
 };
 
 class Server {
@@ -65,6 +66,7 @@ class Server {
   void refill_loop();
   std::optional<std::string> pick_refill(Clock::time_point now);
   void restore_one(const std::string& key);
+  Result<std::unique_ptr<ReadyVm>> restore_qemu(const PoolRequest& request);
   QemuEngine* engine_for(const std::string& accel);
   void accept_client();
   bool serve_message(Client& client);
@@ -84,7 +86,7 @@ class Server {
   std::condition_variable wake_;
   bool stopping_ = false;
   std::map<std::string, Pool> pools_;  // by PoolRequest::key()
-  // Used by the refill thread only: it starts every qemu, and as it lives as long as the
+  // Used by the refill thread only: it starts every qemu and kvm worker, and as it lives as long as the
   // daemon, PR_SET_PDEATHSIG (bound to the spawning thread) fires only when the daemon dies.
   std::map<std::string, std::unique_ptr<QemuEngine>> engines_;
 };
@@ -136,35 +138,32 @@ QemuEngine* Server::engine_for(const std::string& accel) {
   return engine.get();
 }
 
+Result<std::unique_ptr<ReadyVm>> Server::restore_qemu(const PoolRequest& request) {
+  QemuEngine* engine = engine_for(request.accel);
+  if (!engine) return make_error("no qemu engine");
+  if (engine->identity() != request.engine_identity)
+    return make_error("the daemon's engine is {}, the run's {}", engine->identity(), request.engine_identity);
+  auto identity = files_identity(request.files);
+  if (!identity || *identity != request.files_identity) return make_error("the snapshot was replaced or removed");
+  KILN_ASSIGN_OR_RETURN(auto vm, engine->restore_paused(request.spec, request.files));
+  return ready_qemu_vm(std::move(vm));
+}
+
 void Server::restore_one(const std::string& key) {
   PoolRequest request;
   {
     std::lock_guard lock(mu_);
     request = pools_.at(key).request;
   }
-  std::string broken;
-  std::unique_ptr<QemuVm> vm;
-  QemuEngine* engine = engine_for(request.accel);
-  auto identity = files_identity(request.files);
-  if (!engine) {
-    broken = "no qemu engine";
-  } else if (engine->identity() != request.engine_identity) {
-    broken = fmt::format("the daemon's engine is {}, the run's {}", engine->identity(), request.engine_identity);
-  } else if (!identity || *identity != request.files_identity) {
-    broken = "the snapshot was replaced or removed";
-  } else if (auto restored = engine->restore_paused(request.spec, request.files); !restored) {
-    broken = restored.error().message;
-  } else {
-    vm = std::move(*restored);
-  }
+  auto vm = request.engine == "kvm" ? start_kvm_worker(request) : restore_qemu(request);
   std::lock_guard lock(mu_);
   Pool& p = pools_.at(key);
   p.restoring = false;
   if (vm) {
-    p.ready.push_back(std::move(vm));
+    p.ready.push_back(std::move(*vm));
   } else {
-    p.broken = broken;
-    log::info("pool: {}: not restoring more VMs: {}", p.request.label, broken);
+    p.broken = vm.error().message;
+    log::info("pool: {}: not restoring more VMs: {}", p.request.label, p.broken);
   }
 }
 
@@ -213,18 +212,13 @@ bool Server::take(Client& client, const std::string& message) {
   auto identity = files_identity(request->files);
   if (!identity || *identity != p.request.files_identity) p.ready.clear();
   while (!p.ready.empty()) {
-    std::unique_ptr<QemuVm> vm = std::move(p.ready.front());
+    std::unique_ptr<ReadyVm> vm = std::move(p.ready.front());
     p.ready.pop_front();
-    if (vm->vmm_exited()) continue;
-    auto handover = vm->hand_over();
-    if (!handover) continue;
-    json reply = {{"hit", true},
-                  {"pid", handover->pid},
-                  {"qmp_next_id", handover->qmp.next_id},
-                  {"qmp_pending", handover->qmp.pending}};
-    std::vector<int> fds = {handover->pidfd.get(), handover->qmp.fd.get(), handover->agent.get(),
-                            handover->share.get(), handover->console.get(), handover->stderr_log.get()};
-    if (!send_fd_message(client.conn.get(), reply.dump(), fds)) return false;  // the VM dies with `vm`
+    if (vm->exited()) continue;
+    if (auto sent = vm->hand_over(client.conn.get()); !sent) {
+      log::verbose("pool: {}: a ready VM could not be handed over: {}", p.request.label, sent.error().message);
+      continue;  // it dies with `vm`; a closed connection fails the miss below too
+    }
     client.lent = std::move(vm);
     ++p.hits;
     ++hits_;

@@ -261,4 +261,10 @@ class Store {
   std::shared_ptr<StoreRemote> remote_;
 };
 
+/// The files an engine that maps overlays restores the snapshot in `dir` (a directory
+/// of a store) from, read again from its metadata and layer chain: what
+/// Store::restore_files(snapshot, true) gives. For a process that has only the paths (the
+/// pool's kvm worker, runner/pool_kvm_worker.h).
+Result<vmm::SnapshotFiles> overlay_restore_files(const std::filesystem::path& dir);
+
 }  // namespace kiln::snapshot

@@ -220,15 +220,30 @@ Result<Snapshot> Store::publish_layer(BakeDir&& bake_ref, const LayerKey& key, c
   return Snapshot{target, std::move(meta)};
 }
 
+namespace {
+
+// A layer's files as an engine that maps overlays restores them.
+Result<vmm::SnapshotFiles> chain_files(const std::filesystem::path& root, const Snapshot& snapshot) {
+  vmm::SnapshotFiles files{snapshot.dir / layout::kStateFile, {}, {}};
+  KILN_ASSIGN_OR_RETURN(auto chain, load_chain(root, snapshot));
+  files.memory = chain.root_memory();
+  for (auto& l : chain.layers) files.overlays.push_back(vmm::MemoryOverlay{l.pages(), std::move(l.index.extents)});
+  return files;
+}
+
+}  // namespace
+
+Result<vmm::SnapshotFiles> overlay_restore_files(const std::filesystem::path& dir) {
+  KILN_ASSIGN_OR_RETURN(auto meta, read_metadata(dir));
+  Snapshot snapshot{dir, std::move(meta)};
+  if (!snapshot.is_layer()) return snapshot.files();
+  return chain_files(dir.parent_path(), snapshot);
+}
+
 Result<vmm::SnapshotFiles> Store::restore_files(const Snapshot& snapshot, bool maps_overlays) const {
   if (!snapshot.is_layer()) return snapshot.files();
+  if (maps_overlays) return chain_files(root_, snapshot);
   vmm::SnapshotFiles files{snapshot.dir / layout::kStateFile, {}, {}};
-  if (maps_overlays) {
-    KILN_ASSIGN_OR_RETURN(auto chain, load_chain(root_, snapshot));
-    files.memory = chain.root_memory();
-    for (auto& l : chain.layers) files.overlays.push_back(vmm::MemoryOverlay{l.pages(), std::move(l.index.extents)});
-    return files;
-  }
   files.memory = snapshot.dir / layout::kFlatFile;
   const std::string source = snapshot.content_digest();
   if (flat_is_usable(snapshot, source)) return files;

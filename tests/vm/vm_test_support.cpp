@@ -210,8 +210,9 @@ std::string leftovers(const PrivateCache& cache, After how) {
       for (const auto& e : entries(cache.path() / "snapshots", ".tmp-")) found.push_back("left in the store: " + e);
     for (const auto& e : entries(cache.path() / "kept", ".saving-")) found.push_back("a kept VM half saved: " + e);
   }
-  if (engine() == "qemu" && processes_mentioning(cache.path().string()) > 0)
-    found.push_back("a process naming " + cache.path().string() + " is still running (a qemu?)");
+  // qemu, or the pool's kvm worker (the kvm engine itself runs in kiln's own process).
+  if (processes_mentioning(cache.path().string()) > 0)
+    found.push_back("a process naming " + cache.path().string() + " is still running (a qemu or kvm worker?)");
   std::string out;
   for (const auto& f : found) out += f + "\n";
   return out;

@@ -191,6 +191,15 @@ Result<std::unique_ptr<Vm>> KvmEngine::boot(const GuestSpec& spec, const Snapsho
 
 Result<std::unique_ptr<Vm>> KvmEngine::restore(const GuestSpec& spec, const SnapshotFiles& files) {
   log::ScopedTimer total("kvm: restore");
+  KILN_ASSIGN_OR_RETURN(auto vm, restore_paused(spec, files));
+  {
+    log::ScopedTimer t("kvm: restore: start vCPUs");
+    KILN_TRY(vm->start());
+  }
+  return std::unique_ptr<Vm>(std::move(vm));
+}
+
+Result<std::unique_ptr<KvmVmInstance>> KvmEngine::restore_paused(const GuestSpec& spec, const SnapshotFiles& files) {
   KILN_TRY(check_spec(spec));
   KILN_ASSIGN_OR_RETURN(auto parsed, parse_state(files.state, spec, identity_, caps_));
   std::optional<GuestMemory> memory;
@@ -224,13 +233,14 @@ Result<std::unique_ptr<Vm>> KvmEngine::restore(const GuestSpec& spec, const Snap
   }
   std::vector<uint32_t> msrs;
   for (const auto& e : parsed.vcpus.front().msrs) msrs.push_back(e.index);
+  SavedClocks clocks;
+  clocks.kvmclock = parsed.vm.clock;
+  for (auto& v : parsed.vcpus) clocks.vcpu_msrs.push_back(std::move(v.msrs));
   MachineConfig config = config_for(spec, machine.get());
-  {
-    log::ScopedTimer t("kvm: restore: start vCPUs");
-    machine->start();
-  }
-  return std::unique_ptr<Vm>(std::make_unique<KvmVmInstance>(std::move(machine), std::move(config), identity_, caps_,
-                                                             std::move(msrs), std::filesystem::path()));
+  auto vm = std::make_unique<KvmVmInstance>(std::move(machine), std::move(config), identity_, caps_, std::move(msrs),
+                                            std::filesystem::path());
+  vm->hold_until_start(std::move(clocks));
+  return vm;
 }
 
 Result<std::unique_ptr<Vm>> KvmEngine::restore_for_layer(const GuestSpec& spec, const SnapshotFiles& from,

@@ -8,6 +8,7 @@
 #include "vmm/kvm/cpu_identity.h"
 #include "vmm/kvm/cpuid.h"
 #include "vmm/kvm/kvm_system.h"
+#include "vmm/kvm/kvm_vm_instance.h"
 
 #include <memory>
 #include <string>
@@ -30,6 +31,10 @@ class KvmEngine final : public Engine {
   Result<std::unique_ptr<Vm>> restore_for_layer(const GuestSpec& spec, const SnapshotFiles& from,
                                                 const SnapshotFiles& to) override;
   bool maps_overlays() const override { return true; }
+  /// restore() up to the moment the guest would run: state file checked, RAM mapped,
+  /// VM, vCPUs and devices created and their state set, no thread started. The pool's
+  /// kvm worker keeps such a VM (runner/pool_kvm_worker.h); KvmVmInstance::start() runs it.
+  Result<std::unique_ptr<KvmVmInstance>> restore_paused(const GuestSpec& spec, const SnapshotFiles& files);
 
   /// The guests this engine boots: RAM is one slot from guest-physical 0 that must end
   /// below the device window at layout::kMmioStart (3328 MiB: no RAM above 4 GiB yet),

@@ -68,6 +68,19 @@ KvmVmInstance::KvmVmInstance(std::unique_ptr<Machine> machine, MachineConfig con
       msrs_(std::move(msrs)),
       booted_from_(std::move(booted_from)) {}
 
+Result<void> KvmVmInstance::start() {
+  if (!held_ || destroyed_) return make_error("internal error: this VM is not waiting to start");
+  log::ScopedTimer t("kvm: start a VM restored ahead");
+  KILN_TRY(restore_clock(machine_->vm().fd(), held_->kvmclock));
+  for (auto& vcpu : machine_->vcpus()) {
+    if (vcpu->index() >= held_->vcpu_msrs.size()) return make_error("internal error: no saved TSC for a vCPU");
+    KILN_TRY(restore_tsc(vcpu->fd(), held_->vcpu_msrs[vcpu->index()]));
+  }
+  held_.reset();
+  machine_->start();
+  return {};
+}
+
 std::string KvmVmInstance::console_output() { return machine_ ? machine_->console_output() : final_console_; }
 
 std::optional<std::string> KvmVmInstance::vmm_exited() {

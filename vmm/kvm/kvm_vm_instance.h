@@ -4,6 +4,7 @@
 
 #include "vmm/engine.h"
 #include "vmm/kvm/cpu_identity.h"
+#include "vmm/kvm/linux_kvm.h"
 #include "vmm/kvm/machine.h"
 
 #include <filesystem>
@@ -27,12 +28,25 @@ struct MachineConfig {
 void save_config_section(StateWriter& out, const MachineConfig& config);
 Result<MachineConfig> load_config_section(const StateReader& in);
 
+/// The clocks a VM restored ahead of its run starts from (KvmEngine::restore_paused):
+/// the snapshot's kvmclock and each vCPU's saved TSC, set again when it starts, so the
+/// guest does not see the wait as time that passed.
+struct SavedClocks {
+  kvm_clock_data kvmclock{};
+  std::vector<std::vector<kvm_msr_entry>> vcpu_msrs;  ///< per vCPU, its saved MSRs
+};
+
 class KvmVmInstance final : public Vm {
  public:
   /// `booted_from`: the memory file of a cold boot (shared mapping), empty for a restore.
   KvmVmInstance(std::unique_ptr<Machine> machine, MachineConfig config, CpuIdentity identity, KvmCaps caps,
                 std::vector<uint32_t> msrs, std::filesystem::path booted_from);
   ~KvmVmInstance() override { destroy(); }
+
+  /// Made by KvmEngine::restore_paused(): nothing runs until start().
+  void hold_until_start(SavedClocks clocks) { held_ = std::move(clocks); }
+  /// Set the held clocks again and start the vCPU and I/O threads. Once.
+  Result<void> start();
 
   int agent_fd() const override { return machine_ ? machine_->agent_fd() : -1; }
   int share_fd() const override { return machine_ ? machine_->share_fd() : -1; }
@@ -54,6 +68,7 @@ class KvmVmInstance final : public Vm {
   std::filesystem::path booted_from_;
   std::string final_console_;   // kept after destroy() for error reports
   bool destroyed_ = false;
+  std::optional<SavedClocks> held_;  // restored ahead of its run, not started yet
 };
 
 }  // namespace kiln::vmm::kvm

@@ -110,6 +110,13 @@ bool tsc_khz_compatible(uint32_t saved_khz, uint32_t host_khz) {
   return diff * 1'000'000 <= int64_t{saved_khz} * 250;
 }
 
+Result<void> restore_tsc(int vcpu_fd, std::span<const kvm_msr_entry> msrs) {
+  std::vector<kvm_msr_entry> timer;
+  for (const auto& e : msrs)
+    if (e.index == kMsrIa32Tsc || e.index == kMsrIa32TscDeadline) timer.push_back(e);
+  return restore_msrs(vcpu_fd, timer);
+}
+
 Result<VcpuState> save_vcpu(int vcpu_fd, const KvmCaps& caps, std::span<const uint32_t> msrs) {
   VcpuState s;
   // KVM_GET_MP_STATE first: it lets the LAPIC accept pending INIT/SIPI events,

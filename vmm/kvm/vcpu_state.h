@@ -51,6 +51,11 @@ Result<VcpuState> save_vcpu(int vcpu_fd, const KvmCaps& caps, std::span<const ui
 /// exceptions; events bring them back).
 Result<void> restore_vcpu(int vcpu_fd, const KvmCaps& caps, const VcpuState& state);
 
+/// Set IA32_TSC and then IA32_TSC_DEADLINE to their saved values again, for a vCPU
+/// restored ahead of its run (the pool): it starts with the TSC the snapshot holds.
+/// `msrs`: the vCPU's saved MSRs (VcpuState::msrs); the others among them are not set.
+Result<void> restore_tsc(int vcpu_fd, std::span<const kvm_msr_entry> msrs);
+
 /// Section "vcpu.<index>".
 void save_vcpu_section(StateWriter& out, uint32_t index, const VcpuState& state);
 /// Read and validate section "vcpu.<index>" against this host's KVM: sizes, counts

@@ -53,13 +53,18 @@ Result<VmState> save_vm(int vm_fd) {
 Result<void> restore_vm(int vm_fd, const VmState& s) {
   log::ScopedTimer t("kvm: restore vm: pit, clock, irqchip");
   if (ioctl(vm_fd, KVM_SET_PIT2, &s.pit) < 0) return ioctl_error("KVM_SET_PIT2");
-  kvm_clock_data clock{};
-  clock.clock = s.clock.clock;
-  clock.flags = 0;  // exactly the saved value: see vm_state.h
-  if (ioctl(vm_fd, KVM_SET_CLOCK, &clock) < 0) return ioctl_error("KVM_SET_CLOCK");
+  KILN_TRY(restore_clock(vm_fd, s.clock));
   KILN_TRY(set_chip(vm_fd, s.pic_master, "PIC master"));
   KILN_TRY(set_chip(vm_fd, s.pic_slave, "PIC slave"));
   return set_chip(vm_fd, s.ioapic, "IOAPIC");
+}
+
+Result<void> restore_clock(int vm_fd, const kvm_clock_data& saved) {
+  kvm_clock_data clock{};
+  clock.clock = saved.clock;
+  clock.flags = 0;  // exactly the saved value: see vm_state.h
+  if (ioctl(vm_fd, KVM_SET_CLOCK, &clock) < 0) return ioctl_error("KVM_SET_CLOCK");
+  return {};
 }
 
 void save_vm_section(StateWriter& out, const VmState& s) {

@@ -34,6 +34,10 @@ Result<VmState> save_vm(int vm_fd);
 /// every guest timer at once and leave kvmclock and TSC disagreeing.
 Result<void> restore_vm(int vm_fd, const VmState& state);
 
+/// Set kvmclock to exactly the saved value again (as restore_vm does): a VM restored
+/// ahead of its run (the pool) would otherwise see the wait as time that passed.
+Result<void> restore_clock(int vm_fd, const kvm_clock_data& saved);
+
 /// Section "vm".
 void save_vm_section(StateWriter& out, const VmState& state);
 /// Read and validate section "vm" (chip ids, PIT modes, clock flags).

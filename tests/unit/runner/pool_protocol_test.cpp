@@ -16,6 +16,7 @@ namespace {
 
 PoolRequest sample() {
   PoolRequest r;
+  r.engine = "qemu";
   r.engine_identity = "qemu-7.2.0/devices-2/tcg";
   r.accel = "tcg";
   r.spec.kernel = "/cache/kernels/vmlinuz";
@@ -28,6 +29,18 @@ PoolRequest sample() {
   r.files.memory = "/cache/snapshots/abc/memory.flat";
   r.files_identity = "1:2:3:4.000000005:6.000000007 8:9:10:11.000000012:13.000000014";
   r.label = "abc";
+  return r;
+}
+
+// A layer of the kvm engine: the golden's memory with the layers' pages over it.
+PoolRequest kvm_sample() {
+  PoolRequest r = sample();
+  r.engine = "kvm";
+  r.engine_identity = "kvm-0.1.0/devices-2/AuthenticAMD";
+  r.accel = "kvm";
+  r.files.state = "/cache/snapshots/layer/state.bin";
+  r.files.memory = "/cache/snapshots/golden/memory.ram";
+  r.files.overlays = {kiln::vmm::MemoryOverlay{"/cache/snapshots/layer/memory.diff", {}}};
   return r;
 }
 
@@ -48,6 +61,18 @@ TEST(PoolProtocol, ATakeRoundTrips) {
   EXPECT_EQ(message_op(encode_take(sample())).value(), "take");
 }
 
+TEST(PoolProtocol, AKvmTakeCarriesTheOverlayFilesButNotTheirExtents) {
+  PoolRequest sent = kvm_sample();
+  sent.files.overlays[0].extents = {kiln::vmm::MemoryExtent{0, 0, 4096}};
+  auto decoded = decode_take(encode_take(sent));
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  EXPECT_EQ(decoded->engine, "kvm");
+  ASSERT_EQ(decoded->files.overlays.size(), 1u);
+  EXPECT_EQ(decoded->files.overlays[0].file, "/cache/snapshots/layer/memory.diff");
+  EXPECT_TRUE(decoded->files.overlays[0].extents.empty()) << "the worker reads them from the store";
+  EXPECT_EQ(decoded->key(), kvm_sample().key());
+}
+
 TEST(PoolProtocol, TheKeyHoldsWhatAVmDependsOnButNotTheLabel) {
   const std::string key = sample().key();
   auto changed = [&](const std::function<void(PoolRequest&)>& edit) {
@@ -62,6 +87,8 @@ TEST(PoolProtocol, TheKeyHoldsWhatAVmDependsOnButNotTheLabel) {
   EXPECT_TRUE(changed([](PoolRequest& r) { r.spec.disks.clear(); }));
   EXPECT_TRUE(changed([](PoolRequest& r) { r.files.memory = "/elsewhere"; }));
   EXPECT_TRUE(changed([](PoolRequest& r) { r.files_identity = "another inode"; }));
+  EXPECT_TRUE(changed([](PoolRequest& r) { r.engine = "kvm"; }));
+  EXPECT_TRUE(changed([](PoolRequest& r) { r.files.overlays.push_back({"/cache/snapshots/l/memory.diff", {}}); }));
 }
 
 TEST(PoolProtocol, BadTakesAreRefusedNamingTheField) {
@@ -75,6 +102,21 @@ TEST(PoolProtocol, BadTakesAreRefusedNamingTheField) {
   refused(with([](auto& j) { j.erase("kernel"); }), "\"kernel\" is missing");
   refused(with([](auto& j) { j["kernel"] = "relative/vmlinuz"; }), "not an absolute path");
   refused(with([](auto& j) { j["accel"] = "hvf"; }), "neither kvm nor tcg");
+  refused(with([](auto& j) { j["engine_name"] = "firecracker"; }), "neither qemu nor kvm");
+  refused(with([](auto& j) { j["overlays"] = nlohmann::json::array({"/a"}); }), "overlays for the qemu engine");
+  refused(with([](auto& j) {
+            j["engine_name"] = "kvm";
+            j["accel"] = "kvm";
+            j["overlays"] = nlohmann::json::array({"relative/memory.diff"});
+          }),
+          "not an absolute path");
+  refused(with([](auto& j) {
+            j["engine_name"] = "kvm";
+            j["accel"] = "kvm";
+            j["overlays"] = nlohmann::json::array({"/1", "/2", "/3", "/4", "/5"});
+          }),
+          "'overlays'");
+  refused(with([](auto& j) { j["engine_name"] = "kvm"; }), "the kvm engine with accel 'tcg'");
   refused(with([](auto& j) { j["memory_mib"] = -1; }), "\"memory_mib\" is negative");
   refused(with([](auto& j) { j["vcpus"] = 1000; }), "\"vcpus\" is 1000");
   refused(with([](auto& j) { j["disks"] = nlohmann::json::array({1, 2, 3, 4, 5}); }), "'disks'");
@@ -113,6 +155,12 @@ TEST(PoolProtocol, ReplacingASnapshotFileChangesItsIdentity) {
   stdfs::remove(files.memory);
   std::ofstream(files.memory) << "memory";  // same content, a new file
   EXPECT_NE(files_identity(files).value(), *before);
+  const auto with_memory = *files_identity(files);
+  files.overlays.push_back({dir / "memory.diff", {}});
+  EXPECT_FALSE(files_identity(files).ok()) << "a missing overlay has no identity";
+  std::ofstream(files.overlays[0].file) << "pages";
+  EXPECT_NE(files_identity(files).value(), with_memory) << "an overlay is part of the identity";
+  files.overlays.clear();
   stdfs::remove(files.memory);
   EXPECT_FALSE(files_identity(files).ok()) << "a removed file has no identity";
   stdfs::remove_all(dir);
