@@ -61,12 +61,16 @@ std::string encode_take(const PoolRequest& request) {
   json j = request_json(request);
   j["op"] = "take";
   j["label"] = request.label;
+  j["kiln"] = KILN_VERSION;
   return j.dump();
 }
 
 Result<PoolRequest> decode_take(const std::string& message) {
   KILN_ASSIGN_OR_RETURN(json j, json_fields::parse_object(message, kMaxMessageBytes, "the pool message"));
   PoolRequest r;
+  // A daemon of another kiln never serves a run (snapshots and the wire format are the version's).
+  KILN_ASSIGN_OR_RETURN(auto version, json_fields::string_field(j, "kiln", true));
+  if (version != KILN_VERSION) return make_error("the run is kiln {}, this pool daemon kiln {}", version, KILN_VERSION);
   KILN_ASSIGN_OR_RETURN(r.engine, json_fields::string_field(j, "engine_name", true));
   if (r.engine != "qemu" && r.engine != "kvm")
     return make_error("pool message: engine '{}' is neither qemu nor kvm", r.engine);

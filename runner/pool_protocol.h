@@ -3,7 +3,7 @@
 // unix socket (mode 0600) for a VM restored and paused at the run's restore point, and
 // gets the VM's descriptors back (common/fd_passing.h).
 //
-//   run -> daemon   {"op":"take", <PoolRequest>}
+//   run -> daemon   {"op":"take","kiln":"<version>", <PoolRequest>}   (another version: a miss)
 //   daemon -> run   {"hit":true,"vm":"qemu","pid":N,"qmp_next_id":K,"qmp_pending":"..."}
 //                   + fds: pidfd, qmp, agent, share, console, stderr   (kHandoverFds)
 //                   or {"hit":true,"vm":"kvm-worker","pid":N}

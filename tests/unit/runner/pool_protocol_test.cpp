@@ -103,6 +103,8 @@ TEST(PoolProtocol, BadTakesAreRefusedNamingTheField) {
   refused(with([](auto& j) { j["kernel"] = "relative/vmlinuz"; }), "not an absolute path");
   refused(with([](auto& j) { j["accel"] = "hvf"; }), "neither kvm nor tcg");
   refused(with([](auto& j) { j["engine_name"] = "firecracker"; }), "neither qemu nor kvm");
+  refused(with([](auto& j) { j["kiln"] = "0.0.0-other"; }), "the run is kiln 0.0.0-other");
+  refused(with([](auto& j) { j.erase("kiln"); }), "\"kiln\" is missing");
   refused(with([](auto& j) { j["overlays"] = nlohmann::json::array({"/a"}); }), "overlays for the qemu engine");
   refused(with([](auto& j) {
             j["engine_name"] = "kvm";
