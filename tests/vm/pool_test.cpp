@@ -5,10 +5,15 @@
 // (runner/pool_kvm_worker.h): the lab runs the tests marked "every engine" on its engine.
 #include "vm_test_support.h"
 
+#include "common/fd_passing.h"
 #include "common/subprocess.h"
+#include "common/unique_fd.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -202,4 +207,44 @@ TEST(Pool, APooledVmThatFailsIsKeptAndCanBeEntered) {
   EXPECT_EQ(s.exit_code, 0) << s.err;
   EXPECT_EQ(s.out, "pooled\n");
   stop_daemon(cache);
+}
+
+// The kvm worker (runner/pool_kvm_worker.h) reads its request from the daemon as untrusted
+// input: garbage, a take of another kiln and a daemon gone before it asked are each
+// answered (or noticed) and the worker exits, holding nothing. No engine is reached.
+TEST(Pool, AKvmWorkerRefusesWhatItCannotServeAndExits) {
+  PrivateCache cache;
+  auto worker_answer = [&](const std::string& request, std::string* why) -> int {
+    int pair[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair), 0);
+    kiln::UniqueFd ours(pair[0]), theirs(pair[1]);
+    kiln::SpawnOptions options;
+    options.stdin_fd = theirs.get();
+    auto worker = kiln::ChildProcess::spawn(kiln_argv({"serve", "--kvm-worker", "test"}, cache.path()), options);
+    EXPECT_TRUE(worker.ok()) << worker.error().message;
+    if (!worker.ok()) return -1;
+    theirs.reset();
+    if (request.empty()) {
+      ours.reset();  // the daemon died before it asked
+    } else {
+      EXPECT_TRUE(kiln::send_fd_message(ours.get(), request).ok());
+      auto answer = kiln::receive_fd_message(ours.get(), 64 << 10, 2, kiln::deadline_after(std::chrono::seconds(30)));
+      EXPECT_TRUE(answer.ok() && *answer) << "no answer from the worker";
+      if (answer.ok() && *answer) {
+        auto j = nlohmann::json::parse((*answer)->bytes, nullptr, false);
+        EXPECT_EQ(j.value("ready", true), false) << (*answer)->bytes;
+        *why = j.value("why", std::string());
+        EXPECT_TRUE((*answer)->fds.empty()) << "a refusal came with descriptors";
+      }
+    }
+    return WEXITSTATUS(worker->wait());
+  };
+  std::string why;
+  EXPECT_EQ(worker_answer("not json", &why), 1);
+  EXPECT_NE(why.find("not valid JSON"), std::string::npos) << why;
+  nlohmann::json take = {{"op", "take"}, {"kiln", "0.0.0-another"}, {"engine_name", "kvm"}};
+  EXPECT_EQ(worker_answer(take.dump(), &why), 1);
+  EXPECT_NE(why.find("the run is kiln 0.0.0-another"), std::string::npos) << why;
+  EXPECT_EQ(worker_answer("", &why), 1);
+  EXPECT_EQ(leftovers(cache), "");
 }
