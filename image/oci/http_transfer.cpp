@@ -1,6 +1,7 @@
 #include "image/oci/http_transfer.h"
 
 #include "common/clock.h"
+#include "image/oci/curl_library.h"
 
 #include <curl/curl.h>
 #include <unistd.h>
@@ -35,19 +36,18 @@ namespace {
 constexpr size_t kMaxHeaderBytes = 64 * 1024;
 constexpr size_t kMaxHeaders = 200;
 
-void global_init() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
+// libcurl's functions once curl::library() has loaded it (every entry point below does
+// that first), for the deleters and callbacks that cannot be handed it.
+const curl::Library& api() { return **curl::library(); }
 
 struct CurlDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
+  void operator()(CURL* c) const { api().easy_cleanup(c); }
 };
 struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+  void operator()(curl_slist* l) const { api().slist_free_all(l); }
 };
 struct UrlDeleter {
-  void operator()(CURLU* u) const { curl_url_cleanup(u); }
+  void operator()(CURLU* u) const { api().url_cleanup(u); }
 };
 
 /// State the libcurl callbacks fill in.
@@ -140,7 +140,7 @@ size_t on_body(char* data, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
   size_t n = size * count;
   long status = 0;
-  curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
+  api().easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &status);
   if (t->file && (status == 200 || status == 206)) {
     if (!t->started && !start_file(t, status)) return 0;
     t->started = true;
@@ -217,22 +217,22 @@ int on_seek(void* user, curl_off_t offset, int origin) {
 /// Method-specific options: what is sent, and whether a body comes back.
 void set_method(CURL* c, Transfer* t, const HttpUpload& u) {
   if (u.method == "HEAD") {
-    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    api().easy_setopt(c, CURLOPT_NOBODY, 1L);
   } else if (u.method == "POST") {
-    curl_easy_setopt(c, CURLOPT_POST, 1L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(0));
+    api().easy_setopt(c, CURLOPT_POST, 1L);
+    api().easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    api().easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(0));
   } else if (u.method == "PUT") {
     t->upload = &u;
-    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
+    api().easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    api().easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
                      static_cast<curl_off_t>(u.file_fd >= 0 ? u.file_size : u.body.size()));
-    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
-    curl_easy_setopt(c, CURLOPT_READDATA, t);
-    curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
-    curl_easy_setopt(c, CURLOPT_SEEKDATA, t);
+    api().easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+    api().easy_setopt(c, CURLOPT_READDATA, t);
+    api().easy_setopt(c, CURLOPT_SEEKFUNCTION, on_seek);
+    api().easy_setopt(c, CURLOPT_SEEKDATA, t);
   } else {
-    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    api().easy_setopt(c, CURLOPT_HTTPGET, 1L);
   }
 }
 
@@ -261,14 +261,18 @@ HttpFailure classify(CURLcode code) {
 
 HttpOutcome http_request(const std::string& url, const HttpUpload& request, const std::vector<std::string>& headers,
                          const HttpSettings& settings, uint64_t max_body, const HttpBodyFile* file) {
-  global_init();
   HttpOutcome out;
+  auto lib = curl::library();
+  if (!lib) {
+    out.error = {HttpFailure::local, lib.error().message, 0};
+    return out;
+  }
   const std::string& m = request.method;
   if (m != "GET" && m != "HEAD" && m != "POST" && m != "PUT") {
     out.error = {HttpFailure::local, fmt::format("internal error: HTTP method '{}' is not one kiln sends", m), 0};
     return out;
   }
-  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
+  std::unique_ptr<CURL, CurlDeleter> curl(api().easy_init());
   if (!curl) {
     out.error = {HttpFailure::local, "libcurl could not start a transfer (out of memory?)", 0};
     return out;
@@ -277,7 +281,7 @@ HttpOutcome http_request(const std::string& url, const HttpUpload& request, cons
   std::vector<std::string> all = headers;
   if (m == "PUT") all.push_back("Expect:");  // no 100-continue round trip before the body
   for (const std::string& h : all) {
-    curl_slist* next = curl_slist_append(list.get(), h.c_str());
+    curl_slist* next = api().slist_append(list.get(), h.c_str());
     if (!next) {
       out.error = {HttpFailure::local, "out of memory building request headers", 0};
       return out;
@@ -293,36 +297,36 @@ HttpOutcome http_request(const std::string& url, const HttpUpload& request, cons
   t.last_progress = Clock::now();
   char curl_error[CURL_ERROR_SIZE] = {};
   CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  api().easy_setopt(c, CURLOPT_URL, url.c_str());
   set_method(c, &t, request);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
-  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // registry_client follows redirects itself
-  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_error);
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "kiln/" KILN_VERSION);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (!settings.ca_bundle.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, settings.ca_bundle.c_str());
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, settings.stall_s);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, settings.stall_s);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  api().easy_setopt(c, CURLOPT_HTTPHEADER, list.get());
+  api().easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);  // registry_client follows redirects itself
+  api().easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  api().easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  api().easy_setopt(c, CURLOPT_ERRORBUFFER, curl_error);
+  api().easy_setopt(c, CURLOPT_USERAGENT, "kiln/" KILN_VERSION);
+  api().easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+  api().easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (!settings.ca_bundle.empty()) api().easy_setopt(c, CURLOPT_CAINFO, settings.ca_bundle.c_str());
+  api().easy_setopt(c, CURLOPT_CONNECTTIMEOUT, settings.stall_s);
+  api().easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  api().easy_setopt(c, CURLOPT_LOW_SPEED_TIME, settings.stall_s);
+  api().easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  api().easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+  api().easy_setopt(c, CURLOPT_XFERINFODATA, &t);
+  api().easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  api().easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  api().easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  api().easy_setopt(c, CURLOPT_WRITEDATA, &t);
   // Proxies: libcurl reads http_proxy/HTTPS_PROXY/NO_PROXY itself; nothing set here overrides it.
-  CURLcode code = curl_easy_perform(c);
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t.response.status);
+  CURLcode code = api().easy_perform(c);
+  api().easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t.response.status);
   if (code == CURLE_OK) {
     out.ok = true;
     out.response = std::move(t.response);
     return out;
   }
-  std::string why = curl_error[0] ? curl_error : curl_easy_strerror(code);
+  std::string why = curl_error[0] ? curl_error : api().easy_strerror(code);
   if (t.too_large) {
     out.error = {HttpFailure::too_large, fmt::format("{} {}: the response is larger than kiln accepts", m, url),
                  t.response.file_bytes};
@@ -343,19 +347,20 @@ HttpOutcome http_request(const std::string& url, const HttpUpload& request, cons
 }
 
 Result<UrlParts> resolve_url(const std::string& base, const std::string& location) {
-  std::unique_ptr<CURLU, UrlDeleter> u(curl_url());
+  KILN_TRY(curl::library());
+  std::unique_ptr<CURLU, UrlDeleter> u(api().url());
   if (!u) return make_error("out of memory parsing a URL");
-  if (curl_url_set(u.get(), CURLUPART_URL, base.c_str(), 0) != CURLUE_OK) {
+  if (api().url_set(u.get(), CURLUPART_URL, base.c_str(), 0) != CURLUE_OK) {
     return make_error("'{}' is not a valid URL", base);
   }
-  if (!location.empty() && curl_url_set(u.get(), CURLUPART_URL, location.c_str(), 0) != CURLUE_OK) {
+  if (!location.empty() && api().url_set(u.get(), CURLUPART_URL, location.c_str(), 0) != CURLUE_OK) {
     return make_error("the registry redirected to '{}', which is not a valid URL", location.substr(0, 300));
   }
   auto part = [&](CURLUPart which, unsigned flags) -> std::string {
     char* p = nullptr;
-    if (curl_url_get(u.get(), which, &p, flags) != CURLUE_OK || !p) return {};
+    if (api().url_get(u.get(), which, &p, flags) != CURLUE_OK || !p) return {};
     std::string s(p);
-    curl_free(p);
+    api().free(p);
     return s;
   };
   UrlParts parts;

@@ -8,7 +8,7 @@
 #include "image/oci/registry_auth.h"
 #include "image/oci/www_authenticate.h"
 
-#include <curl/curl.h>
+#include "image/oci/curl_library.h"
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -61,10 +61,13 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
+// Without libcurl "" (the request that would use it fails with the reason at once).
 std::string url_escape(const std::string& s) {
-  char* e = curl_easy_escape(nullptr, s.c_str(), static_cast<int>(s.size()));
+  auto lib = curl::library();
+  if (!lib) return {};
+  char* e = (*lib)->easy_escape(nullptr, s.c_str(), static_cast<int>(s.size()));
   std::string out = e ? e : "";
-  curl_free(e);
+  (*lib)->free(e);
   return out;
 }
 
@@ -99,7 +102,9 @@ std::optional<double> retry_after_s(const std::string& value) {
   if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return value.size() > 6 ? kMaxRetryAfterS : std::min(kMaxRetryAfterS, std::stod(value));
   }
-  time_t when = curl_getdate(value.c_str(), nullptr);
+  auto lib = curl::library();
+  if (!lib) return std::nullopt;
+  time_t when = (*lib)->getdate(value.c_str(), nullptr);
   if (when < 0) return std::nullopt;
   return std::clamp(std::difftime(when, std::time(nullptr)), 0.0, kMaxRetryAfterS);
 }
