@@ -18,7 +18,6 @@
 namespace kiln::remote {
 namespace {
 
-std::string short_id(const std::string& id) { return id.substr(0, 12); }
 
 /// What the registry sent does not fit (kind corrupt): a run keeps asking it for other
 /// snapshots, unlike after a registry it cannot reach.
@@ -94,7 +93,7 @@ Result<PushReport> RemoteCache::push(const snapshot::Snapshot& snap) {
     if (chain.size() > snapshot::kMaxLayerDepth) return make_error("snapshot {}: its chain is too deep", snap.id());
     const std::string parent = *chain.back().meta.parent;
     auto p = store_->lookup_id(parent);
-    if (!p.found()) return make_error("cannot push layer {}: its base {} is not usable here", snap.id(), short_id(parent));
+    if (!p.found()) return make_error("cannot push layer {}: its base {} is not usable here", snap.id(), snapshot::short_id(parent));
     chain.push_back(std::move(*p.snapshot));
   }
   PushReport report;
@@ -103,7 +102,7 @@ Result<PushReport> RemoteCache::push(const snapshot::Snapshot& snap) {
       ++report.skipped;
       log::info("fixture layer {} not pushed to {} (fixture RAM can hold a setup's secrets; "
                 "push fixtures with --fixtures)",
-                short_id(it->id()), name_);
+                snapshot::short_id(it->id()), name_);
       break;  // nothing above a skipped layer can be pulled without it
     }
     KILN_ASSIGN_OR_RETURN(bool present, has_tag(tag_for(it->id())));
@@ -133,14 +132,14 @@ Result<uint64_t> RemoteCache::push_one(const snapshot::Snapshot& snap) {
     KILN_TRY(fs::write_file_atomic(config_path, make_config(id, metadata_json)));
     KILN_ASSIGN_OR_RETURN(auto files, describe_blob(files_path, kFilesMediaType));
     KILN_ASSIGN_OR_RETURN(auto config, describe_blob(config_path, kConfigMediaType));
-    log::info("pushing snapshot {} to {} ({:.1f} MiB)", short_id(id), name_,
+    log::info("pushing snapshot {} to {} ({:.1f} MiB)", snapshot::short_id(id), name_,
               static_cast<double>(files.size) / (1 << 20));
     KILN_TRY(client_->push_blob(files.digest, files.size, files_path));
     KILN_TRY(client_->push_blob(config.digest, config.size, config_path));
     KILN_TRY(client_->push_manifest(tag_for(id), make_manifest(config, files, id), image::media::kOciManifest));
     return files.size + config.size;
   }();
-  if (!pushed) return with_context(fmt::format("pushing snapshot {} to remote cache {}", short_id(id), name_), pushed.error());
+  if (!pushed) return with_context(fmt::format("pushing snapshot {} to remote cache {}", snapshot::short_id(id), name_), pushed.error());
   return pushed;
 }
 
@@ -166,7 +165,7 @@ Result<std::optional<snapshot::Snapshot>> RemoteCache::pull_chain(const std::str
   if (!config) return unfit(where, config.error());
   if (config->id != id)
     return Error{fmt::format("{} holds snapshot {}, not {}: refused (the registry's tag points at another snapshot)",
-                             where, short_id(config->id), short_id(id)),
+                             where, snapshot::short_id(config->id), snapshot::short_id(id)),
                  ErrorKind::corrupt};
   if (config->meta.layer) {
     const std::string parent = *config->meta.parent;
@@ -174,11 +173,11 @@ Result<std::optional<snapshot::Snapshot>> RemoteCache::pull_chain(const std::str
       KILN_ASSIGN_OR_RETURN(auto lock, store_->lock_for_id(parent));
       if (!store_->lookup_id(parent).found()) {
         KILN_ASSIGN_OR_RETURN(auto base, pull_chain(parent, hops + 1));
-        if (!base) return make_error("{} is a layer over {}, which the remote cache does not have", where, short_id(parent));
+        if (!base) return make_error("{} is a layer over {}, which the remote cache does not have", where, snapshot::short_id(parent));
       }
     }
   }
-  log::info("pulling snapshot {} from {} ({:.1f} MiB)", short_id(id), name_,
+  log::info("pulling snapshot {} from {} ({:.1f} MiB)", snapshot::short_id(id), name_,
             static_cast<double>(manifest->files.size) / (1 << 20));
   const auto files_path = import.dir() / ".files.tar.zst";
   KILN_TRY(fetch_verified(*client_, manifest->files, files_path, name_, "the files of " + where));
@@ -188,7 +187,7 @@ Result<std::optional<snapshot::Snapshot>> RemoteCache::pull_chain(const std::str
   std::filesystem::remove(files_path, ignored);
   std::filesystem::remove(config_path, ignored);
   auto snap = store_->publish_import(std::move(import));
-  if (!snap) return unfit(fmt::format("{} (pulled from {})", short_id(id), name_), snap.error());
+  if (!snap) return unfit(fmt::format("{} (pulled from {})", snapshot::short_id(id), name_), snap.error());
   return std::optional<snapshot::Snapshot>(std::move(*snap));
 }
 

@@ -21,7 +21,7 @@ namespace {
 std::map<std::string, std::vector<std::string>> image_users(const snapshot::Store& snapshots) {
   std::map<std::string, std::vector<std::string>> users;
   for (const auto& e : snapshots.list())
-    if (e.meta && !e.meta->key.image_digest.empty()) users[e.meta->key.image_digest].push_back(e.id.substr(0, 12));
+    if (e.meta && !e.meta->key.image_digest.empty()) users[e.meta->key.image_digest].push_back(snapshot::short_id(e.id));
   return users;
 }
 

@@ -98,9 +98,9 @@ int list(const snapshot::Store& store, const KeptVms& kept) {
     const auto* layer = e->meta && e->meta->layer ? &*e->meta->layer : nullptr;
     layers += layer != nullptr;
     uint32_t depth = layer ? layer->depth : 0;
-    std::string id = std::string(std::min<uint32_t>(depth, 4) * 2, ' ') + e->id.substr(0, 12);
+    std::string id = std::string(std::min<uint32_t>(depth, 4) * 2, ' ') + snapshot::short_id(e->id);
     std::string kind = !e->meta ? "?" : layer ? layer->kind : "golden";
-    std::string parent = e->meta && e->meta->parent ? e->meta->parent->substr(0, 12) : "-";
+    std::string parent = e->meta && e->meta->parent ? snapshot::short_id(*e->meta->parent) : "-";
     // What it is: the label of a layer (payload path, setup command), the guest of a golden.
     std::string what = layer ? layer->label
                        : e->meta ? fmt::format("{} {}M {}cpu, kiln {}", e->meta->key.engine, e->meta->key.memory_mib,

@@ -113,7 +113,7 @@ Result<Golden> ensure_golden(snapshot::Store& store, const PreparedGuest& guest,
       auto found = store.lookup(key);
       if (found.found()) return std::move(found.snapshot);
       if (found.status == snapshot::LookupStatus::unusable)
-        log::info("snapshot {} is unusable ({}); rebaking it", key.id().substr(0, 12), found.reason);
+        log::info("snapshot {} is unusable ({}); rebaking it", snapshot::short_id(key.id()), found.reason);
       return std::nullopt;
     };
     if (auto snap = look()) return settle(Golden{std::move(engine), std::move(*snap), false}, kvm_failure);

@@ -9,7 +9,6 @@
 namespace kiln::runner {
 namespace {
 
-std::string short_id(const std::string& id) { return id.substr(0, 12); }
 
 // A plain pointer, constant-initialized: set before main() by kiln-test-hooks.
 void (*before_publish_hook)() = nullptr;
@@ -19,7 +18,7 @@ Result<snapshot::Snapshot> build(const snapshot::Store& store, vmm::Engine& engi
                                  const LayerRecipe& recipe, Progress& progress) {
   log::ScopedTimer total("layer: build");
   progress.step(recipe.doing);
-  log::verbose("building {} layer {} ({}) over {}", key.kind, short_id(key.id()), key.label, short_id(parent.id()));
+  log::verbose("building {} layer {} ({}) over {}", key.kind, snapshot::short_id(key.id()), key.label, snapshot::short_id(parent.id()));
   KILN_ASSIGN_OR_RETURN(auto from, store.restore_files(parent, engine.maps_overlays()));
   KILN_ASSIGN_OR_RETURN(auto dir, store.begin_layer(key));
   std::unique_ptr<vmm::Vm> vm;
@@ -55,11 +54,11 @@ Result<Layer> ensure_layer(const snapshot::Store& store, vmm::Engine& engine, co
   snapshot::LayerKey key{parent.id(), recipe.kind, recipe.content_digest, recipe.label};
   auto found = store.lookup_layer(key);
   if (found.found()) {
-    log::verbose("restoring {} layer {} ({})", key.kind, short_id(key.id()), key.label);
+    log::verbose("restoring {} layer {} ({})", key.kind, snapshot::short_id(key.id()), key.label);
     return Layer{std::move(*found.snapshot), false};
   }
   if (found.status == snapshot::LookupStatus::unusable)
-    log::info("{} layer {} ({}) is unusable ({}); rebuilding it", key.kind, short_id(key.id()), key.label,
+    log::info("{} layer {} ({}) is unusable ({}); rebuilding it", key.kind, snapshot::short_id(key.id()), key.label,
               found.reason);
 
   KILN_ASSIGN_OR_RETURN(auto lock, store.lock_for_layer(key, [&progress, &key] {

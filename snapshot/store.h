@@ -41,6 +41,9 @@
 
 namespace kiln::snapshot {
 
+/// A snapshot id as messages and listings show it: its first 12 characters.
+inline std::string short_id(const std::string& id) { return id.substr(0, 12); }
+
 /// A published, verified snapshot.
 struct Snapshot {
   std::filesystem::path dir;

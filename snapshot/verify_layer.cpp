@@ -17,7 +17,6 @@
 namespace kiln::snapshot {
 namespace {
 
-std::string short_id(const std::string& id) { return id.substr(0, 12); }
 
 std::string differing_fields(const LayerKey& have, const LayerKey& want) {
   std::vector<std::string> d;
