@@ -339,6 +339,43 @@ void truncate_own_log(const std::filesystem::path& socket) {
     (void)!::ftruncate(STDERR_FILENO, 0);
 }
 
+// Does `fd` (a lock we hold) still have `path` as its name? A daemon that tidied the
+// directory may have removed it between our open and our flock.
+bool still_named(int fd, const std::string& path) {
+  struct stat held {}, named {};
+  return ::fstat(fd, &held) == 0 && ::stat(path.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+         held.st_ino == named.st_ino;
+}
+
+// Files other daemons left in `dir`: each kiln build and cache has a socket name of its
+// own (socket_path), so every rebuilt kiln leaves a lock file and a log behind. A lock
+// nobody holds whose log was last written over a day ago is removed with its log and
+// socket, under that lock (a daemon starting for it now finds it held, or renamed: it
+// leaves, and the next run starts one with fresh files).
+void remove_stale_files(const std::filesystem::path& dir, const std::string& own_lock) {
+  constexpr std::string_view kLockSuffix = ".sock.lock";
+  const auto stale_before = std::chrono::system_clock::now() - std::chrono::hours(24);
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string lock_path = entry.path().string();
+    const std::string name = entry.path().filename().string();
+    if (lock_path == own_lock || !name.starts_with("pool-") || !name.ends_with(kLockSuffix)) continue;
+    const std::string socket = lock_path.substr(0, lock_path.size() - std::string_view(".lock").size());
+    struct stat log_st {};
+    const bool has_log = ::lstat((socket + ".log").c_str(), &log_st) == 0;
+    struct stat lock_st {};
+    if (::lstat(lock_path.c_str(), &lock_st) != 0 || !S_ISREG(lock_st.st_mode)) continue;
+    const timespec last = has_log ? log_st.st_mtim : lock_st.st_mtim;
+    if (std::chrono::system_clock::from_time_t(last.tv_sec) > stale_before) continue;
+    UniqueFd fd(::open(lock_path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0 || !still_named(fd.get(), lock_path)) continue;
+    ::unlink(socket.c_str());
+    ::unlink((socket + ".log").c_str());
+    ::unlink(lock_path.c_str());  // last, while we still hold it
+    log::verbose("pool: removed the files of a daemon gone since {}", lock_path);
+  }
+}
+
 }  // namespace
 
 int serve(const ServeOptions& options) {
@@ -359,11 +396,12 @@ int serve(const ServeOptions& options) {
     log::error(fmt::format("kiln serve: cannot open {}: {}", lock_path, std::strerror(errno)));
     return 125;
   }
-  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+  if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0 || !still_named(lock.get(), lock_path)) {
     log::verbose("kiln serve: a daemon already serves {}", path->string());
     return 0;
   }
   truncate_own_log(*path);
+  remove_stale_files(path->parent_path(), lock_path);
   auto listener = listen_on(*path);
   if (!listener) {
     log::error("kiln serve: " + listener.error().message);

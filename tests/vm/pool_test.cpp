@@ -12,11 +12,14 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <regex>
 #include <thread>
 
@@ -246,5 +249,35 @@ TEST(Pool, AKvmWorkerRefusesWhatItCannotServeAndExits) {
   EXPECT_EQ(worker_answer(take.dump(), &why), 1);
   EXPECT_NE(why.find("the run is kiln 0.0.0-another"), std::string::npos) << why;
   EXPECT_EQ(worker_answer("", &why), 1);
+  EXPECT_EQ(leftovers(cache), "");
+}
+
+// Every kiln build has a daemon socket of its own, so rebuilt kilns leave lock files and
+// logs behind. A daemon removes those nobody holds and no daemon wrote for a day; it
+// keeps recent ones and any lock another daemon holds. No VM: the daemon serves no run.
+TEST(Pool, TheFilesOfDaemonsGoneForADayAreRemoved) {
+  PrivateCache cache;
+  const auto dir = cache.path() / "pool";
+  std::filesystem::create_directories(dir);
+  auto make = [&](const std::string& hash, bool old) {
+    for (const char* suffix : {".sock.lock", ".sock.log", ".sock"}) {
+      auto file = dir / ("pool-" + hash + suffix);
+      std::ofstream(file) << "x";
+      if (old) std::filesystem::last_write_time(file, std::filesystem::file_time_type::clock::now() - std::chrono::hours(48));
+    }
+  };
+  make("00000000000000aa", true);   // gone for two days: removed
+  make("00000000000000bb", false);  // written now: kept
+  make("00000000000000cc", true);   // old, but its lock is held (a daemon still runs): kept
+  kiln::UniqueFd held(::open((dir / "pool-00000000000000cc.sock.lock").c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(held.valid());
+  ASSERT_EQ(::flock(held.get(), LOCK_EX | LOCK_NB), 0);
+  auto r = run_kiln({"serve", "--idle", "1"}, cache, kPoolOn);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* suffix : {".sock.lock", ".sock.log", ".sock"}) {
+    EXPECT_FALSE(std::filesystem::exists(dir / (std::string("pool-00000000000000aa") + suffix))) << suffix;
+    EXPECT_TRUE(std::filesystem::exists(dir / (std::string("pool-00000000000000bb") + suffix))) << suffix;
+    EXPECT_TRUE(std::filesystem::exists(dir / (std::string("pool-00000000000000cc") + suffix))) << suffix;
+  }
   EXPECT_EQ(leftovers(cache), "");
 }
