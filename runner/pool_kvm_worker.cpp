@@ -97,7 +97,7 @@ class ReadyKvmWorker final : public ReadyVm {
 
   bool exited() override {
     int status = 0;
-    return lent_ ? false : child_.poll_exited(&status);
+    return child_.poll_exited(&status);
   }
 
   Result<void> hand_over(int conn) override {
@@ -109,14 +109,12 @@ class ReadyKvmWorker final : public ReadyVm {
     control_.reset();
     agent_.reset();
     share_.reset();
-    lent_ = true;
     return {};
   }
 
  private:
   ChildProcess child_;  // killed and reaped with this object
   UniqueFd control_, agent_, share_;
-  bool lent_ = false;
 };
 
 }  // namespace
