@@ -42,7 +42,9 @@ class Channel {
   bool has_frame() const { return !queue_.empty(); }
   bool contains(proto::MsgType type) const;
 
-  /// Queued input is bounded: past this, stop reading and let the host block.
+  /// Queued input is bounded: past this, stop reading and let the host wait
+  /// (virtio-serial's own flow control). Small on purpose: every page the agent's
+  /// heap touches while it places a payload is stored in the payload layer.
   bool queue_full() const { return queued_bytes_ >= kMaxQueuedBytes; }
 
   /// True once since the last call if undecodable bytes arrived (a request may be lost).
@@ -51,7 +53,7 @@ class Channel {
   bool hung_up() const { return hung_up_; }
 
  private:
-  static constexpr size_t kMaxQueuedBytes = 64u << 20;
+  static constexpr size_t kMaxQueuedBytes = 1u << 20;
   explicit Channel(UniqueFd fd) : fd_(std::move(fd)) {}
 
   UniqueFd fd_;
