@@ -46,6 +46,7 @@ class Channel {
   /// (virtio-serial's own flow control). Small on purpose: every page the agent's
   /// heap touches while it places a payload is stored in the payload layer.
   bool queue_full() const { return queued_bytes_ >= kMaxQueuedBytes; }
+  static constexpr size_t kMaxQueuedBytes = 1u << 20;
 
   /// True once since the last call if undecodable bytes arrived (a request may be lost).
   bool take_garbage_seen() { return std::exchange(garbage_seen_, false); }
@@ -53,7 +54,6 @@ class Channel {
   bool hung_up() const { return hung_up_; }
 
  private:
-  static constexpr size_t kMaxQueuedBytes = 1u << 20;
   explicit Channel(UniqueFd fd) : fd_(std::move(fd)) {}
 
   UniqueFd fd_;

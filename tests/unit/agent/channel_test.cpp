@@ -54,7 +54,7 @@ TEST(Channel, HoldsAtMostAMebibyteOfTheHostsInputAndLosesNone) {
       ++received;
     }
     // One read may complete a frame past the bound, never more.
-    EXPECT_LE(queued, (1u << 20) + kChunk) << "round " << round << ": " << frames << " frames queued at once";
+    EXPECT_LE(queued, Channel::kMaxQueuedBytes + kChunk) << "round " << round << ": " << frames << " frames queued at once";
   }
   EXPECT_EQ(received, kFrames);
   EXPECT_FALSE(channel->take_garbage_seen());
