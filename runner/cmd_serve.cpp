@@ -76,6 +76,10 @@ void register_serve(CLI::App& app, int& exit_code) {
   // Internal: the daemon starts one such process per pooled VM of the kvm engine.
   cmd->add_option("--kvm-worker", o->kvm_worker, "Internal: hold one pooled kvm VM (started by the daemon)")
       ->group("");
+  // Internal: a run that starts the daemon leaves its take on this descriptor.
+  cmd->add_option("--first-take-fd", o->serve.first_take_fd, "Internal: the take of the run that started the daemon")
+      ->check(CLI::Range(pool::kFirstTakeFd, pool::kFirstTakeFd))
+      ->group("");
   cmd->callback([o, &exit_code] {
     if (!o->kvm_worker.empty()) {
       exit_code = pool::run_kvm_worker();

@@ -19,7 +19,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
+#include <optional>
 
 namespace kiln::runner {
 namespace {
@@ -27,8 +27,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::chrono::milliseconds kAnswerTimeout{2000};
-/// How long a run that started the daemon waits for it to listen.
-constexpr std::chrono::milliseconds kStartWait{300};
 
 // A VM lent by the daemon: it is ours while `lease_` stays open; closing it (or dying)
 // tells the daemon to kill that qemu and reap it.
@@ -56,9 +54,17 @@ class PooledVm final : public vmm::Vm {
 
 // Start `kiln serve` detached from this run: its own session, no descriptor of ours
 // (ctest waits until every copy of a test's stdout and stderr is closed), not our child.
-void start_daemon(const std::filesystem::path& socket) {
+// `first_take` (this run's restore point) waits for it on a connection of its own, so
+// it learns the restore point however long it takes to start (under TCG, in the nested
+// lab, longer than a run should wait for it) and the run does not wait at all.
+void start_daemon(const std::filesystem::path& socket, const std::string& first_take) {
   const std::string log_path = socket.string() + ".log";
   (void)fs::make_dirs(socket.parent_path());  // for the log; the daemon makes it private (0700)
+  int pair[2] = {-1, -1};
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) pair[0] = pair[1] = -1;
+  UniqueFd ours(pair[0]), theirs(pair[1]);
+  if (ours && !send_fd_message(ours.get(), first_take)) theirs.reset();
+  const std::string fd_arg = std::to_string(pool::kFirstTakeFd);
   pid_t pid = ::fork();
   if (pid < 0) return;
   if (pid == 0) {
@@ -70,15 +76,25 @@ void start_daemon(const std::filesystem::path& socket) {
     ::dup2(null_fd, 0);
     ::dup2(null_fd, 1);
     ::dup2(log_fd >= 0 ? log_fd : null_fd, 2);
-    ::close_range(3, ~0U, 0);
+    int keep = 2;
+    if (theirs) {
+      // dup2 onto itself would keep close-on-exec set.
+      if (theirs.get() == pool::kFirstTakeFd ? ::fcntl(pool::kFirstTakeFd, F_SETFD, 0) == 0
+                                               : ::dup2(theirs.get(), pool::kFirstTakeFd) == pool::kFirstTakeFd)
+        keep = pool::kFirstTakeFd;
+    }
+    ::close_range(static_cast<unsigned>(keep) + 1, ~0U, 0);
     if (::chdir("/") != 0) ::_exit(127);
-    ::execl("/proc/self/exe", "kiln", "serve", static_cast<char*>(nullptr));
+    if (keep == pool::kFirstTakeFd)
+      ::execl("/proc/self/exe", "kiln", "serve", "--first-take-fd", fd_arg.c_str(), static_cast<char*>(nullptr));
+    else
+      ::execl("/proc/self/exe", "kiln", "serve", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  log::verbose("pool: started the pool daemon for {}", socket.string());
+  log::verbose("pool: started the pool daemon for {}; it restores VMs for the next runs", socket.string());
 }
 
 // A lent qemu VM: its process's descriptors, resumed here.
@@ -127,6 +143,27 @@ Result<std::unique_ptr<vmm::Vm>> adopt(FdMessage answer, UniqueFd lease, const s
   return make_error("a VM of kind '{}' for a run of the {} engine", kind, engine);
 }
 
+// What a run asks the daemon for: its restore point, every path absolute (the daemon
+// runs in /), and the files' identities now.
+std::optional<pool::PoolRequest> pool_request(const vmm::Engine& engine, const vmm::GuestSpec& spec,
+                                              const vmm::SnapshotFiles& files, const std::string& label) {
+  pool::PoolRequest request;
+  request.engine = engine.name();
+  request.engine_identity = engine.identity();
+  request.accel = engine.on_kvm() ? "kvm" : "tcg";
+  request.spec = spec;
+  request.files = files;
+  request.label = label;
+  for (auto* p : {&request.spec.kernel, &request.spec.initramfs, &request.files.state, &request.files.memory})
+    *p = std::filesystem::absolute(*p);
+  for (auto& o : request.files.overlays) o = vmm::MemoryOverlay{std::filesystem::absolute(o.file), {}};
+  for (auto& d : request.spec.disks) d.image = std::filesystem::absolute(d.image);
+  auto identity = pool::files_identity(request.files);
+  if (!identity) return std::nullopt;
+  request.files_identity = *identity;
+  return request;
+}
+
 }  // namespace
 
 UniqueFd connect_pool_daemon(const std::filesystem::path& path, bool* absent) {
@@ -171,34 +208,17 @@ std::unique_ptr<vmm::Vm> take_pooled_vm(const vmm::Engine& engine, const vmm::Gu
     log::verbose("pool: {}; running without the pool", path.error().message);
     return nullptr;
   }
+  auto request = pool_request(engine, spec, files, label);
+  if (!request) return nullptr;
+  const std::string take = pool::encode_take(*request);
   bool start = false;
   UniqueFd conn = connect_pool_daemon(*path, &start);
-  if (!conn && start) {
-    // Started now, it has no VM for this run, but asked once it is up (a few ms) it
-    // learns this restore point and has VMs ready for the next runs.
-    start_daemon(*path);
-    const Deadline up = deadline_after(kStartWait);
-    while (!conn && Clock::now() < up) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      conn = connect_pool_daemon(*path, &start);
-    }
+  if (!conn) {
+    // Started now, it has no VM for this run; it learns the restore point from `take`.
+    if (start) start_daemon(*path, take);
+    return nullptr;
   }
-  if (!conn) return nullptr;
-  pool::PoolRequest request;
-  request.engine = engine.name();
-  request.engine_identity = engine.identity();
-  request.accel = engine.on_kvm() ? "kvm" : "tcg";
-  request.spec = spec;
-  request.files = files;
-  request.label = label;
-  for (auto* p : {&request.spec.kernel, &request.spec.initramfs, &request.files.state, &request.files.memory})
-    *p = std::filesystem::absolute(*p);
-  for (auto& o : request.files.overlays) o = vmm::MemoryOverlay{std::filesystem::absolute(o.file), {}};
-  for (auto& d : request.spec.disks) d.image = std::filesystem::absolute(d.image);
-  auto identity = pool::files_identity(request.files);
-  if (!identity) return nullptr;
-  request.files_identity = *identity;
-  if (auto sent = send_fd_message(conn.get(), pool::encode_take(request)); !sent) {
+  if (auto sent = send_fd_message(conn.get(), take); !sent) {
     log::verbose("pool: {}", sent.error().message);
     return nullptr;
   }

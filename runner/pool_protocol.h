@@ -36,6 +36,9 @@ inline constexpr size_t kMaxMessageBytes = 64 << 10;
 inline constexpr size_t kHandoverFds = 6;
 /// ... with a hit of the kvm engine (a worker process).
 inline constexpr size_t kKvmHandoverFds = 4;
+/// The descriptor a daemon started by a run finds that run's take on (`kiln serve
+/// --first-take-fd`): one end of a socket pair, the take already in it.
+inline constexpr int kFirstTakeFd = 3;
 
 /// A restore point as the daemon needs it to restore VMs ahead of the runs that want them.
 struct PoolRequest {

@@ -57,8 +57,10 @@ struct Client {
 
 class Server {
  public:
-  Server(const ServeOptions& options, UniqueFd listener) : options_(options), listener_(std::move(listener)) {
+  Server(const ServeOptions& options, UniqueFd listener, UniqueFd first_take)
+      : options_(options), listener_(std::move(listener)) {
     if (options_.max_ready == 0) options_.max_ready = 8;
+    if (first_take) clients_.push_back(Client{std::move(first_take), nullptr});
   }
   int run();
 
@@ -376,9 +378,23 @@ void remove_stale_files(const std::filesystem::path& dir, const std::string& own
   }
 }
 
+// The connection the run that started us left its take on: ours only if it is a
+// socket pair's end of this kind, and never inherited by the VMs we start.
+UniqueFd adopt_first_take(int fd) {
+  if (fd < 0) return {};
+  UniqueFd conn(fd);
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 ||
+      type != SOCK_SEQPACKET)
+    return {};
+  return conn;
+}
+
 }  // namespace
 
 int serve(const ServeOptions& options) {
+  UniqueFd first_take = adopt_first_take(options.first_take_fd);
   auto path = socket_path();
   if (!path) {
     log::error("kiln serve: " + path.error().message);
@@ -397,6 +413,8 @@ int serve(const ServeOptions& options) {
     return 125;
   }
   if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0 || !still_named(lock.get(), lock_path)) {
+    // Two runs started a daemon at once; the one serving learns this run's restore
+    // point when a run next asks for it.
     log::verbose("kiln serve: a daemon already serves {}", path->string());
     return 0;
   }
@@ -408,7 +426,7 @@ int serve(const ServeOptions& options) {
     return 125;
   }
   log::info("pool: serving {} (pid {})", path->string(), ::getpid());
-  Server server(options, std::move(*listener));
+  Server server(options, std::move(*listener), std::move(first_take));
   int rc = server.run();
   ::unlink(path->c_str());  // still under the lock: no new daemon has bound it yet
   log::info("pool: stopped");

@@ -16,6 +16,9 @@ struct ServeOptions {
   uint32_t per_key = 2;
   /// Ready VMs at most, all restore points together; 0: 8.
   uint32_t max_ready = 0;
+  /// A connection the run that started this daemon left its take on (kFirstTakeFd),
+  /// or -1: served like any run's, so the daemon restores for that point at once.
+  int first_take_fd = -1;
 };
 
 /// Serve on pool::socket_path() until idle or SIGTERM/SIGINT; the exit code. When

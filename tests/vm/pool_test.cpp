@@ -53,7 +53,21 @@ Status status(const PrivateCache& cache) {
   return s;
 }
 
-// Poll the daemon's status until `done` holds (60 s at most: restores under TCG).
+// What the daemon says of itself: `kiln serve --status` and its log (<socket>.log).
+std::string daemon_report(const PrivateCache& cache) {
+  std::string report = "kiln serve --status:\n" + run_kiln({"serve", "--status"}, cache, kPoolOn).out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(cache.path() / "pool", ec)) {
+    if (e.path().extension() != ".log") continue;
+    std::ifstream f(e.path());
+    report += e.path().filename().string() + ":\n" +
+              std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  return report;
+}
+
+// Poll the daemon's status until `done` holds (240 polls: a minute here, longer in the
+// lab, where each `kiln serve --status` costs a kiln start under TCG).
 Status wait_for(const PrivateCache& cache, const std::function<bool(const Status&)>& done, const char* what) {
   Status s;
   for (int i = 0; i < 240; ++i) {
@@ -61,7 +75,7 @@ Status wait_for(const PrivateCache& cache, const std::function<bool(const Status
     if (done(s)) return s;
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
-  ADD_FAILURE() << "timed out waiting for the pool: " << what;
+  ADD_FAILURE() << "timed out waiting for the pool: " << what << "\n" << daemon_report(cache);
   return s;
 }
 
