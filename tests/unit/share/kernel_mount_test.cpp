@@ -112,27 +112,56 @@ struct Paths {
   std::string mnt, first, second, outside;
 };
 
+/// The child's report, written to the parent as each piece is known: a child that
+/// hangs has told how far it got.
+class Report {
+ public:
+  explicit Report(int fd) : fd_(fd) {}
+  Report& operator+=(const std::string& piece) {
+    for (size_t off = 0; ok_ && off < piece.size();) {
+      const ssize_t n = ::write(fd_, piece.data() + off, piece.size() - off);
+      ok_ = n > 0;
+      off += ok_ ? static_cast<size_t>(n) : 0;
+    }
+    return *this;
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  int fd_;
+  bool ok_ = true;
+};
+
 /// The child: mount the share at `p.mnt` in a private mount namespace and report,
 /// line by line, what the kernel shows of it. "SKIP <why>" if FUSE cannot be mounted.
-std::string mount_and_look(int fuse_fd, const Paths& p) {
-  if (::unshare(CLONE_NEWNS) != 0) return "SKIP unshare(CLONE_NEWNS): " + error_text(errno);
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-    return "SKIP making / a private mount: " + error_text(errno);
+void mount_and_look(int fuse_fd, const Paths& p, Report& out) {
+  if (::unshare(CLONE_NEWNS) != 0) {
+    out += "SKIP unshare(CLONE_NEWNS): " + error_text(errno);
+    return;
+  }
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    out += "SKIP making / a private mount: " + error_text(errno);
+    return;
+  }
   const std::string data =
       "fd=" + std::to_string(fuse_fd) + ",rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions";
-  if (::mount("kiln-share", p.mnt.c_str(), "fuse", MS_RDONLY | MS_NOSUID | MS_NODEV, data.c_str()) != 0)
-    return "SKIP mount -t fuse: " + error_text(errno);
+  if (::mount("kiln-share", p.mnt.c_str(), "fuse", MS_RDONLY | MS_NOSUID | MS_NODEV, data.c_str()) != 0) {
+    out += "SKIP mount -t fuse: " + error_text(errno);
+    return;
+  }
 
-  std::string out;
   std::vector<std::string> roots;
   if (DIR* dir = ::opendir(p.mnt.c_str())) {
     while (const dirent* d = ::readdir(dir)) roots.emplace_back(d->d_name);
     ::closedir(dir);
   }
   std::sort(roots.begin(), roots.end());
-  out += "roots:";
-  for (const auto& r : roots) out += " " + r;
-  out += "\nfirst:\n" + describe(p.mnt + "/0", false) + "second:\n" + describe(p.mnt + "/1", false);
+  std::string line = "roots:";
+  for (const auto& r : roots) line += " " + r;
+  out += line + "\nfirst:\n";
+  out += describe(p.mnt + "/0", false);
+  out += "second:\n";
+  out += describe(p.mnt + "/1", false);
 
   const std::string top = p.mnt + "/0/top.txt";
   const int w = ::open(top.c_str(), O_WRONLY | O_CLOEXEC);
@@ -165,7 +194,6 @@ std::string mount_and_look(int fuse_fd, const Paths& p) {
   out += "edited after: " + read_text(edited) + "\n";
 
   out += "umount: " + error_text(::umount2(p.mnt.c_str(), 0) != 0 ? errno : 0) + "\n";
-  return out;
 }
 
 /// The lines only one of `expected` and `actual` has ("- " expected, "+ " actual),
@@ -241,13 +269,9 @@ TEST(KernelMount, TheKernelReadsTheHostTreeThroughTheShare) {
   const pid_t child = ::fork();
   ASSERT_GE(child, 0) << std::strerror(errno);
   if (child == 0) {
-    const std::string report = mount_and_look(fuse.get(), paths);
-    for (size_t off = 0; off < report.size();) {
-      const ssize_t n = ::write(result[1], report.data() + off, report.size() - off);
-      if (n <= 0) ::_exit(2);
-      off += static_cast<size_t>(n);
-    }
-    ::_exit(0);
+    Report report(result[1]);
+    mount_and_look(fuse.get(), paths, report);
+    ::_exit(report.ok() ? 0 : 2);
   }
   ::close(result[1]);
 
@@ -270,7 +294,10 @@ TEST(KernelMount, TheKernelReadsTheHostTreeThroughTheShare) {
   const bool ended_by_itself = !(*server)->serving();
   relay.stop();
   (*server)->stop();
-  ASSERT_FALSE(timed_out) << "the child hung reading the share; it reported:\n" << report;
+  ASSERT_FALSE(timed_out) << "the child hung reading the share after " << (*server)->stats().requests
+                          << " requests served (relayed: " << relay.requests() << ", relay: '" << relay.failure()
+                          << "', server: '" << (*server)->stats().failure << "'); it reported:\n"
+                          << report;
   if (report.rfind("SKIP ", 0) == 0) GTEST_SKIP() << "FUSE cannot be mounted here: " << report.substr(5);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
 
