@@ -3,7 +3,10 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
+#include <cstring>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -68,6 +71,12 @@ class [[nodiscard]] Result<void> {
 };
 
 /// Prefix an error message with context ("baking snapshot: ...").
+/// "<what> failed: <strerror(errno)>": the error of a system call that just failed.
+[[nodiscard]] inline Error errno_error(std::string_view what) {
+  const int err = errno;
+  return make_error("{} failed: {}", what, std::strerror(err));
+}
+
 inline Error with_context(const std::string& context, const Error& e) {
   return Error{context + ": " + e.message, e.kind};
 }

@@ -2,6 +2,7 @@
 
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/text.h"
 
 #include <array>
 #include <system_error>
@@ -22,12 +23,6 @@ bool ends_with_module_suffix(std::string_view s) {
 }
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
 
 std::vector<std::string_view> split_words(std::string_view s) {
   std::vector<std::string_view> words;

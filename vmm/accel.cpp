@@ -1,11 +1,11 @@
 #include "vmm/accel.h"
 
 #include "common/log.h"
-#include "vmm/per_boot_cache.h"
 #include "common/unique_fd.h"
+#include "vmm/kvm/linux_kvm.h"
+#include "vmm/per_boot_cache.h"
 
 #include <fcntl.h>
-#include <linux/kvm.h>
 #include <sys/ioctl.h>
 
 #include <cerrno>

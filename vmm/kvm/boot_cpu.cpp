@@ -70,8 +70,6 @@ const uint64_t kGdtEntries[] = {
     gdt_entry(0x808b, 0, 0xfffff),     // 0x20 TSS (busy): VMX insists on a usable TR
 };
 
-Error ioctl_error(const char* what) { return make_error("{} failed: {}", what, std::strerror(errno)); }
-
 }  // namespace
 
 Result<void> write_boot_tables(GuestMemory& memory) {
@@ -93,7 +91,7 @@ Result<void> write_boot_tables(GuestMemory& memory) {
 
 Result<void> setup_boot_vcpu(int fd, uint64_t entry) {
   kvm_sregs sregs{};
-  if (::ioctl(fd, KVM_GET_SREGS, &sregs) < 0) return ioctl_error("KVM_GET_SREGS");
+  if (::ioctl(fd, KVM_GET_SREGS, &sregs) < 0) return errno_error("KVM_GET_SREGS");
   sregs.gdt.base = kGdt;
   sregs.gdt.limit = sizeof kGdtEntries - 1;
   sregs.idt.base = kIdt;
@@ -105,25 +103,25 @@ Result<void> setup_boot_vcpu(int fd, uint64_t entry) {
   sregs.cr3 = kPml4;
   sregs.cr4 = kCr4Pae;
   sregs.efer = kEferLme | kEferLma;
-  if (::ioctl(fd, KVM_SET_SREGS, &sregs) < 0) return ioctl_error("KVM_SET_SREGS");
+  if (::ioctl(fd, KVM_SET_SREGS, &sregs) < 0) return errno_error("KVM_SET_SREGS");
 
   kvm_regs regs{};
   regs.rflags = 2;  // bit 1 is reserved-one; interrupts off
   regs.rip = entry;
   regs.rsi = boot_layout::kZeroPage;
   regs.rsp = regs.rbp = boot_layout::kBootStackTop;
-  if (::ioctl(fd, KVM_SET_REGS, &regs) < 0) return ioctl_error("KVM_SET_REGS");
+  if (::ioctl(fd, KVM_SET_REGS, &regs) < 0) return errno_error("KVM_SET_REGS");
 
   kvm_fpu fpu{};
   fpu.fcw = 0x37f;
   fpu.mxcsr = 0x1f80;
-  if (::ioctl(fd, KVM_SET_FPU, &fpu) < 0) return ioctl_error("KVM_SET_FPU");
+  if (::ioctl(fd, KVM_SET_FPU, &fpu) < 0) return errno_error("KVM_SET_FPU");
   return {};
 }
 
 Result<void> setup_lapic_lints(int fd) {
   kvm_lapic_state lapic{};
-  if (::ioctl(fd, KVM_GET_LAPIC, &lapic) < 0) return ioctl_error("KVM_GET_LAPIC");
+  if (::ioctl(fd, KVM_GET_LAPIC, &lapic) < 0) return errno_error("KVM_GET_LAPIC");
   auto set = [&lapic](size_t offset, uint32_t mode) {
     uint32_t v = 0;
     std::memcpy(&v, lapic.regs + offset, 4);
@@ -132,7 +130,7 @@ Result<void> setup_lapic_lints(int fd) {
   };
   set(kApicLvtLint0, kDeliveryExtInt);
   set(kApicLvtLint1, kDeliveryNmi);
-  if (::ioctl(fd, KVM_SET_LAPIC, &lapic) < 0) return ioctl_error("KVM_SET_LAPIC");
+  if (::ioctl(fd, KVM_SET_LAPIC, &lapic) < 0) return errno_error("KVM_SET_LAPIC");
   return {};
 }
 

@@ -11,8 +11,6 @@
 namespace kiln::vmm::kvm {
 namespace {
 
-Error vm_error(const char* what) { return make_error("{} failed: {}", what, std::strerror(errno)); }
-
 class KvmIrqLine final : public IrqLine {
  public:
   KvmIrqLine(const KvmVm& vm, uint32_t gsi) : vm_(vm), gsi_(gsi) {}
@@ -37,16 +35,16 @@ Result<std::unique_ptr<KvmVm>> KvmVm::create(const KvmSystem& sys) {
     log::ScopedTimer t("kvm: KVM_CREATE_VM");
     fd.reset(::ioctl(sys.fd(), KVM_CREATE_VM, 0));
   }
-  if (!fd) return vm_error("KVM_CREATE_VM");
+  if (!fd) return errno_error("KVM_CREATE_VM");
   std::unique_ptr<KvmVm> vm(new KvmVm(std::move(fd)));
   // Intel VMX needs these below 4 GiB and outside RAM; harmless on AMD.
-  if (::ioctl(vm->fd(), KVM_SET_TSS_ADDR, layout::kTssAddress) < 0) return vm_error("KVM_SET_TSS_ADDR");
+  if (::ioctl(vm->fd(), KVM_SET_TSS_ADDR, layout::kTssAddress) < 0) return errno_error("KVM_SET_TSS_ADDR");
   uint64_t identity = layout::kIdentityMapAddress;
-  if (::ioctl(vm->fd(), KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0) return vm_error("KVM_SET_IDENTITY_MAP_ADDR");
-  if (::ioctl(vm->fd(), KVM_CREATE_IRQCHIP, 0) < 0) return vm_error("KVM_CREATE_IRQCHIP");
+  if (::ioctl(vm->fd(), KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0) return errno_error("KVM_SET_IDENTITY_MAP_ADDR");
+  if (::ioctl(vm->fd(), KVM_CREATE_IRQCHIP, 0) < 0) return errno_error("KVM_CREATE_IRQCHIP");
   kvm_pit_config pit{};
   pit.flags = KVM_PIT_SPEAKER_DUMMY;  // port 0x61 handled in the kernel: Linux polls it to calibrate
-  if (::ioctl(vm->fd(), KVM_CREATE_PIT2, &pit) < 0) return vm_error("KVM_CREATE_PIT2");
+  if (::ioctl(vm->fd(), KVM_CREATE_PIT2, &pit) < 0) return errno_error("KVM_CREATE_PIT2");
   return vm;
 }
 
@@ -59,7 +57,7 @@ Result<void> KvmVm::map_memory(const GuestMemory& memory) {
   region.guest_phys_addr = 0;
   region.memory_size = memory.size();
   region.userspace_addr = reinterpret_cast<uint64_t>(memory.host_base());
-  if (::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &region) < 0) return vm_error("KVM_SET_USER_MEMORY_REGION");
+  if (::ioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &region) < 0) return errno_error("KVM_SET_USER_MEMORY_REGION");
   return {};
 }
 

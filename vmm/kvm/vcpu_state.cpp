@@ -14,22 +14,16 @@
 namespace kiln::vmm::kvm {
 namespace {
 
-Error ioctl_error(const char* what, uint32_t vcpu_hint = ~0u) {
-  const int err = errno;
-  if (vcpu_hint != ~0u) return make_error("{} on vCPU {} failed: {}", what, vcpu_hint, std::strerror(err));
-  return make_error("{} failed: {}", what, std::strerror(err));
-}
-
 template <class T>
 Result<T> get(int fd, unsigned long request, const char* what) {
   T v{};
-  if (ioctl(fd, request, &v) < 0) return ioctl_error(what);
+  if (ioctl(fd, request, &v) < 0) return errno_error(what);
   return v;
 }
 
 template <class T>
 Result<void> set(int fd, unsigned long request, const T& v, const char* what) {
-  if (ioctl(fd, request, &v) < 0) return ioctl_error(what);
+  if (ioctl(fd, request, &v) < 0) return errno_error(what);
   return {};
 }
 
@@ -58,13 +52,13 @@ std::vector<T> read_array(SectionReader& in, size_t max, const char* what) {
 Result<void> restore_tsc_khz(int vcpu_fd, const KvmCaps& caps, uint32_t saved_khz) {
   if (saved_khz == 0) return {};  // not recorded: nothing to compare
   const int host_khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
-  if (host_khz < 0) return ioctl_error("KVM_GET_TSC_KHZ");
+  if (host_khz < 0) return errno_error("KVM_GET_TSC_KHZ");
   if (tsc_khz_compatible(saved_khz, static_cast<uint32_t>(host_khz))) return {};
   if (!caps.tsc_control)
     return make_error("snapshot's guest TSC runs at {} kHz, this host's at {} kHz and KVM cannot scale "
                       "it (no KVM_CAP_TSC_CONTROL): snapshot taken on another CPU; rebake",
                       saved_khz, host_khz);
-  if (ioctl(vcpu_fd, KVM_SET_TSC_KHZ, static_cast<unsigned long>(saved_khz)) < 0) return ioctl_error("KVM_SET_TSC_KHZ");
+  if (ioctl(vcpu_fd, KVM_SET_TSC_KHZ, static_cast<unsigned long>(saved_khz)) < 0) return errno_error("KVM_SET_TSC_KHZ");
   return {};
 }
 
@@ -79,7 +73,7 @@ Result<void> restore_registers(int vcpu_fd, const VcpuState& s) {
     KILN_TRY(set(vcpu_fd, KVM_SET_SREGS, s.sregs, "KVM_SET_SREGS"));
   }
   // KVM_SET_XSAVE reads as many bytes as KVM_CAP_XSAVE2 reported (the caller checked the size).
-  if (ioctl(vcpu_fd, KVM_SET_XSAVE, s.xsave.data()) < 0) return ioctl_error("KVM_SET_XSAVE");
+  if (ioctl(vcpu_fd, KVM_SET_XSAVE, s.xsave.data()) < 0) return errno_error("KVM_SET_XSAVE");
   KILN_TRY(set(vcpu_fd, KVM_SET_XCRS, s.xcrs, "KVM_SET_XCRS"));
   KILN_TRY(set(vcpu_fd, KVM_SET_DEBUGREGS, s.debugregs, "KVM_SET_DEBUGREGS"));
   return set(vcpu_fd, KVM_SET_LAPIC, s.lapic, "KVM_SET_LAPIC");
@@ -133,12 +127,12 @@ Result<VcpuState> save_vcpu(int vcpu_fd, const KvmCaps& caps, std::span<const ui
     return make_error("KVM reports an XSAVE area of {} bytes, less than struct kvm_xsave", caps.xsave_size);
   s.xsave.assign(caps.xsave_size, 0);
   if (ioctl(vcpu_fd, caps.xsave2 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, s.xsave.data()) < 0)
-    return ioctl_error(caps.xsave2 ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE");
+    return errno_error(caps.xsave2 ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE");
   KILN_ASSIGN_OR_RETURN(s.xcrs, get<kvm_xcrs>(vcpu_fd, KVM_GET_XCRS, "KVM_GET_XCRS"));
   KILN_ASSIGN_OR_RETURN(s.debugregs, get<kvm_debugregs>(vcpu_fd, KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS"));
   KILN_ASSIGN_OR_RETURN(s.lapic, get<kvm_lapic_state>(vcpu_fd, KVM_GET_LAPIC, "KVM_GET_LAPIC"));
   const int khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
-  if (khz < 0) return ioctl_error("KVM_GET_TSC_KHZ");
+  if (khz < 0) return errno_error("KVM_GET_TSC_KHZ");
   s.tsc_khz = static_cast<uint32_t>(khz);
   KILN_ASSIGN_OR_RETURN(s.cpuid, get_vcpu_cpuid(vcpu_fd));
   KILN_ASSIGN_OR_RETURN(s.msrs, get_msrs(vcpu_fd, msrs));

@@ -16,8 +16,6 @@ constexpr uint32_t kKnownClockFlags = KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME 
 constexpr uint8_t kPitModeUnset = 0xff;
 constexpr uint32_t kKnownPitFlags = KVM_PIT_FLAGS_HPET_LEGACY | KVM_PIT_FLAGS_SPEAKER_DATA_ON;
 
-Error ioctl_error(const char* what) { return make_error("{} failed: {}", what, std::strerror(errno)); }
-
 Result<kvm_irqchip> get_chip(int vm_fd, uint32_t chip_id, const char* name) {
   kvm_irqchip chip{};
   chip.chip_id = chip_id;
@@ -45,14 +43,14 @@ Result<VmState> save_vm(int vm_fd) {
   KILN_ASSIGN_OR_RETURN(s.pic_master, get_chip(vm_fd, KVM_IRQCHIP_PIC_MASTER, "PIC master"));
   KILN_ASSIGN_OR_RETURN(s.pic_slave, get_chip(vm_fd, KVM_IRQCHIP_PIC_SLAVE, "PIC slave"));
   KILN_ASSIGN_OR_RETURN(s.ioapic, get_chip(vm_fd, KVM_IRQCHIP_IOAPIC, "IOAPIC"));
-  if (ioctl(vm_fd, KVM_GET_PIT2, &s.pit) < 0) return ioctl_error("KVM_GET_PIT2 (was KVM_CREATE_PIT2 done?)");
-  if (ioctl(vm_fd, KVM_GET_CLOCK, &s.clock) < 0) return ioctl_error("KVM_GET_CLOCK");
+  if (ioctl(vm_fd, KVM_GET_PIT2, &s.pit) < 0) return errno_error("KVM_GET_PIT2 (was KVM_CREATE_PIT2 done?)");
+  if (ioctl(vm_fd, KVM_GET_CLOCK, &s.clock) < 0) return errno_error("KVM_GET_CLOCK");
   return s;
 }
 
 Result<void> restore_vm(int vm_fd, const VmState& s) {
   log::ScopedTimer t("kvm: restore vm: pit, clock, irqchip");
-  if (ioctl(vm_fd, KVM_SET_PIT2, &s.pit) < 0) return ioctl_error("KVM_SET_PIT2");
+  if (ioctl(vm_fd, KVM_SET_PIT2, &s.pit) < 0) return errno_error("KVM_SET_PIT2");
   KILN_TRY(restore_clock(vm_fd, s.clock));
   KILN_TRY(set_chip(vm_fd, s.pic_master, "PIC master"));
   KILN_TRY(set_chip(vm_fd, s.pic_slave, "PIC slave"));
@@ -63,7 +61,7 @@ Result<void> restore_clock(int vm_fd, const kvm_clock_data& saved) {
   kvm_clock_data clock{};
   clock.clock = saved.clock;
   clock.flags = 0;  // exactly the saved value: see vm_state.h
-  if (ioctl(vm_fd, KVM_SET_CLOCK, &clock) < 0) return ioctl_error("KVM_SET_CLOCK");
+  if (ioctl(vm_fd, KVM_SET_CLOCK, &clock) < 0) return errno_error("KVM_SET_CLOCK");
   return {};
 }
 

@@ -31,11 +31,6 @@ void sleep_ms(long ms) {
   ::nanosleep(&ts, nullptr);
 }
 
-std::string string_field(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
 std::string join_argv(const std::vector<std::string>& argv) {
   std::string out;
   for (const auto& a : argv) {
@@ -194,10 +189,10 @@ Result<void> QemuVm::wait_for_migration(Deadline deadline) {
   for (;;) {
     auto info = qmp_->execute("query-migrate", json::object(), deadline);
     if (!info) return info.take_error();
-    std::string status = string_field(*info, "status");
+    std::string status = qmp_string(*info, "status");
     if (status == "completed") return {};
     if (status == "failed" || status == "cancelled") {
-      std::string desc = string_field(*info, "error-desc");
+      std::string desc = qmp_string(*info, "error-desc");
       return make_error("migration {}{}", status, desc.empty() ? "" : ": " + desc);
     }
     if (Clock::now() >= deadline) {

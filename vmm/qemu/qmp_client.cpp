@@ -21,12 +21,6 @@ std::string show(const json& j) {
   return s;
 }
 
-// A string member of an untrusted object, or "" (json::value() would throw on a wrong type).
-std::string string_field(const json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
 Error timeout_error(const std::string& what) {
   Error e = make_error("qemu did not answer {} in time (QMP deadline passed)", what);
   e.kind = ErrorKind::timeout;
@@ -34,6 +28,11 @@ Error timeout_error(const std::string& what) {
 }
 
 }  // namespace
+
+std::string qmp_string(const json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
 
 Result<QmpClient> QmpClient::connect(const std::filesystem::path& socket, Deadline deadline,
                                      const std::function<bool()>& peer_alive) {
@@ -84,8 +83,8 @@ Result<json> QmpClient::execute_with_fd(const std::string& command, const json& 
     if (it == msg.end() || !it->is_number_unsigned() || it->get<uint64_t>() != id) continue;
     if (auto ret = msg.find("return"); ret != msg.end()) return std::move(*ret);
     if (auto err = msg.find("error"); err != msg.end() && err->is_object()) {
-      std::string desc = string_field(*err, "desc");
-      std::string cls = string_field(*err, "class");
+      std::string desc = qmp_string(*err, "desc");
+      std::string cls = qmp_string(*err, "class");
       if (desc.empty()) desc = show(*err);
       return make_error("qemu refused {}: {}{}", what, desc, cls.empty() ? "" : " (" + cls + ")");
     }
@@ -96,7 +95,7 @@ Result<json> QmpClient::execute_with_fd(const std::string& command, const json& 
 Result<json> QmpClient::wait_event(const std::string& name, Deadline deadline) {
   for (;;) {
     for (auto it = events_.begin(); it != events_.end(); ++it) {
-      if (string_field(*it, "event") == name) {
+      if (qmp_string(*it, "event") == name) {
         json event = std::move(*it);
         events_.erase(it);
         return event;

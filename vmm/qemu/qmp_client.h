@@ -20,6 +20,10 @@
 
 namespace kiln::vmm::qemu {
 
+/// A string member of an untrusted QMP object, or "" when it is missing or not a string
+/// (json::value() would throw on a wrong type).
+std::string qmp_string(const nlohmann::json& object, const char* key);
+
 class QmpClient {
  public:
   /// Longest QMP message accepted; anything longer is treated as garbage.
