@@ -76,19 +76,16 @@ void start_daemon(const std::filesystem::path& socket, const std::string& first_
     ::dup2(null_fd, 0);
     ::dup2(null_fd, 1);
     ::dup2(log_fd >= 0 ? log_fd : null_fd, 2);
-    int keep = 2;
-    if (theirs) {
-      // dup2 onto itself would keep close-on-exec set.
-      if (theirs.get() == pool::kFirstTakeFd ? ::fcntl(pool::kFirstTakeFd, F_SETFD, 0) == 0
-                                               : ::dup2(theirs.get(), pool::kFirstTakeFd) == pool::kFirstTakeFd)
-        keep = pool::kFirstTakeFd;
-    }
-    ::close_range(static_cast<unsigned>(keep) + 1, ~0U, 0);
+    // The take goes to descriptor 3 (dup2 onto itself would leave it close-on-exec).
+    bool passed = false;
+    if (theirs)
+      passed = theirs.get() == pool::kFirstTakeFd ? ::fcntl(pool::kFirstTakeFd, F_SETFD, 0) == 0
+                                                  : ::dup2(theirs.get(), pool::kFirstTakeFd) == pool::kFirstTakeFd;
+    ::close_range(passed ? pool::kFirstTakeFd + 1 : pool::kFirstTakeFd, ~0U, 0);
     if (::chdir("/") != 0) ::_exit(127);
-    if (keep == pool::kFirstTakeFd)
-      ::execl("/proc/self/exe", "kiln", "serve", "--first-take-fd", fd_arg.c_str(), static_cast<char*>(nullptr));
-    else
-      ::execl("/proc/self/exe", "kiln", "serve", static_cast<char*>(nullptr));
+    const char* argv[] = {"kiln", "serve", "--first-take-fd", fd_arg.c_str(), nullptr};
+    if (!passed) argv[2] = nullptr;
+    ::execv("/proc/self/exe", const_cast<char* const*>(argv));
     ::_exit(127);
   }
   int status = 0;
